@@ -1,0 +1,41 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Settings every Swift target shares: Swift 6 language mode, and cross-module optimisation left on in
+/// release so the generic page-table engine is specialised where it is called.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "microvm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "microvm", targets: ["microvm"]),
+        .library(name: "MicroVM", targets: ["MicroVM"]),
+        .library(name: "PageTables", targets: ["PageTables"]),
+        .library(name: "KVMKit", targets: ["KVMKit"]),
+    ],
+    targets: [
+        // <linux/kvm.h>, its request codes as constants, one non-variadic ioctl.
+        .systemLibrary(name: "CKVM", path: "Sources/CKVM"),
+        // The page-table engine: pure Swift, no KVM, no unsafe code.
+        .target(name: "PageTables", swiftSettings: swiftSettings),
+        // Test doubles for the engine's table-ops protocols (in-place array, copy-on-first-write).
+        .target(name: "PageTablesTestSupport", dependencies: ["PageTables"], swiftSettings: swiftSettings),
+        // 1:1 Swift wrappers of /dev/kvm.
+        .target(name: "KVMKit", dependencies: ["CKVM"], swiftSettings: swiftSettings),
+        // A machine: guest memory, boot state, run loop, devices, diagnostics.
+        .target(name: "MicroVM", dependencies: ["KVMKit", "PageTables"], swiftSettings: swiftSettings),
+        // The command-line front end.
+        .executableTarget(name: "microvm", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
+
+        .testTarget(
+            name: "PageTablesTests", dependencies: ["PageTables", "PageTablesTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "KVMKitTests", dependencies: ["KVMKit", "CKVM"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MicroVMTests", dependencies: ["MicroVM", "PageTables", "KVMKit"],
+            swiftSettings: swiftSettings),
+    ]
+)

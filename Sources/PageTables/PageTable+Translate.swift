@@ -1,0 +1,132 @@
+extension PageTable {
+    /// Calls `body` once per present leaf in `[virtualBase, virtualBase + length)`, in address order, with
+    /// the part of the leaf inside the range (amd64 addresses sign-extended back to canonical form).
+    ///
+    /// Safe over tables a guest has scribbled on: every table reference is checked with
+    /// ``TableReader/table(atPhysicalAddress:)`` before it is read, and the walk is iterative with one slot
+    /// per level, so it never reads outside the ops' memory and its cost is bounded by the entries the range
+    /// spans at each level, whatever the entries point at (self-references included).
+    /// - Throws: ``PageTableError/entryOutsideTableMemory(virtualAddress:level:entry:)`` or
+    ///   ``PageTableError/malformedEntry(virtualAddress:level:entry:)`` for a bad entry; range errors as
+    ///   for `map`, except that `virtualBase` and `length` need no alignment.
+    @inlinable
+    public func forEachLeaf(
+        virtualBase: UInt64, length: UInt64, _ body: (Translation) -> Void
+    ) throws(PageTableError) {
+        guard let (first, last) = try Self.checkedRange(virtualBase, length, aligned: false) else { return }
+        let top = Mode.levelCount &- 1
+        let indexMask = UInt64(Mode.entriesPerTable &- 1)
+        let entryBytes = Mode.entryByteCount
+        // One slot per level: the table being walked, the linear address its first entry maps, and the
+        // next and last index to visit.
+        var tables = [Ops.TableAddress](repeating: ops.root, count: Mode.levelCount)
+        var bases = [UInt64](repeating: 0, count: Mode.levelCount)
+        var next = [Int](repeating: 0, count: Mode.levelCount)
+        var lastIndex = [Int](repeating: 0, count: Mode.levelCount)
+
+        func enter(_ level: Int, _ table: Ops.TableAddress, base: UInt64) {
+            let shift = UInt64(Mode.shift(ofLevel: level))
+            let span = (UInt64(Mode.entriesPerTable) << shift) &- 1
+            tables[level] = table
+            bases[level] = base
+            next[level] = Int(truncatingIfNeeded: (max(first, base) >> shift) & indexMask)
+            lastIndex[level] = Int(truncatingIfNeeded: (min(last, base &+ span) >> shift) & indexMask)
+        }
+        enter(top, ops.root, base: 0)
+
+        var level = top
+        while true {
+            if next[level] > lastIndex[level] {
+                if level == top { return }
+                level &+= 1
+                continue
+            }
+            let shift = UInt64(Mode.shift(ofLevel: level))
+            let index = next[level]
+            next[level] = index &+ 1
+            let table = tables[level]
+            let entryBase = bases[level] &+ (UInt64(index) << shift)
+            let entry = ops.readEntry(at: ops.entryAddress(in: table, byteOffset: index &* entryBytes))
+            guard entry & EntryBits.present != 0 else { continue }
+            let leafSize: LeafSize
+            let frame: UInt64
+            if level == 0 {
+                leafSize = .size4K
+                frame = entry & Mode.frameAddressMask
+            } else if entry & EntryBits.pageSize != 0 {
+                guard let size = Mode.largeLeaf(atLevel: level) else {
+                    throw .malformedEntry(virtualAddress: Mode.canonical(entryBase), level: level, entry: entry)
+                }
+                leafSize = size
+                frame = entry & Mode.largeFrameMask(size)
+            } else {
+                guard let child = ops.table(atPhysicalAddress: entry & Mode.frameAddressMask) else {
+                    throw .entryOutsideTableMemory(
+                        virtualAddress: Mode.canonical(max(first, entryBase)), level: level, entry: entry)
+                }
+                level &-= 1
+                enter(level, child, base: entryBase)
+                continue
+            }
+            let start = max(first, entryBase)
+            let end = min(last, entryBase &+ (leafSize.byteCount &- 1))
+            body(
+                Translation(
+                    virtualAddress: Mode.canonical(start), physicalAddress: frame &+ (start &- entryBase),
+                    length: end &- start &+ 1, kind: Self.kind(ofLeaf: entry),
+                    userAccessible: entry & EntryBits.userAccessible != 0, leafSize: leafSize))
+        }
+    }
+
+    /// One ``Translation`` per present leaf in the range (see ``forEachLeaf(virtualBase:length:_:)``).
+    @inlinable
+    public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
+        var result: [Translation] = []
+        try forEachLeaf(virtualBase: virtualBase, length: length) { result.append($0) }
+        return result
+    }
+
+    /// The translation of one address: its physical address, kind, U/S and leaf size, with `length` the
+    /// bytes from `virtualAddress` to the end of its leaf; `nil` when it is not mapped.
+    @inlinable
+    public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
+        var found: Translation? = nil
+        try forEachLeaf(virtualBase: virtualAddress, length: 1) { found = $0 }
+        guard var translation = found else { return nil }
+        let leafEnd = (Mode.linear(virtualAddress) | (translation.leafSize.byteCount &- 1)) &+ 1
+        translation.length = leafEnd &- Mode.linear(virtualAddress)
+        return translation
+    }
+
+    /// The range as maximal runs: adjacent leaves with contiguous virtual and physical addresses and equal
+    /// kind, U/S and leaf size merged into one ``Translation``.
+    @inlinable
+    public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
+        var result: [Translation] = []
+        try forEachLeaf(virtualBase: virtualBase, length: length) { leaf in
+            if var previous = result.last,
+                previous.virtualAddress &+ previous.length == leaf.virtualAddress,
+                previous.physicalAddress &+ previous.length == leaf.physicalAddress,
+                previous.kind == leaf.kind, previous.userAccessible == leaf.userAccessible,
+                previous.leafSize == leaf.leafSize
+            {
+                previous.length &+= leaf.length
+                result[result.count &- 1] = previous
+            } else {
+                result.append(leaf)
+            }
+        }
+        return result
+    }
+}
+
+extension PageTable {
+    /// The whole virtual space of the mode as (base, length) pairs: one range on i686, the two canonical
+    /// halves on amd64. Handy for dumping everything.
+    public static var virtualSpace: [(base: UInt64, length: UInt64)] {
+        if Mode.virtualAddressBits == 48 {
+            return [(0, 1 << 47), (0xFFFF_8000_0000_0000, 1 << 47)]
+        }
+        return [(0, Mode.virtualSpaceSize)]
+    }
+}

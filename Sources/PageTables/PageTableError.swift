@@ -1,0 +1,44 @@
+/// Why the engine refused an operation or a walk. After any error the tables are consistent: no table is
+/// half-linked and no entry points at garbage (an operation may have been applied to a prefix of its range).
+public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Which part of a mapping request was misaligned.
+    public enum Field: String, Sendable { case virtualAddress = "virtual address", physicalAddress = "physical address", length }
+
+    /// A base or a length is not a multiple of 4 KiB.
+    case misaligned(Field, UInt64)
+    /// `virtualBase + length` wraps past 2^64.
+    case rangeOverflow(virtualAddress: UInt64, length: UInt64)
+    /// The range leaves the mode's virtual space (i686: beyond 4 GiB; amd64: beyond the 48-bit canonical
+    /// halves, or across the non-canonical hole).
+    case outsideVirtualSpace(virtualAddress: UInt64, length: UInt64, architecture: Architecture)
+    /// The physical range ends beyond what the mode's entries can name.
+    case physicalAddressTooWide(physicalAddress: UInt64, length: UInt64, architecture: Architecture)
+    /// The table ops could not allocate another table (the arena is full).
+    case outOfTableMemory
+    /// While walking, an entry referenced a table outside the ops' memory (a scribbled-on table).
+    case entryOutsideTableMemory(virtualAddress: UInt64, level: Int, entry: UInt64)
+    /// While walking, an entry had PS set at a level that cannot hold a leaf (amd64 PML4), or a large leaf
+    /// whose frame does not fit the mode.
+    case malformedEntry(virtualAddress: UInt64, level: Int, entry: UInt64)
+
+    public var description: String {
+        switch self {
+        case .misaligned(let field, let value):
+            "\(field.rawValue) \(hex(value)) is not a multiple of 4 KiB"
+        case .rangeOverflow(let va, let length):
+            "range \(hex(va)) + \(hex(length)) overflows 64 bits"
+        case .outsideVirtualSpace(let va, let length, let arch):
+            arch == .amd64
+                ? "range \(hex(va)) + \(hex(length)) is not inside one canonical half of the 48-bit amd64 address space"
+                : "range \(hex(va)) + \(hex(length)) goes beyond the 4 GiB i686 address space"
+        case .physicalAddressTooWide(let pa, let length, let arch):
+            "physical range \(hex(pa)) + \(hex(length)) goes beyond the \(arch == .amd64 ? 52 : 32)-bit physical addresses \(arch) entries can hold"
+        case .outOfTableMemory:
+            "the page-table arena is full"
+        case .entryOutsideTableMemory(let va, let level, let entry):
+            "entry \(hex(entry)) at level \(level) for \(hex(va)) references a table outside table memory"
+        case .malformedEntry(let va, let level, let entry):
+            "entry \(hex(entry)) at level \(level) for \(hex(va)) sets reserved bits for its level"
+        }
+    }
+}

@@ -1,0 +1,115 @@
+/// The processor architecture a guest runs in, chosen at run time.
+///
+/// Each case has a ``PagingMode`` type that the engine is specialised for at compile time; code that picks
+/// the architecture at run time switches once, at the top, and calls generic code from there.
+public enum Architecture: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// x86-64 long mode with 4-level paging: 48-bit canonical virtual addresses, 52-bit physical addresses.
+    case amd64
+    /// IA-32 protected mode with 2-level 32-bit paging (no PAE): 32-bit virtual and physical addresses.
+    case i686
+
+    public var description: String { rawValue }
+}
+
+/// The shape of one x86 paging mode: how many levels, how a virtual address splits into indices,
+/// how wide an entry is and which leaf sizes each level can hold.
+///
+/// Levels are numbered from the leaves up: level 0 holds 4 KiB leaves (a page table), the highest
+/// level is the root (PML4 on amd64, the page directory on i686). Conformers are caseless enums whose
+/// members are compile-time constants, so a `PageTable` specialised for a mode has no dynamic dispatch.
+public protocol PagingMode: Sendable {
+    /// The architecture this mode belongs to.
+    static var architecture: Architecture { get }
+    /// Number of table levels (4 on amd64, 2 on i686).
+    static var levelCount: Int { get }
+    /// Bits of virtual address consumed per level (9 on amd64, 10 on i686).
+    static var indexBits: Int { get }
+    /// Bytes per entry (8 on amd64, 4 on i686).
+    static var entryByteCount: Int { get }
+    /// Width of the linear virtual address space (48 on amd64, 32 on i686).
+    static var virtualAddressBits: Int { get }
+    /// Width of the physical address space the entries can name (52 on amd64, 32 on i686).
+    static var physicalAddressBits: Int { get }
+    /// The bits of a non-leaf entry (or 4 KiB leaf) that hold the physical address.
+    static var frameAddressMask: UInt64 { get }
+    /// The execute-disable bit, or 0 where the mode has none (i686 without PAE).
+    static var executeDisableBit: UInt64 { get }
+    /// The large leaf a level can hold, if any: `nil` for level 0 (always 4 KiB) and for the root on amd64.
+    static func largeLeaf(atLevel level: Int) -> LeafSize?
+}
+
+extension PagingMode {
+    /// Entries per table: 512 on amd64, 1,024 on i686 (every table is one 4 KiB page).
+    @inlinable @inline(__always)
+    public static var entriesPerTable: Int { 1 << indexBits }
+
+    /// The bit position where the index of `level` starts in a virtual address.
+    @inlinable @inline(__always)
+    public static func shift(ofLevel level: Int) -> Int { 12 &+ indexBits &* level }
+
+    /// One past the highest linear virtual address: 2^48 on amd64, 2^32 on i686.
+    @inlinable @inline(__always)
+    public static var virtualSpaceSize: UInt64 { 1 << UInt64(virtualAddressBits) }
+
+    /// One past the highest physical address an entry can name.
+    @inlinable @inline(__always)
+    public static var physicalSpaceSize: UInt64 { 1 << UInt64(physicalAddressBits) }
+
+    /// The bits of a large leaf that hold its frame address (bit 12 is the PAT bit there, not address).
+    @inlinable @inline(__always)
+    static func largeFrameMask(_ size: LeafSize) -> UInt64 {
+        frameAddressMask & ~(size.byteCount &- 1)
+    }
+
+    /// Converts a virtual address as software writes it to the linear index space the tables cover.
+    ///
+    /// On amd64 this strips the sign extension of bit 47; callers check canonicality first.
+    @inlinable @inline(__always)
+    static func linear(_ virtualAddress: UInt64) -> UInt64 {
+        virtualAddress & (virtualSpaceSize &- 1)
+    }
+
+    /// Converts a linear address back to the form software uses (amd64: sign-extended from bit 47).
+    @inlinable @inline(__always)
+    public static func canonical(_ linearAddress: UInt64) -> UInt64 {
+        guard virtualAddressBits == 48 else { return linearAddress }
+        let high: UInt64 = 0xFFFF_0000_0000_0000
+        return linearAddress & (1 << 47) != 0 ? linearAddress | high : linearAddress
+    }
+}
+
+/// amd64 4-level paging (Intel SDM Vol. 3A §4.5): PML4, PDPT, PD, PT; 8-byte entries; NX at bit 63.
+public enum AMD64: PagingMode {
+    @inlinable public static var architecture: Architecture { .amd64 }
+    @inlinable public static var levelCount: Int { 4 }
+    @inlinable public static var indexBits: Int { 9 }
+    @inlinable public static var entryByteCount: Int { 8 }
+    @inlinable public static var virtualAddressBits: Int { 48 }
+    @inlinable public static var physicalAddressBits: Int { 52 }
+    /// Bits 51:12 (SDM Vol. 3A Table 4-15 to 4-20: "Physical address of ...").
+    @inlinable public static var frameAddressMask: UInt64 { 0x000F_FFFF_FFFF_F000 }
+    @inlinable public static var executeDisableBit: UInt64 { EntryBits.executeDisable }
+    @inlinable public static func largeLeaf(atLevel level: Int) -> LeafSize? {
+        switch level {
+        case 1: .size2M  // PDE with PS=1 maps a 2 MiB page (SDM Table 4-17)
+        case 2: .size1G  // PDPTE with PS=1 maps a 1 GiB page (SDM Table 4-15)
+        default: nil
+        }
+    }
+}
+
+/// i686 32-bit paging (Intel SDM Vol. 3A §4.3): page directory and page table; 4-byte entries; no NX.
+public enum I686: PagingMode {
+    @inlinable public static var architecture: Architecture { .i686 }
+    @inlinable public static var levelCount: Int { 2 }
+    @inlinable public static var indexBits: Int { 10 }
+    @inlinable public static var entryByteCount: Int { 4 }
+    @inlinable public static var virtualAddressBits: Int { 32 }
+    @inlinable public static var physicalAddressBits: Int { 32 }
+    /// Bits 31:12 (SDM Vol. 3A Table 4-5 and 4-6).
+    @inlinable public static var frameAddressMask: UInt64 { 0xFFFF_F000 }
+    @inlinable public static var executeDisableBit: UInt64 { 0 }
+    @inlinable public static func largeLeaf(atLevel level: Int) -> LeafSize? {
+        level == 1 ? .size4M : nil  // PDE with PS=1 and CR4.PSE=1 maps 4 MiB (SDM Table 4-4)
+    }
+}
