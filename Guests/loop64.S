@@ -1,0 +1,29 @@
+/*
+ * loop64 (amd64): never stops by itself, to test the host's timeout.
+ *
+ * What it does: writes "looping\n" to the console port 0x3F8, then spins forever (`1: jmp 1b`)
+ * with interrupts off, making no further exits of its own.
+ *
+ * What the host must see: "looping\n" on stdout, then nothing until its timeout fires; the host ends the
+ * run with a non-zero status and a timeout reason (RIP at the spin loop: label spin, image offset 0x15,
+ * RIP 0x100015 with the default load address).
+ */
+    .code64
+    .section .text.start, "ax"
+    .globl _start
+_start:
+    cld
+    lea     msg(%rip), %rsi
+    mov     $(msg_end - msg), %ecx
+    mov     $0x3F8, %dx                 /* console port */
+1:  lodsb
+    out     %al, %dx
+    loop    1b
+
+    .globl spin
+spin:
+    jmp     spin                        /* forever */
+
+msg:
+    .ascii  "looping\n"
+msg_end:

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Build the flat guest binaries in Guests/ from their assembly sources.
+#
+#   scripts/build-guests.sh           build every Guests/*.S and copy the .bin files into Guests/
+#   scripts/build-guests.sh --check   build into a temporary directory and compare byte-for-byte with the
+#                                     committed Guests/*.bin; exit 1 at the first difference
+#
+# Arch comes from the name: *32.S is i686 (Guests/i686.ld), *64.S is amd64 (Guests/amd64.ld).
+# Only the Swift toolchain's LLVM tools are used (clang as assembler, ld.lld, llvm-objcopy); set
+# SWIFT_TOOLCHAIN to the directory that holds them (default /opt/swift/usr/bin).
+# The build is deterministic: no debug info, no build id, ELF-only sections discarded, and the flat
+# output is only the linked .text section (see the linker scripts).
+set -euo pipefail
+
+TOOLS="${SWIFT_TOOLCHAIN:-/opt/swift/usr/bin}"
+CLANG="$TOOLS/clang"
+LLD="$TOOLS/ld.lld"
+OBJCOPY="$TOOLS/llvm-objcopy"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GUESTS="$ROOT/Guests"
+
+check=0
+case "${1:-}" in
+    "") ;;
+    --check) check=1 ;;
+    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build-guests: unknown argument: $1 (use --check or nothing)" >&2; exit 2 ;;
+esac
+
+for tool in "$CLANG" "$LLD" "$OBJCOPY"; do
+    if [[ ! -x "$tool" ]]; then
+        echo "build-guests: $tool not found (set SWIFT_TOOLCHAIN to the toolchain's bin directory)" >&2
+        exit 2
+    fi
+done
+
+export LC_ALL=C
+work="$(mktemp -d "${TMPDIR:-/tmp}/build-guests.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+shopt -s nullglob
+sources=("$GUESTS"/*.S)
+if (( ${#sources[@]} == 0 )); then
+    echo "build-guests: no sources in $GUESTS" >&2
+    exit 2
+fi
+
+built=()
+for src in "${sources[@]}"; do
+    name="$(basename "$src" .S)"
+    case "$name" in
+        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64; script="$GUESTS/amd64.ld" ;;
+        *32) target=i686-unknown-none-elf;   emul=elf_i386;   script="$GUESTS/i686.ld" ;;
+        *) echo "build-guests: $name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
+    esac
+    # Assemble from inside Guests/ with a relative name so no absolute path can reach the object.
+    (cd "$GUESTS" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$work/$name.o")
+    "$LLD" -m "$emul" -T "$script" --build-id=none -nostdlib -static -o "$work/$name.elf" "$work/$name.o"
+    "$OBJCOPY" -O binary --only-section=.text "$work/$name.elf" "$work/$name.bin"
+    if [[ ! -s "$work/$name.bin" ]]; then
+        echo "build-guests: $name.bin is empty" >&2
+        exit 1
+    fi
+    built+=("$name.bin")
+done
+
+if (( check )); then
+    # Every committed binary must have a source, and every source's binary must match byte for byte.
+    for committed in "$GUESTS"/*.bin; do
+        name="$(basename "$committed")"
+        if [[ ! -e "$work/$name" ]]; then
+            echo "build-guests: Guests/$name has no source Guests/${name%.bin}.S" >&2
+            exit 1
+        fi
+    done
+    for name in "${built[@]}"; do
+        if [[ ! -e "$GUESTS/$name" ]]; then
+            echo "build-guests: Guests/$name is missing (run scripts/build-guests.sh)" >&2
+            exit 1
+        fi
+        if ! cmp -s "$work/$name" "$GUESTS/$name"; then
+            echo "build-guests: Guests/$name differs from its source (run scripts/build-guests.sh)" >&2
+            exit 1
+        fi
+    done
+    echo "guests: ${#built[@]} binaries match"
+else
+    for name in "${built[@]}"; do
+        cp "$work/$name" "$GUESTS/$name"
+        chmod 0644 "$GUESTS/$name"
+    done
+    echo "guests: built ${#built[@]} binaries into Guests/"
+fi
