@@ -1,0 +1,103 @@
+// CKVM: the C side of KVMKit, and nothing else.
+//
+// Why this shim exists:
+// - Every KVM request code in <linux/kvm.h> is a function-like macro (`_IO`, `_IOR`, `_IOW`, `_IOWR`
+//   applied to a type), and Swift's Clang importer imports only simple object-like macros. Each code the
+//   Swift side uses is therefore re-exported below as a `static const unsigned long`, which imports as a
+//   plain `UInt` whose value the compiler computed from the kernel's own header (no hand-copied numbers).
+// - A few flags (`KVM_MEM_READONLY = (1UL << 1)`) are expressions with a type suffix that the importer
+//   also skips; they are re-exported the same way.
+// - `ioctl(2)` is variadic in C, and Swift cannot call C variadic functions. Glibc's Swift overlay has a
+//   few non-variadic wrappers, but one explicit pointer form and one explicit integer form here keep the
+//   call sites in KVMKit uniform and independent of what a given overlay version provides.
+// - Flexible array members (`kvm_cpuid2.entries`) are not imported at all; `ckvm_cpuid2_entries` hands
+//   Swift a typed pointer to the first element, so the offset comes from the compiler, not a guess.
+// - `kvm_run.immediate_exit` is written by a kicking thread while the vCPU thread may be inside KVM_RUN
+//   or about to enter it. A plain Swift store to that byte would be a data race; the kernel reads it with
+//   READ_ONCE, so an atomic store from C is the sound way to publish it across threads.
+//
+// A system-library target may hold only a module map and headers, so every helper is `static inline`.
+
+#ifndef CKVM_H
+#define CKVM_H
+
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+// MARK: - System (/dev/kvm) requests
+
+static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long CKVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+
+// MARK: - VM requests
+
+static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+
+// MARK: - vCPU requests
+
+static const unsigned long CKVM_RUN = KVM_RUN;
+static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long CKVM_TRANSLATE = KVM_TRANSLATE;
+static const unsigned long CKVM_SET_SIGNAL_MASK = KVM_SET_SIGNAL_MASK;
+
+// MARK: - Flags the importer skips
+
+/// `kvm_userspace_memory_region.flags`: the guest may read but not write the slot (writes exit as MMIO).
+static const unsigned int CKVM_MEM_READONLY = KVM_MEM_READONLY;
+
+// MARK: - Helpers
+
+/// `ioctl(fd, req, arg)` with a pointer argument, callable from Swift (the C function is variadic).
+static inline int ckvm_ioctl(int fd, unsigned long req, void *arg) {
+    return ioctl(fd, req, arg);
+}
+
+/// `ioctl(fd, req, arg)` with an integer argument (KVM_CREATE_VM type, KVM_CREATE_VCPU id,
+/// KVM_CHECK_EXTENSION capability, or 0 for requests that take none).
+static inline int ckvm_ioctl_int(int fd, unsigned long req, unsigned long arg) {
+    return ioctl(fd, req, arg);
+}
+
+/// The first element of `cpuid->entries` (a flexible array member Swift cannot see). The caller allocated
+/// room for `cpuid->nent` elements after the header.
+static inline struct kvm_cpuid_entry2 *ckvm_cpuid2_entries(struct kvm_cpuid2 *cpuid) {
+    return cpuid->entries;
+}
+
+/// Atomically stores `kvm_run.immediate_exit`: safe to call from a thread other than the vCPU's.
+static inline void ckvm_store_immediate_exit(struct kvm_run *run, unsigned char value) {
+    __atomic_store_n(&run->immediate_exit, value, __ATOMIC_SEQ_CST);
+}
+
+/// Atomically loads `kvm_run.immediate_exit`.
+static inline unsigned char ckvm_load_immediate_exit(const struct kvm_run *run) {
+    return __atomic_load_n(&run->immediate_exit, __ATOMIC_SEQ_CST);
+}
+
+/// The calling thread's kernel thread id (`gettid`), which `SIGEV_THREAD_ID` timers need; glibc only
+/// declares `gettid` under _GNU_SOURCE, which Swift's Glibc module does not set.
+static inline int ckvm_gettid(void) {
+    return (int)syscall(SYS_gettid);
+}
+
+/// Points a `sigevent` at one thread (`sigev_notify_thread_id` is a macro over a union member).
+static inline void ckvm_sigevent_set_thread(struct sigevent *event, int tid) {
+    event->_sigev_un._tid = tid;
+}
+
+#endif // CKVM_H

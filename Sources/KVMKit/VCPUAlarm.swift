@@ -1,0 +1,62 @@
+internal import CKVM
+@preconcurrency internal import Glibc
+
+/// Ends a run that goes on too long: a POSIX timer that kicks the vCPU from outside its thread.
+///
+/// The kernel's timer plays the other thread: on expiry it sends ``KVMSystem/kickSignal`` to the thread
+/// that runs the vCPU (`SIGEV_THREAD_ID`), whose no-op handler makes `KVM_RUN` return EINTR
+/// (``VCPUExit/interrupted``). The timer then re-fires every 10 ms, so a signal that lands just before the
+/// vCPU re-enters the guest is followed by another. No thread is started: arming costs two system calls.
+///
+/// Create it on the vCPU's thread, right before running.
+public final class VCPUAlarm {
+    /// The timeout in seconds.
+    public let seconds: Double
+    let deadline: timespec
+    var timer: timer_t? = nil
+
+    /// Arms the alarm to go off `duration` from now, on the calling thread.
+    public init(after duration: Duration) {
+        let (whole, attoseconds) = duration.components
+        seconds = Double(whole) + Double(attoseconds) / 1e18
+        KVMSystem.installKickSignalHandler()
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let nanoseconds = Int(attoseconds / 1_000_000_000)
+        var end = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + nanoseconds)
+        if end.tv_nsec >= 1_000_000_000 {
+            end.tv_sec += 1
+            end.tv_nsec -= 1_000_000_000
+        }
+        deadline = end
+
+        var event = sigevent()
+        event.sigev_notify = Int32(SIGEV_THREAD_ID)
+        event.sigev_signo = KVMSystem.kickSignal
+        ckvm_sigevent_set_thread(&event, ckvm_gettid())
+        var created: timer_t? = nil
+        guard timer_create(CLOCK_MONOTONIC, &event, &created) == 0 else { return }
+        timer = created
+        var spec = itimerspec(
+            it_interval: timespec(tv_sec: 0, tv_nsec: 10_000_000),
+            it_value: timespec(tv_sec: Int(whole), tv_nsec: whole == 0 ? max(nanoseconds, 1) : nanoseconds))
+        timer_settime(created, 0, &spec, nil)
+    }
+
+    /// Whether the deadline has passed.
+    public var expired: Bool {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)
+    }
+
+    /// Disarms and deletes the timer; idempotent.
+    public func cancel() {
+        if let timer {
+            timer_delete(timer)
+            self.timer = nil
+        }
+    }
+
+    deinit { cancel() }
+}

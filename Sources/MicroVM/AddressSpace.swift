@@ -1,0 +1,121 @@
+public import PageTables
+
+/// The guest's page tables, whatever its paging mode: the run-time face of ``GuestPageTables``.
+///
+/// Code that picks the architecture at run time holds an `any AddressSpace`; each call crosses one
+/// dynamic dispatch, and the engine below it is specialised for the mode.
+public protocol AddressSpace: AnyObject {
+    /// The paging mode.
+    var architecture: Architecture { get }
+    /// The value for CR3.
+    var rootPhysicalAddress: UInt64 { get }
+    /// Whether CR4.PSE must be set (i686 with 4 MiB leaves allowed).
+    var requiresPageSizeExtension: Bool { get }
+    /// Bytes of the arena the tables occupy.
+    var tableBytesInUse: UInt64 { get }
+    /// The canonical ranges of the whole virtual space (one on i686, two halves on amd64).
+    var virtualSpace: [(base: UInt64, length: UInt64)] { get }
+
+    /// See ``PageTable/map(_:)``.
+    func map(_ mapping: Mapping) throws(PageTableError)
+    /// See ``PageTable/unmap(virtualBase:length:)``.
+    func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError)
+    /// See ``PageTable/protect(virtualBase:length:kind:userAccessible:)``.
+    func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool) throws(PageTableError)
+    /// See ``PageTable/lookup(_:)``.
+    func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation?
+    /// See ``PageTable/translate(virtualBase:length:)``.
+    func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
+    /// See ``PageTable/coalescedTranslate(virtualBase:length:)``.
+    func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
+    /// Tells the arena that the guest has run and may have written anywhere in RAM.
+    func arenaMayBeDirty()
+}
+
+/// Page tables of one paging mode, built in place in guest RAM.
+public final class GuestPageTables<Mode: PagingMode>: AddressSpace {
+    /// The engine over the guest-memory table ops.
+    public var tables: PageTable<GuestTableOps<Mode>>
+
+    /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
+    public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
+        throws(PageTableError)
+    {
+        tables = PageTable(
+            ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
+            allowedLeafSizes: allowedLeafSizes)
+    }
+
+    public var architecture: Architecture { Mode.architecture }
+    public var rootPhysicalAddress: UInt64 { tables.rootPhysicalAddress }
+    public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
+    public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
+    public var virtualSpace: [(base: UInt64, length: UInt64)] { PageTable<GuestTableOps<Mode>>.virtualSpace }
+
+    public func map(_ mapping: Mapping) throws(PageTableError) { try tables.map(mapping) }
+    public func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError) {
+        try tables.unmap(virtualBase: virtualBase, length: length)
+    }
+    public func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool) throws(PageTableError) {
+        try tables.protect(virtualBase: virtualBase, length: length, kind: kind, userAccessible: userAccessible)
+    }
+    public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
+        try tables.lookup(virtualAddress)
+    }
+    public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
+        try tables.translate(virtualBase: virtualBase, length: length)
+    }
+    public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
+        try tables.coalescedTranslate(virtualBase: virtualBase, length: length)
+    }
+    public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
+}
+
+/// Makes the address space for `architecture`.
+public func makeAddressSpace(
+    architecture: Architecture, memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64,
+    allowedLeafSizes: AllowedLeafSizes
+) throws(PageTableError) -> any AddressSpace {
+    switch architecture {
+    case .amd64:
+        try GuestPageTables<AMD64>(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+    case .i686:
+        try GuestPageTables<I686>(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+    }
+}
+
+extension AddressSpace {
+    /// The address space as coalesced ranges, one per line: virtual range, physical range, size,
+    /// permissions (`r`, `w`, `x`, `u` for user, `c` for copy-on-write) and leaf size.
+    ///
+    /// ```
+    /// 0x0000000000001000-0x00000000000fffff -> 0x0000000000001000-0x00000000000fffff   1020 KiB  rw--  4 KiB
+    /// ```
+    public func dump() throws(PageTableError) -> String {
+        let digits = architecture == .amd64 ? 16 : 8
+        func address(_ value: UInt64) -> String {
+            let text = String(value, radix: 16)
+            return "0x" + String(repeating: "0", count: max(0, digits - text.count)) + text
+        }
+        var lines: [String] = []
+        for range in virtualSpace {
+            for run in try coalescedTranslate(virtualBase: range.base, length: range.length) {
+                let permissions =
+                    "r" + (run.kind.isWritable ? "w" : "-") + (run.kind.isExecutable ? "x" : "-")
+                    + (run.userAccessible ? "u" : "-")
+                    + ({ if case .copyOnWrite = run.kind { return "c" } else { return "" } }())
+                let size = byteSize(run.length)
+                let padded = String(repeating: " ", count: max(0, 10 - size.count)) + size
+                lines.append(
+                    "\(address(run.virtualAddress))-\(address(run.virtualAddress &+ run.length &- 1)) -> "
+                        + "\(address(run.physicalAddress))-\(address(run.physicalAddress &+ run.length &- 1)) "
+                        + "\(padded)  \(permissions.padding(5))  \(run.leafSize)")
+            }
+        }
+        return lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { self + String(repeating: " ", count: max(0, width - count)) }
+}

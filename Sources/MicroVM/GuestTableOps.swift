@@ -1,0 +1,102 @@
+public import PageTables
+
+/// In-place table ops over guest RAM: the tables the vCPU walks, built and edited where they live.
+///
+/// Tables are allocated from an arena inside RAM (a bump pointer plus a free list); a table's address is
+/// its guest-physical address, which is also what goes into CR3 and parent entries. The engine treats any
+/// table reference inside RAM as readable, so walks over tables a guest rewrote stay inside RAM.
+public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
+    public typealias TableAddress = UInt64
+
+    /// The memory holding the tables.
+    public let memory: GuestMemory
+    /// First byte of the arena.
+    public let arenaBase: UInt64
+    /// One past the last byte of the arena.
+    public let arenaEnd: UInt64
+    /// Next never-used table in the arena.
+    @usableFromInline var next: UInt64
+    /// Tables given back, reused first.
+    @usableFromInline var freeTables: [UInt64] = []
+    /// Whether never-used arena pages are known to hold zeros (fresh memory the guest has not run on).
+    @usableFromInline var untouchedArenaIsZero: Bool
+    public private(set) var root: UInt64
+
+    /// Claims the arena `[arenaBase, arenaBase + arenaSize)` and allocates the root table in it.
+    ///
+    /// - Parameter arenaIsZero: the arena holds only zeros (fresh `mmap` memory): allocation can skip
+    ///   clearing never-used tables. Call ``arenaMayBeDirty()`` once the guest has run.
+    /// - Throws: ``PageTableError/outOfTableMemory`` if the arena cannot hold the root.
+    public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, arenaIsZero: Bool = true)
+        throws(PageTableError)
+    {
+        precondition(arenaBase & 0xFFF == 0 && arenaSize & 0xFFF == 0, "the arena must be page-aligned")
+        precondition(memory.contains(arenaBase, count: arenaSize), "the arena must lie inside guest memory")
+        self.memory = memory
+        self.arenaBase = arenaBase
+        self.arenaEnd = arenaBase + arenaSize
+        self.next = arenaBase
+        self.untouchedArenaIsZero = arenaIsZero
+        self.root = 0
+        self.root = try allocateTable()
+    }
+
+    /// Bytes of the arena in use (tables allocated and not freed).
+    public var bytesInUse: UInt64 { next - arenaBase - UInt64(freeTables.count) * 4096 }
+
+    /// From now on, clear never-used tables when allocating them: the guest can write anywhere in RAM.
+    public mutating func arenaMayBeDirty() { untouchedArenaIsZero = false }
+
+    @inlinable public func entryAddress(in table: UInt64, byteOffset: Int) -> UInt64 {
+        table &+ UInt64(truncatingIfNeeded: byteOffset)
+    }
+
+    @inlinable public func readEntry(at address: UInt64) -> UInt64 {
+        if Mode.entryByteCount == 8 {
+            guard let value = memory.load(UInt64.self, at: address) else { preconditionFailure("entry outside guest memory") }
+            return value
+        }
+        guard let value = memory.load(UInt32.self, at: address) else { preconditionFailure("entry outside guest memory") }
+        return UInt64(value)
+    }
+
+    @inlinable public func physicalAddress(of table: UInt64) -> UInt64 { table }
+
+    @inlinable public func table(atPhysicalAddress physicalAddress: UInt64) -> UInt64? {
+        guard physicalAddress & 0xFFF == 0, memory.contains(physicalAddress, count: 4096) else { return nil }
+        return physicalAddress
+    }
+
+    @inlinable public mutating func allocateTable() throws(PageTableError) -> UInt64 {
+        if let table = freeTables.popLast() { return table }  // cleared when freed
+        guard next < arenaEnd else { throw .outOfTableMemory }
+        let table = next
+        next &+= 4096
+        if !untouchedArenaIsZero { memory.zero(at: table, count: 4096) }
+        return table
+    }
+
+    @inlinable public mutating func freeTable(_ table: UInt64) {
+        memory.zero(at: table, count: 4096)
+        freeTables.append(table)
+    }
+
+    @inlinable public mutating func writeEntry(in table: UInt64, byteOffset: Int, _ value: UInt64) -> Never? {
+        let address = table &+ UInt64(truncatingIfNeeded: byteOffset)
+        let stored = Mode.entryByteCount == 8
+            ? memory.store(value, at: address) : memory.store(UInt32(truncatingIfNeeded: value), at: address)
+        precondition(stored, "entry outside guest memory")
+        return nil
+    }
+
+    @inlinable public mutating func writeEntries(
+        in table: UInt64, byteOffset: Int, count: Int, first: UInt64, step: UInt64
+    ) -> Never? {
+        memory.storeRun(
+            at: table &+ UInt64(truncatingIfNeeded: byteOffset), count: count, width: Mode.entryByteCount,
+            first: first, step: step)
+        return nil
+    }
+
+    public mutating func replaceRoot(with table: UInt64) { root = table }
+}

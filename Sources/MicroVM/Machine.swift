@@ -1,0 +1,263 @@
+public import KVMKit
+import PageTables
+@preconcurrency import Glibc
+
+/// How a run ended normally.
+public enum RunOutcome: Equatable, Sendable {
+    /// The guest executed `hlt`.
+    case halted
+    /// The guest wrote `status` to the exit port.
+    case exited(status: UInt8)
+
+    /// The process exit status this outcome maps to.
+    public var exitStatus: Int32 {
+        switch self {
+        case .halted: 0
+        case .exited(let status): Int32(status)
+        }
+    }
+}
+
+/// One micro-VM: guest RAM with its page tables, a KVM VM with one vCPU set up to enter the guest, and
+/// the run loop that serves its ports.
+///
+/// Build and run it on one thread (the vCPU is confined to the thread that created it).
+public final class Machine {
+    /// What it was built from.
+    public let configuration: MachineConfiguration
+    /// Guest RAM.
+    public let memory: GuestMemory
+    /// The guest's page tables, live in RAM.
+    public let addressSpace: any AddressSpace
+    /// The page-table arena.
+    public let arenaBase: UInt64, arenaSize: UInt64
+    /// The host KVM it runs on.
+    public let host: KVMHost
+    /// The boot-information block written at ``Layout/bootInfoAddress``.
+    public let bootInfo: BootInfo
+    /// Console bytes, when the configuration captures them.
+    public private(set) var consoleOutput: [UInt8] = []
+    /// Values the guest reported with the ``HypercallOperation/report`` hypercall, in order.
+    public internal(set) var reports: [[UInt64]] = []
+    /// Exits handled so far.
+    public private(set) var exitCount = 0
+
+    let vm: VirtualMachine
+    let vcpu: VCPU
+    var pendingConsole: [UInt8] = []
+    /// Scratch frames for copy-on-write resolution, bump-allocated downwards from the arena.
+    var scratchNext: UInt64
+    let scratchEnd: UInt64
+
+    /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
+    /// GDT, boot information), creates the VM and vCPU and sets the entry state.
+    ///
+    /// - Parameter host: an already open KVM to share; by default `configuration.kvmPath` is opened.
+    /// - Throws: ``MachineError`` naming the first thing wrong.
+    public init(configuration: MachineConfiguration, host: KVMHost? = nil) throws(MachineError) {
+        self.configuration = configuration
+        let layout = try MemoryPlan(configuration)
+        let host = try { () throws(MachineError) -> KVMHost in
+            if let host { return host }
+            return try KVMHost(path: configuration.kvmPath)
+        }()
+        self.host = host
+        let memory = try GuestMemory(size: configuration.memorySize)
+        self.memory = memory
+        arenaBase = layout.arenaBase
+        arenaSize = layout.arenaSize
+        scratchNext = layout.arenaBase
+        scratchEnd = layout.imageEnd
+
+        memory.write(configuration.image, at: configuration.loadAddress)
+        let allowed: AllowedLeafSizes =
+            configuration.pageSizePolicy == .automatic ? host.allowedLeafSizes(for: configuration.architecture) : []
+        do {
+            addressSpace = try makeAddressSpace(
+                architecture: configuration.architecture, memory: memory, arenaBase: layout.arenaBase,
+                arenaSize: layout.arenaSize, allowedLeafSizes: allowed)
+            for mapping in layout.defaultMappings { try addressSpace.map(mapping) }
+        } catch {
+            throw .tablesFailed(error)
+        }
+        for mapping in configuration.extraMappings {
+            do throws(PageTableError) {
+                try addressSpace.map(mapping)
+            } catch .outOfTableMemory {
+                throw .tablesFailed(.outOfTableMemory)
+            } catch {
+                throw .mappingRejected(mapping: mapping, reason: error)
+            }
+        }
+        bootInfo = BootInfo(
+            memorySize: configuration.memorySize, tableRoot: addressSpace.rootPhysicalAddress,
+            arenaBase: layout.arenaBase, arenaSize: layout.arenaSize, loadAddress: configuration.loadAddress,
+            imageSize: UInt64(configuration.image.count), architecture: configuration.architecture,
+            mappings: configuration.extraMappings)
+        bootInfo.write(to: memory, at: Layout.bootInfoAddress)
+        X86Boot.writeGDT(to: memory, architecture: configuration.architecture)
+
+        do {
+            vm = try host.system.makeVM()
+            // The slot's host pointer stays valid while `memory` lives; should the mapping go before the VM
+            // fd closes during teardown, no vCPU runs any more, so KVM never touches it.
+            try vm.setUserMemoryRegion(
+                slot: 0, guestPhysicalAddress: 0, size: configuration.memorySize, hostAddress: memory.hostAddress)
+            vcpu = try vm.makeVCPU(id: 0)
+            try vcpu.setCPUID(host.supportedCPUID)
+        } catch {
+            throw .kvmFailed(error)
+        }
+        try X86Boot.enter(
+            vcpu, architecture: configuration.architecture, cr3: addressSpace.rootPhysicalAddress,
+            pse: addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
+    }
+
+    // MARK: Running
+
+    /// Runs the guest until it halts, writes the exit port, fails, or runs past the timeout.
+    ///
+    /// - Returns: how the guest ended normally.
+    /// - Throws: ``MachineError`` for everything else, with a one-line diagnosis.
+    public func run() throws(MachineError) -> RunOutcome {
+        addressSpace.arenaMayBeDirty()
+        let watchdog = configuration.timeout.map { VCPUAlarm(after: $0) }
+        defer {
+            watchdog?.cancel()
+            flushConsole()
+        }
+        while true {
+            let exit: VCPUExit
+            do {
+                exit = try vcpu.run()
+            } catch {
+                throw .kvmFailed(error)
+            }
+            exitCount &+= 1
+            if configuration.trace { traceExit(exit) }
+            switch exit {
+            case .ioOut(Layout.consolePort, _, let value):
+                console(UInt8(truncatingIfNeeded: value))
+            case .ioOutString(Layout.consolePort, _, let bytes):
+                for byte in bytes { console(byte) }
+            case .ioOut(Layout.exitPort, _, let value):
+                return .exited(status: UInt8(truncatingIfNeeded: value))
+            case .ioOut(Layout.hypercallPort, 4, let value):
+                try hypercall(recordAddress: UInt64(value))
+            case .halt:
+                return .halted
+            case .interrupted:
+                if let watchdog, watchdog.expired {
+                    throw .timeout(seconds: watchdog.seconds, rip: rip(), exits: exitCount - 1)
+                }
+                vcpu.immediateExit = false
+            case .shutdown:
+                throw .tripleFault(diagnosis: diagnoseTripleFault())
+            case .mmio(let address, let size, let write):
+                throw .unbackedMemoryAccess(address: address, size: size, write: write, rip: rip())
+            case .ioOut(let port, let size, let value):
+                throw .unknownPort(port: port, size: size, value: value, rip: rip())
+            case .ioOutString(let port, let size, let bytes):
+                throw .unknownPort(port: port, size: size, value: bytes.first.map(UInt32.init), rip: rip())
+            case .ioIn(let port, let size):
+                throw .unknownPort(port: port, size: size, value: nil, rip: rip())
+            case .failedEntry(let reason):
+                throw .entryFailed(hardwareReason: reason, rip: rip())
+            case .internalError(let suberror):
+                throw .internalError(suberror: suberror, rip: rip())
+            case .systemEvent, .debug, .unsupported:
+                throw .unexpectedExit(exit.description, rip: rip())
+            }
+        }
+    }
+
+    /// The vCPU's RIP now (0 if it cannot be read).
+    func rip() -> UInt64 { (try? vcpu.registers().rip) ?? 0 }
+
+    func traceExit(_ exit: VCPUExit) {
+        writeStandardError("[exit \(exitCount)] \(exit) (RIP \(hex(rip())))\n")
+    }
+
+    // MARK: Console
+
+    func console(_ byte: UInt8) {
+        switch configuration.console {
+        case .discard: return
+        case .capture: consoleOutput.append(byte)
+        case .standardOutput:
+            pendingConsole.append(byte)
+            if byte == 0x0A || pendingConsole.count >= 4096 { flushConsole() }
+        }
+    }
+
+    func flushConsole() {
+        guard !pendingConsole.isEmpty else { return }
+        writeAll(fd: STDOUT_FILENO, pendingConsole)
+        pendingConsole.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Diagnostics
+
+    /// `RIP 0x... (-> 0x..., r-x, 4 KiB leaf), CR2 0x... (not mapped), CR3 0x...`, with a hint for page 0.
+    func diagnoseTripleFault() -> String {
+        let registers = try? vcpu.registers()
+        let special = try? vcpu.specialRegisters()
+        let rip = registers?.rip ?? 0
+        var text = "RIP \(hex(rip)) \(describeTranslation(of: rip))"
+        if let special {
+            text += ", CR2 \(hex(special.cr2)) \(describeTranslation(of: special.cr2))"
+            text += ", CR3 \(hex(special.cr3))"
+            if special.cr2 < 0x1000 && special.cr2 != 0 || special.cr2 == 0 && rip < 0x1000 {
+                text += " (page 0 is never mapped: a null pointer?)"
+            }
+        }
+        return text
+    }
+
+    /// `(-> 0x201000, rw-, 4 KiB leaf)` or `(not mapped)`, from the engine's view of the live tables.
+    public func describeTranslation(of virtualAddress: UInt64) -> String {
+        do {
+            guard let t = try addressSpace.lookup(virtualAddress) else { return "(not mapped)" }
+            let cow = { if case .copyOnWrite = t.kind { return ", copy-on-write" } else { return "" } }()
+            return "(-> \(hex(t.physicalAddress)), \(t.kind.isWritable ? "writable" : "read-only")\(t.kind.isExecutable ? "" : ", no-execute")\(cow), \(t.leafSize) leaf)"
+        } catch {
+            return "(tables unreadable: \(error))"
+        }
+    }
+
+    /// The address space now, as ``AddressSpace/dump()`` prints it.
+    public func dumpTables() -> String {
+        do { return try addressSpace.dump() } catch { return "tables unreadable: \(error)\n" }
+    }
+
+    /// The vCPU's own translation of `virtualAddress` (`KVM_TRANSLATE`).
+    public func vcpuTranslate(_ virtualAddress: UInt64) throws(MachineError) -> KVMKit.Translation {
+        do { return try vcpu.translate(virtualAddress) } catch { throw .kvmFailed(error) }
+    }
+
+    /// The vCPU's registers (for tests and diagnostics).
+    public func registers() throws(MachineError) -> Registers {
+        do { return try vcpu.registers() } catch { throw .kvmFailed(error) }
+    }
+}
+
+/// Writes all of `bytes` to `fd`, retrying short writes and EINTR.
+func writeAll(fd: Int32, _ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            // SAFETY: the pointer and length stay inside `buffer`.
+            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += written
+        }
+    }
+}
+
+/// Writes `text` to standard error.
+public func writeStandardError(_ text: String) {
+    writeAll(fd: STDERR_FILENO, Array(text.utf8))
+}

@@ -1,0 +1,63 @@
+import PageTables
+
+/// Where everything goes in guest RAM for one configuration, checked before anything is allocated.
+struct MemoryPlan {
+    /// The page-table arena at the top of RAM.
+    let arenaBase: UInt64
+    let arenaSize: UInt64
+    /// One past the image's last page.
+    let imageEnd: UInt64
+    /// The default address space: RAM identity-mapped except page 0, the image executable.
+    let defaultMappings: [Mapping]
+
+    /// Most extra mappings the boot-information page can list.
+    static let maximumExtraMappings = Int((4096 - BootInfo.mappingsOffset) / BootInfo.mappingRecordSize)
+
+    init(_ configuration: MachineConfiguration) throws(MachineError) {
+        let size = configuration.memorySize
+        let load = configuration.loadAddress
+        let imageBytes = UInt64(configuration.image.count)
+        guard size & 0xFFF == 0 else { throw .memoryNotPageMultiple(size: size) }
+        guard size <= Layout.maximumMemorySize else { throw .memoryTooLarge(size: size) }
+        guard imageBytes > 0 else { throw .emptyImage }
+        guard load & 0xFFF == 0 else { throw .loadAddressMisaligned(loadAddress: load) }
+        guard load >= Layout.stackTop else { throw .imageOverlapsLowMemory(loadAddress: load) }
+        let arenaSize = Layout.arenaSize(
+            memorySize: size, extraMappings: configuration.extraMappings, architecture: configuration.architecture)
+        let imageEnd = load + ((imageBytes + 0xFFF) & ~0xFFF)
+        guard size >= Layout.stackTop + arenaSize + 0x1000 else {
+            throw .memoryTooSmall(size: size, needed: max(imageEnd, Layout.stackTop + 0x1000) + arenaSize)
+        }
+        guard load < size else { throw .loadAddressOutsideMemory(loadAddress: load, memorySize: size) }
+        guard imageEnd <= size else { throw .imageTooLarge(imageSize: imageBytes, loadAddress: load, memorySize: size) }
+        let arenaBase = size - arenaSize
+        guard imageEnd <= arenaBase else { throw .imageOverlapsArena(imageEnd: imageEnd, arenaBase: arenaBase) }
+        let entry = configuration.effectiveEntryPoint
+        guard entry >= load && entry < load + imageBytes else { throw .entryOutsideImage(entry: entry) }
+
+        let extras = configuration.extraMappings
+        guard extras.count <= Self.maximumExtraMappings else {
+            throw .tooManyMappings(count: extras.count, maximum: Self.maximumExtraMappings)
+        }
+        for (i, a) in extras.enumerated() {
+            for b in extras[(i + 1)...] where Self.overlap(a, b) { throw .mappingsOverlap(a, b) }
+        }
+
+        self.arenaSize = arenaSize
+        self.arenaBase = arenaBase
+        self.imageEnd = imageEnd
+        defaultMappings = [
+            .identity(0x1000, length: load - 0x1000, kind: .readWrite),
+            .identity(load, length: imageEnd - load, kind: .readWriteExecute),
+            .identity(imageEnd, length: size - imageEnd, kind: .readWrite),
+        ].filter { $0.length > 0 }
+    }
+
+    /// Whether two mappings' virtual ranges share a byte (lengths of zero never do).
+    static func overlap(_ a: Mapping, _ b: Mapping) -> Bool {
+        guard a.length > 0, b.length > 0 else { return false }
+        let aLast = a.virtualBase &+ (a.length &- 1)
+        let bLast = b.virtualBase &+ (b.length &- 1)
+        return a.virtualBase <= bLast && b.virtualBase <= aLast
+    }
+}

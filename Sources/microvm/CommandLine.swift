@@ -1,0 +1,179 @@
+import MicroVM
+import PageTables
+
+/// The parsed command line.
+struct Options {
+    var configuration: MachineConfiguration
+    var guestPath: String?
+    var dumpTables = false
+    var showHelp = false
+}
+
+/// A command-line mistake: one line for a person, exit status 2.
+struct UsageError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+let usage = """
+    USAGE: microvm [options] [guest.bin]
+
+    Boots a flat guest binary in a KVM micro-VM; with no guest, boots the built-in demo for --arch.
+
+    OPTIONS:
+      --arch amd64|i686       guest architecture (default amd64)
+      --memory SIZE           guest RAM, with K, M or G (default 16M)
+      --load ADDR             load address of the image (default 0x100000)
+      --entry ADDR            entry point (default: the load address)
+      --map VA=PA:LEN:PERMS   extra mapping; PERMS from r w x c (copy-on-write) u (user); repeatable
+      --page-size 4k|auto     leaf sizes of the boot tables (default auto: 2 MiB / 4 MiB where aligned)
+      --timeout DURATION      e.g. 10s, 500ms, 0 for none (default 10s)
+      --trace                 print every VM exit to standard error
+      --dump-tables           print the address space to standard error at boot and after the run
+      --kvm PATH              the KVM device (default /dev/kvm)
+      -h, --help              show this help
+
+    EXIT STATUS: 0 after hlt; the value written to port 0xF4; 2 bad input; 3 KVM unusable;
+    124 timeout; 125 the guest failed (triple fault, unbacked memory, unknown port).
+    """
+
+/// Parses `arguments` (without the program name).
+func parseOptions(_ arguments: [String]) throws(UsageError) -> Options {
+    var options = Options(configuration: MachineConfiguration(architecture: .amd64, image: []))
+    var index = 0
+    func value(_ flag: String) throws(UsageError) -> String {
+        index += 1
+        guard index < arguments.count else { throw UsageError("\(flag) needs a value") }
+        return arguments[index]
+    }
+    while index < arguments.count {
+        let argument = arguments[index]
+        var flag = argument
+        var inline: String? = nil
+        if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+            flag = String(argument[..<equals])
+            inline = String(argument[argument.index(after: equals)...])
+        }
+        func next() throws(UsageError) -> String {
+            if let inline { return inline }
+            return try value(flag)
+        }
+        switch flag {
+        case "-h", "--help":
+            options.showHelp = true
+        case "--arch":
+            let text = try next()
+            guard let arch = Architecture(rawValue: text) else {
+                throw UsageError("--arch: unknown architecture '\(text)' (use amd64 or i686)")
+            }
+            options.configuration.architecture = arch
+        case "--memory":
+            let text = try next()
+            guard let size = parseSize(text), size > 0 else {
+                throw UsageError("--memory: '\(text)' is not a size (a number with an optional K, M or G suffix)")
+            }
+            options.configuration.memorySize = size
+        case "--load":
+            options.configuration.loadAddress = try parseAddress(try next(), flag: flag)
+        case "--entry":
+            options.configuration.entryPoint = try parseAddress(try next(), flag: flag)
+        case "--map":
+            options.configuration.extraMappings.append(try parseMapping(try next()))
+        case "--page-size":
+            let text = try next()
+            guard let policy = MachineConfiguration.PageSizePolicy(rawValue: text.lowercased()) else {
+                throw UsageError("--page-size: '\(text)' is not 4k or auto")
+            }
+            options.configuration.pageSizePolicy = policy
+        case "--timeout":
+            let text = try next()
+            guard let duration = parseDuration(text) else {
+                throw UsageError("--timeout: '\(text)' is not a duration (e.g. 10s, 500ms, 0 for none)")
+            }
+            options.configuration.timeout = duration == .zero ? nil : duration
+        case "--trace":
+            options.configuration.trace = true
+        case "--dump-tables":
+            options.dumpTables = true
+        case "--kvm":
+            options.configuration.kvmPath = try next()
+        default:
+            if argument.hasPrefix("-") && argument != "-" {
+                throw UsageError("unknown option '\(argument)' (see --help)")
+            }
+            guard options.guestPath == nil else {
+                throw UsageError("more than one guest file given ('\(options.guestPath!)' and '\(argument)')")
+            }
+            options.guestPath = argument
+        }
+        index += 1
+    }
+    return options
+}
+
+/// `4096`, `0x1000`, `16M`, `4K`, `1G` (binary multiples).
+func parseSize(_ text: String) -> UInt64? {
+    guard let last = text.last else { return nil }
+    let shifts: [Character: UInt64] = ["K": 10, "k": 10, "M": 20, "m": 20, "G": 30, "g": 30]
+    if let shift = shifts[last] {
+        guard let number = parseNumber(String(text.dropLast())), number <= UInt64.max >> shift else { return nil }
+        return number << shift
+    }
+    return parseNumber(text)
+}
+
+/// Decimal or `0x` hexadecimal, `_` allowed as a separator.
+func parseNumber(_ text: String) -> UInt64? {
+    let cleaned = text.replacingOccurrences(of: "_", with: "")
+    if cleaned.hasPrefix("0x") || cleaned.hasPrefix("0X") { return UInt64(cleaned.dropFirst(2), radix: 16) }
+    return UInt64(cleaned, radix: 10)
+}
+
+func parseAddress(_ text: String, flag: String) throws(UsageError) -> UInt64 {
+    guard let address = parseNumber(text) else { throw UsageError("\(flag): '\(text)' is not an address") }
+    return address
+}
+
+/// `10s`, `500ms`, `2` (seconds), `0`.
+func parseDuration(_ text: String) -> Duration? {
+    if text.hasSuffix("ms"), let ms = UInt64(text.dropLast(2)) { return .milliseconds(Int64(ms)) }
+    if text.hasSuffix("s"), let s = Double(text.dropLast()), s >= 0 { return .milliseconds(Int64(s * 1000)) }
+    if let s = Double(text), s >= 0 { return .milliseconds(Int64(s * 1000)) }
+    return nil
+}
+
+/// `VA=PA:LEN:PERMS`, e.g. `0x40000000=0x200000:2M:rw`.
+func parseMapping(_ text: String) throws(UsageError) -> Mapping {
+    let malformed = UsageError("--map: '\(text)' is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw")
+    let halves = text.split(separator: "=", omittingEmptySubsequences: false)
+    guard halves.count == 2 else { throw malformed }
+    let parts = halves[1].split(separator: ":", omittingEmptySubsequences: false)
+    guard parts.count == 3, let va = parseNumber(String(halves[0])), let pa = parseNumber(String(parts[0])),
+        let length = parseSize(String(parts[1]))
+    else { throw malformed }
+    var read = false, write = false, execute = false, cow = false, user = false
+    for letter in parts[2] {
+        switch letter {
+        case "r": read = true
+        case "w": write = true
+        case "x": execute = true
+        case "c": cow = true
+        case "u": user = true
+        default:
+            throw UsageError("--map: '\(text)': unknown permission '\(letter)' (use r, w, x, c, u)")
+        }
+    }
+    _ = read  // every present x86 page is readable
+    guard !(cow && write) else {
+        throw UsageError("--map: '\(text)': c (copy-on-write) pages are read-only until written; drop w")
+    }
+    guard length > 0 else { throw UsageError("--map: '\(text)': length is zero") }
+    let kind: MappingKind = cow ? .copyOnWrite(executable: execute) : .basic(writable: write, executable: execute)
+    return Mapping(physicalBase: pa, virtualBase: va, length: length, kind: kind, userAccessible: user)
+}
+
+extension String {
+    func replacingOccurrences(of target: String, with replacement: String) -> String {
+        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
