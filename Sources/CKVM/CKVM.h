@@ -15,6 +15,8 @@
 // - `kvm_run.immediate_exit` is written by a kicking thread while the vCPU thread may be inside KVM_RUN
 //   or about to enter it. A plain Swift store to that byte would be a data race; the kernel reads it with
 //   READ_ONCE, so an atomic store from C is the sound way to publish it across threads.
+// - VCPUAlarm's `SIGEV_THREAD_ID` timer needs the kernel thread id (`gettid` is declared only under
+//   _GNU_SOURCE) and `sigev_notify_thread_id`, a macro over an anonymous union member.
 //
 // A system-library target may hold only a module map and headers, so every helper is `static inline`.
 

@@ -13,7 +13,12 @@ public final class VCPUAlarm {
     /// The timeout in seconds.
     public let seconds: Double
     let deadline: timespec
+    /// The POSIX timer. `timer_t` is a pointer-sized id that glibc fills with the kernel's timer id, and
+    /// the first timer of a process has id 0, which Swift imports as `nil`: so whether a timer exists is
+    /// kept in `armed`, never inferred from `timer`.
     var timer: timer_t? = nil
+    /// Whether `timer` was created and not yet deleted.
+    var armed = false
 
     /// Arms the alarm to go off `duration` from now, on the calling thread.
     public init(after duration: Duration) {
@@ -37,6 +42,7 @@ public final class VCPUAlarm {
         var created: timer_t? = nil
         guard timer_create(CLOCK_MONOTONIC, &event, &created) == 0 else { return }
         timer = created
+        armed = true
         var spec = itimerspec(
             it_interval: timespec(tv_sec: 0, tv_nsec: 10_000_000),
             it_value: timespec(tv_sec: Int(whole), tv_nsec: whole == 0 ? max(nanoseconds, 1) : nanoseconds))
@@ -50,12 +56,17 @@ public final class VCPUAlarm {
         return now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)
     }
 
-    /// Disarms and deletes the timer; idempotent.
+    /// Disarms and deletes the timer; idempotent. Call it on the vCPU's thread.
+    ///
+    /// Also dequeues a last expiry that may be pending on this thread: on a thread that blocks the kick
+    /// signal outside `KVM_RUN` (every Dispatch or Swift-concurrency worker), it would otherwise cut the
+    /// next run of any vCPU on this thread short with a spurious ``VCPUExit/interrupted``.
     public func cancel() {
-        if let timer {
-            timer_delete(timer)
-            self.timer = nil
-        }
+        guard armed else { return }
+        armed = false
+        timer_delete(timer)
+        timer = nil
+        KVMSystem.consumePendingKickSignal()
     }
 
     deinit { cancel() }

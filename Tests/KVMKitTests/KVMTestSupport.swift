@@ -1,0 +1,86 @@
+import Glibc
+import KVMKit
+
+/// A real-mode guest: 64 KiB of anonymous memory at guest-physical 0, one vCPU with CS base 0 and
+/// IP at `entry`, and `code` copied there. Built and run on the calling thread.
+final class RealModeGuest {
+    static let memorySize = 0x1_0000
+    let system: KVMSystem
+    let vm: VirtualMachine
+    let vcpu: VCPU
+    let memory: UnsafeMutableRawPointer
+
+    init(code: [UInt8], entry: UInt64 = 0x1000, data: [UInt64: [UInt8]] = [:]) throws {
+        system = try KVMSystem()
+        vm = try system.makeVM()
+        // SAFETY: a fresh private anonymous mapping, read-write, zero-filled by the kernel; unmapped in
+        // deinit only after the memory slot that refers to it has been deleted.
+        let address = mmap(nil, Self.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let address, address != MAP_FAILED else { throw KVMError.callFailed(call: "mmap", errno: errno) }
+        memory = address
+        vcpu = try vm.makeVCPU()
+        try vm.setUserMemoryRegion(
+            slot: 0, guestPhysicalAddress: 0, size: UInt64(Self.memorySize), hostAddress: memory)
+        write(code, at: entry)
+        for (address, bytes) in data { write(bytes, at: address) }
+
+        try vcpu.setCPUID(system.supportedCPUID())
+        var special = try vcpu.specialRegisters()
+        special.cs.base = 0
+        special.cs.selector = 0
+        try vcpu.setSpecialRegisters(special)
+        var registers = Registers()
+        registers.rip = entry
+        try vcpu.setRegisters(registers)
+    }
+
+    deinit {
+        // Delete the slot first, so the guest can never see the pages once they are unmapped.
+        var dummy: UInt8 = 0
+        try? withUnsafeMutablePointer(to: &dummy) { pointer in
+            try vm.setUserMemoryRegion(slot: 0, guestPhysicalAddress: 0, size: 0, hostAddress: pointer)
+        }
+        // SAFETY: `memory` is the mapping made in init, no longer referenced by any slot.
+        munmap(memory, Self.memorySize)
+    }
+
+    /// Copies `bytes` into guest memory at guest-physical `address`.
+    func write(_ bytes: [UInt8], at address: UInt64) {
+        precondition(Int(address) + bytes.count <= Self.memorySize)
+        // SAFETY: the destination range lies inside the mapping (checked above).
+        memory.advanced(by: Int(address)).copyMemory(from: bytes, byteCount: bytes.count)
+    }
+
+    /// Runs until a halt, a shutdown or a failure, or `limit` exits; returns every exit in order.
+    func runToHalt(limit: Int = 16) throws -> [VCPUExit] {
+        var exits: [VCPUExit] = []
+        while exits.count < limit {
+            let exit = try vcpu.run()
+            exits.append(exit)
+            switch exit {
+            case .ioOut, .ioOutString: continue
+            default: return exits
+            }
+        }
+        return exits
+    }
+}
+
+/// Starts `body` on a new detached POSIX thread (not a Swift concurrency task, so it cannot be starved
+/// by tests blocking the cooperative pool in KVM_RUN) and returns its id for `pthread_join`.
+func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let context = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { context in
+        // SAFETY: `context` is the retained Box passed below; this takes back that single +1.
+        let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
+        box.body()
+        return nil
+    }, context)
+    precondition(result == 0, "pthread_create failed")
+    return thread
+}
