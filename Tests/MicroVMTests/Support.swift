@@ -1,0 +1,76 @@
+import Foundation
+import KVMKit
+import MicroVM
+import PageTables
+import Testing
+
+/// Where the package lives (tests read Guests/*.bin from it).
+let packageRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+/// The bytes of `Guests/<name>.bin`.
+func guest(_ name: String) throws -> [UInt8] {
+    try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(packageRoot)/Guests/\(name).bin")))
+}
+
+/// Whether this host has a usable /dev/kvm: KVM suites run exactly when it does.
+let kvmUsable = KVMSystem.isUsable(path: "/dev/kvm")
+let kvmReason: Comment = "needs a readable and writable /dev/kvm"
+
+/// Whether this host's KVM can run 32-bit paging (kvm_pvm cannot): set CR0.PG in protected mode, read back.
+let kvmRuns32BitPaging: Bool = {
+    guard kvmUsable else { return false }
+    var configuration = MachineConfiguration(architecture: .i686, image: [0xF4])
+    configuration.console = .discard
+    do {
+        _ = try Machine(configuration: configuration)
+        return true
+    } catch {
+        return false
+    }
+}()
+
+/// A configuration for a committed guest, capturing the console.
+func configuration(_ name: String, _ architecture: Architecture = .amd64) throws -> MachineConfiguration {
+    var configuration = MachineConfiguration(architecture: architecture, image: try guest(name))
+    configuration.console = .capture
+    configuration.timeout = .seconds(5)
+    return configuration
+}
+
+/// The result of running the `microvm` executable.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs the built `microvm` (a sibling of the test bundle) with `arguments`.
+func runMicrovm(_ arguments: [String]) throws -> CommandResult {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("microvm")
+    let fallback = URL(fileURLWithPath: "\(packageRoot)/.build/debug/microvm")
+    let process = Process()
+    process.executableURL = FileManager.default.isExecutableFile(atPath: executable.path) ? executable : fallback
+    process.arguments = arguments
+    process.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(
+        status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+        stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+/// A scratch file path under the system temporary directory.
+func temporaryPath(_ name: String) -> String {
+    NSTemporaryDirectory() + "microvm-tests-\(getpid())-\(name)"
+}
