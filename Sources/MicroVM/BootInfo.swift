@@ -2,16 +2,24 @@ public import PageTables
 
 /// The boot-information block at ``Layout/bootInfoAddress``, passed to the guest in RDI / EDI.
 ///
-/// Little-endian; the offsets are the guest contract (docs/layout.md):
-/// magic "MVMB" (u32 0x424D564D), version, RAM size, table root, arena base and size, load address, image
-/// size, architecture, mapping count, then one 32-byte record per mapping.
+/// Little-endian; the offsets are the guest contract (docs/layout.md): magic "MVMB" (u32 0x424D564D),
+/// version, RAM size, table root, arena base and size, load address, image size, architecture, mapping
+/// count, probe list address and count, flags, then one 32-byte record per mapping from offset 80.
 public struct BootInfo: Equatable, Sendable {
     public static let magic: UInt32 = 0x424D_564D
     public static let version: UInt32 = 1
     /// Offset of the first mapping record.
-    public static let mappingsOffset: UInt64 = 64
+    public static let mappingsOffset: UInt64 = 80
     /// Bytes per mapping record.
     public static let mappingRecordSize: UInt64 = 32
+
+    /// Flags at offset 76.
+    public struct Flags: OptionSet, Equatable, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// No hypercall port (the QEMU oracle): the probe runtime prints its reports on the console.
+        public static let reportOnConsole = Flags(rawValue: 1 << 0)
+    }
 
     public var memorySize: UInt64
     public var tableRoot: UInt64
@@ -20,6 +28,9 @@ public struct BootInfo: Equatable, Sendable {
     public var loadAddress: UInt64
     public var imageSize: UInt64
     public var architecture: Architecture
+    public var probeListAddress: UInt64
+    public var probeCount: UInt32
+    public var flags: Flags
     public var mappings: [Mapping]
 
     /// The block's size in bytes.
@@ -49,6 +60,9 @@ public struct BootInfo: Equatable, Sendable {
         memory.store(imageSize, at: address + 48)
         memory.store(UInt32(architecture == .amd64 ? 0 : 1), at: address + 56)
         memory.store(UInt32(mappings.count), at: address + 60)
+        memory.store(probeListAddress, at: address + 64)
+        memory.store(probeCount, at: address + 72)
+        memory.store(flags.rawValue, at: address + 76)
         var record = address + Self.mappingsOffset
         for mapping in mappings {
             memory.store(mapping.virtualBase, at: record)
@@ -59,5 +73,43 @@ public struct BootInfo: Equatable, Sendable {
             record += Self.mappingRecordSize
         }
         return true
+    }
+}
+
+/// One probe for the probe guest: an access it makes and reports on (docs/layout.md, "Probes").
+public struct Probe: Equatable, Sendable {
+    /// What the guest does.
+    public enum Operation: UInt32, Sendable {
+        /// Read `size` bytes (1, 2, 4 or 8) at the address and report the value.
+        case read = 1
+        /// Write the low `size` bytes of `value` at the address.
+        case write = 2
+        /// `call` the address (the host puts a `ret` there).
+        case execute = 3
+        /// `invlpg` the address.
+        case invalidate = 4
+    }
+
+    public static let recordSize: UInt64 = 32
+    public static let maximumCount = Int(0x4000 / recordSize)
+
+    public var operation: Operation
+    public var virtualAddress: UInt64
+    public var size: UInt32
+    public var value: UInt64
+
+    public init(_ operation: Operation, _ virtualAddress: UInt64, size: UInt32 = 8, value: UInt64 = 0) {
+        self.operation = operation
+        self.virtualAddress = virtualAddress
+        self.size = size
+        self.value = value
+    }
+
+    func write(to memory: GuestMemory, at address: UInt64) {
+        memory.store(operation.rawValue, at: address)
+        memory.store(size, at: address + 4)
+        memory.store(virtualAddress, at: address + 8)
+        memory.store(value, at: address + 16)
+        memory.store(UInt64(0), at: address + 24)
     }
 }

@@ -1,11 +1,17 @@
+import PageTables
+
 /// Hypercalls: a guest writes the guest-physical address of a record to ``Layout/hypercallPort``
-/// (32-bit `out`); the host reads the record, acts, writes the result back into it, and resumes the guest.
+/// (32-bit `out`); the host reads the record, acts, writes the result into it, and resumes the guest.
 ///
 /// Record (little-endian, 64 bytes, 8-byte aligned): u32 operation, u32 argument count N (at most 6),
-/// u64 result, then N u64 arguments.
+/// u64 result, then N u64 arguments (docs/layout.md, "Hypercalls").
 public enum HypercallOperation: UInt32, Sendable {
     /// Report values to the host (tests read them from ``Machine/reports``). Result 0.
     case report = 1
+    /// An exception the guest cannot handle: vector, error code, CR2, RIP. Ends the run.
+    case fatalException = 2
+    /// Resolve a write fault on a copy-on-write page at CR2. Result 0 resolved, 1 not copy-on-write.
+    case resolveCopyOnWrite = 3
 }
 
 extension Machine {
@@ -18,13 +24,70 @@ extension Machine {
         }
         guard count <= 6 else { throw .badHypercall("\(count) arguments, at most 6") }
         let arguments = (0..<UInt64(count)).map { memory.load(UInt64.self, at: recordAddress + 16 + $0 * 8) ?? 0 }
+        func argument(_ i: Int) -> UInt64 { i < arguments.count ? arguments[i] : 0 }
         guard let operation = HypercallOperation(rawValue: rawOperation) else {
             throw .badHypercall("unknown operation \(rawOperation) at \(hex(recordAddress))")
         }
+        var result: UInt64 = 0
         switch operation {
         case .report:
             reports.append(arguments)
-            memory.store(UInt64(0), at: recordAddress + 8)
+        case .fatalException:
+            throw describeException(
+                vector: argument(0), errorCode: argument(1), cr2: argument(2), rip: argument(3))
+        case .resolveCopyOnWrite:
+            result = resolveCopyOnWrite(at: argument(0)) ? 0 : 1
         }
+        memory.store(result, at: recordAddress + 8)
+    }
+
+    /// Resolves a write fault at `virtualAddress` on a copy-on-write page: copies its frame into a fresh
+    /// scratch frame, then remaps the page writable (keeping execute and U/S) to the copy, on the live
+    /// tables in guest RAM. A copy-on-write page inside a large leaf is split by the engine first; only the
+    /// faulting 4 KiB page moves.
+    ///
+    /// - Returns: false when the page is not copy-on-write (or no scratch frame is left).
+    func resolveCopyOnWrite(at virtualAddress: UInt64) -> Bool {
+        let page = virtualAddress & ~0xFFF
+        guard let translation = try? addressSpace.lookup(page),
+            case .copyOnWrite(let executable) = translation.kind,
+            scratchNext + 4096 <= scratchEnd
+        else { return false }
+        let frame = scratchNext
+        scratchNext += 4096
+        guard memory.copy(from: translation.physicalAddress, to: frame, count: 4096) else { return false }
+        do {
+            try addressSpace.map(
+                Mapping(
+                    physicalBase: frame, virtualBase: page, length: 4096,
+                    kind: .basic(writable: true, executable: executable),
+                    userAccessible: translation.userAccessible))
+        } catch {
+            return false
+        }
+        copyOnWriteResolutions.append((page, translation.physicalAddress, frame))
+        return true
+    }
+
+    /// One line for an exception the guest reported: page faults spelled out with the engine's view.
+    func describeException(vector: UInt64, errorCode: UInt64, cr2: UInt64, rip: UInt64) -> MachineError {
+        guard vector == 14 else {
+            let names: [UInt64: String] = [
+                0: "divide error (#DE)", 6: "invalid opcode (#UD)", 8: "double fault (#DF)",
+                13: "general protection (#GP)", 3: "breakpoint (#BP)", 17: "alignment check (#AC)",
+            ]
+            return .guestException(
+                description: "\(names[vector] ?? "vector \(vector)"), error code \(hex(errorCode)) at RIP \(hex(rip))")
+        }
+        return .pageFault(description: Self.pageFaultLine(errorCode: errorCode, address: cr2, rip: rip, translation: describeTranslation(of: cr2)))
+    }
+
+    /// `write to 0x40001000 (-> 0x201000, read-only, 4 KiB leaf) at RIP 0x100042`, from the #PF error code
+    /// (Intel SDM Vol. 3A §4.7: P bit 0, W/R bit 1, U/S bit 2, I/D bit 4).
+    static func pageFaultLine(errorCode: UInt64, address: UInt64, rip: UInt64, translation: String) -> String {
+        let access =
+            errorCode & 0x10 != 0 ? "instruction fetch from" : errorCode & 0x2 != 0 ? "write to" : "read of"
+        let mode = errorCode & 0x4 != 0 ? "user " : ""
+        return "\(mode)\(access) \(hex(address)) \(translation) at RIP \(hex(rip))"
     }
 }

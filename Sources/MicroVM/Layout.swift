@@ -8,8 +8,12 @@ public enum Layout {
     public static let gdtAddress: UInt64 = 0x1000
     /// The boot-information block, passed in RDI / EDI.
     public static let bootInfoAddress: UInt64 = 0x2000
-    /// Free for the guest (its IDT, probe records).
-    public static let guestScratch: Range<UInt64> = 0x3000..<0x8000
+    /// Free for the guest: the probe runtime keeps its IDT at 0x3000 and its hypercall record at 0x3800.
+    public static let guestScratch: Range<UInt64> = 0x3000..<0x4000
+    /// The probe list (``Probe`` records), when the host gives one.
+    public static let probeListAddress: UInt64 = 0x4000
+    /// Frames for resolving copy-on-write faults: this much RAM right below the arena, never mapped.
+    public static let copyOnWriteScratchSize: UInt64 = 64 << 12
     /// Initial stack pointer; the stack grows down towards 0x8000.
     public static let stackTop: UInt64 = 0x8_0000
     /// Where the image goes unless `--load` says otherwise.

@@ -24,93 +24,68 @@ public enum RunOutcome: Equatable, Sendable {
 /// Build and run it on one thread (the vCPU is confined to the thread that created it).
 public final class Machine {
     /// What it was built from.
-    public let configuration: MachineConfiguration
+    public var configuration: MachineConfiguration { image.configuration }
+    /// RAM, tables, GDT and boot information.
+    public let image: BootImage
     /// Guest RAM.
-    public let memory: GuestMemory
+    public var memory: GuestMemory { image.memory }
     /// The guest's page tables, live in RAM.
-    public let addressSpace: any AddressSpace
-    /// The page-table arena.
-    public let arenaBase: UInt64, arenaSize: UInt64
+    public var addressSpace: any AddressSpace { image.addressSpace }
+    /// The boot-information block.
+    public var bootInfo: BootInfo { image.bootInfo }
     /// The host KVM it runs on.
     public let host: KVMHost
-    /// The boot-information block written at ``Layout/bootInfoAddress``.
-    public let bootInfo: BootInfo
     /// Console bytes, when the configuration captures them.
     public private(set) var consoleOutput: [UInt8] = []
     /// Values the guest reported with the ``HypercallOperation/report`` hypercall, in order.
     public internal(set) var reports: [[UInt64]] = []
+    /// Copy-on-write faults resolved: (virtual address, original frame, new frame).
+    public internal(set) var copyOnWriteResolutions: [(virtualAddress: UInt64, from: UInt64, to: UInt64)] = []
     /// Exits handled so far.
     public private(set) var exitCount = 0
 
     let vm: VirtualMachine
     let vcpu: VCPU
     var pendingConsole: [UInt8] = []
-    /// Scratch frames for copy-on-write resolution, bump-allocated downwards from the arena.
+    /// The copy-on-write scratch frames still free: `[scratchNext, scratchEnd)` (see ``resolveCopyOnWrite(at:)``).
     var scratchNext: UInt64
     let scratchEnd: UInt64
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
     /// GDT, boot information), creates the VM and vCPU and sets the entry state.
     ///
-    /// - Parameter host: an already open KVM to share; by default `configuration.kvmPath` is opened.
+    /// - Parameters:
+    ///   - host: an already open KVM to share; by default `configuration.kvmPath` is opened.
+    ///   - probes: a probe list for the probe guest (see ``Probe``).
     /// - Throws: ``MachineError`` naming the first thing wrong.
-    public init(configuration: MachineConfiguration, host: KVMHost? = nil) throws(MachineError) {
-        self.configuration = configuration
-        let layout = try MemoryPlan(configuration)
+    public init(configuration: MachineConfiguration, host: KVMHost? = nil, probes: [Probe] = []) throws(MachineError) {
+        _ = try MemoryPlan(configuration)  // bad input is reported before /dev/kvm is opened
         let host = try { () throws(MachineError) -> KVMHost in
             if let host { return host }
             return try KVMHost(path: configuration.kvmPath)
         }()
         self.host = host
-        let memory = try GuestMemory(size: configuration.memorySize)
-        self.memory = memory
-        arenaBase = layout.arenaBase
-        arenaSize = layout.arenaSize
-        scratchNext = layout.arenaBase
-        scratchEnd = layout.imageEnd
-
-        memory.write(configuration.image, at: configuration.loadAddress)
         let allowed: AllowedLeafSizes =
             configuration.pageSizePolicy == .automatic ? host.allowedLeafSizes(for: configuration.architecture) : []
-        do {
-            addressSpace = try makeAddressSpace(
-                architecture: configuration.architecture, memory: memory, arenaBase: layout.arenaBase,
-                arenaSize: layout.arenaSize, allowedLeafSizes: allowed)
-            for mapping in layout.defaultMappings { try addressSpace.map(mapping) }
-        } catch {
-            throw .tablesFailed(error)
-        }
-        for mapping in configuration.extraMappings {
-            do throws(PageTableError) {
-                try addressSpace.map(mapping)
-            } catch .outOfTableMemory {
-                throw .tablesFailed(.outOfTableMemory)
-            } catch {
-                throw .mappingRejected(mapping: mapping, reason: error)
-            }
-        }
-        bootInfo = BootInfo(
-            memorySize: configuration.memorySize, tableRoot: addressSpace.rootPhysicalAddress,
-            arenaBase: layout.arenaBase, arenaSize: layout.arenaSize, loadAddress: configuration.loadAddress,
-            imageSize: UInt64(configuration.image.count), architecture: configuration.architecture,
-            mappings: configuration.extraMappings)
-        bootInfo.write(to: memory, at: Layout.bootInfoAddress)
-        X86Boot.writeGDT(to: memory, architecture: configuration.architecture)
+        image = try BootImage(configuration: configuration, allowedLeafSizes: allowed)
+        try image.setProbes(probes)
+        scratchNext = image.arenaBase - Layout.copyOnWriteScratchSize
+        scratchEnd = image.arenaBase
 
         do {
             vm = try host.system.makeVM()
             // The slot's host pointer stays valid while `memory` lives; should the mapping go before the VM
             // fd closes during teardown, no vCPU runs any more, so KVM never touches it.
             try vm.setUserMemoryRegion(
-                slot: 0, guestPhysicalAddress: 0, size: configuration.memorySize, hostAddress: memory.hostAddress)
+                slot: 0, guestPhysicalAddress: 0, size: configuration.memorySize, hostAddress: image.memory.hostAddress)
             vcpu = try vm.makeVCPU(id: 0)
             try vcpu.setCPUID(host.supportedCPUID)
         } catch {
             throw .kvmFailed(error)
         }
         try X86Boot.enter(
-            vcpu, architecture: configuration.architecture, cr3: addressSpace.rootPhysicalAddress,
-            pse: addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
+            vcpu, architecture: configuration.architecture, cr3: image.addressSpace.rootPhysicalAddress,
+            pse: image.addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
     }
 
     // MARK: Running
@@ -209,12 +184,14 @@ public final class Machine {
             text += ", CR3 \(hex(special.cr3))"
             if special.cr2 < 0x1000 && special.cr2 != 0 || special.cr2 == 0 && rip < 0x1000 {
                 text += " (page 0 is never mapped: a null pointer?)"
+            } else if case .copyOnWrite? = (try? addressSpace.lookup(special.cr2))??.kind {
+                text += " (CR2 is a copy-on-write page: a write to it needs the guest's #PF handler to ask the host to resolve it)"
             }
         }
         return text
     }
 
-    /// `(-> 0x201000, rw-, 4 KiB leaf)` or `(not mapped)`, from the engine's view of the live tables.
+    /// `(-> 0x201000, read-only, 4 KiB leaf)` or `(not mapped)`, from the engine's view of the live tables.
     public func describeTranslation(of virtualAddress: UInt64) -> String {
         do {
             guard let t = try addressSpace.lookup(virtualAddress) else { return "(not mapped)" }

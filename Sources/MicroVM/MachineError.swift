@@ -20,6 +20,7 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     case mappingRejected(mapping: Mapping, reason: PageTableError)
     case mappingsOverlap(Mapping, Mapping)
     case tooManyMappings(count: Int, maximum: Int)
+    case tooManyProbes(count: Int, maximum: Int)
     case tablesFailed(PageTableError)
 
     // The host's KVM (exit status 3)
@@ -32,6 +33,7 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     case unbackedMemoryAccess(address: UInt64, size: Int, write: UInt64?, rip: UInt64)
     case unknownPort(port: UInt16, size: Int, value: UInt32?, rip: UInt64)
     case pageFault(description: String)
+    case guestException(description: String)
     case entryFailed(hardwareReason: UInt64, rip: UInt64)
     case internalError(suberror: UInt32, rip: UInt64)
     case unexpectedExit(String, rip: UInt64)
@@ -43,12 +45,12 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .memoryTooSmall, .memoryTooLarge, .memoryNotPageMultiple, .memoryUnavailable, .emptyImage,
             .loadAddressOutsideMemory, .loadAddressMisaligned, .imageTooLarge, .imageOverlapsArena,
-            .imageOverlapsLowMemory, .entryOutsideImage, .mappingRejected, .mappingsOverlap, .tooManyMappings,
+            .imageOverlapsLowMemory, .entryOutsideImage, .mappingRejected, .mappingsOverlap, .tooManyMappings, .tooManyProbes,
             .tablesFailed:
             2
         case .kvmUnavailable, .kvmFailed, .pagingModeUnsupported: 3
         case .timeout: 124
-        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .pageFault, .entryFailed, .internalError,
+        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .pageFault, .guestException, .entryFailed, .internalError,
             .unexpectedExit, .badHypercall:
             125
         }
@@ -73,7 +75,7 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
         case .imageTooLarge(let imageSize, let load, let size):
             "guest image (\(imageSize) bytes at \(hex(load))) does not fit in \(byteSize(size)) of RAM"
         case .imageOverlapsArena(let end, let arena):
-            "guest image ends at \(hex(end)), past the page-table arena at \(hex(arena)): use more --memory"
+            "guest image ends at \(hex(end)), past the copy-on-write scratch and page-table arena at \(hex(arena)): use more --memory"
         case .imageOverlapsLowMemory(let load):
             "load address \(hex(load)) is below \(hex(Layout.stackTop)): it would overwrite the GDT, boot information or stack"
         case .entryOutsideImage(let entry):
@@ -84,6 +86,8 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             "mappings overlap: \(a) and \(b)"
         case .tooManyMappings(let count, let maximum):
             "\(count) extra mappings are more than the \(maximum) the boot-information block can list"
+        case .tooManyProbes(let count, let maximum):
+            "\(count) probes are more than the \(maximum) the probe list holds"
         case .tablesFailed(let reason):
             "building the page tables failed: \(reason)"
         case .kvmUnavailable(let error):
@@ -108,6 +112,8 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             }
         case .pageFault(let description):
             "page fault: \(description)"
+        case .guestException(let description):
+            "guest exception: \(description)"
         case .entryFailed(let reason, let rip):
             "entry failed: KVM_EXIT_FAIL_ENTRY, hardware reason \(hex(reason)), RIP \(hex(rip))"
         case .internalError(let suberror, let rip):

@@ -7,6 +7,8 @@ struct MemoryPlan {
     let arenaSize: UInt64
     /// One past the image's last page.
     let imageEnd: UInt64
+    /// Copy-on-write scratch frames: `[scratchBase, arenaBase)`, not mapped.
+    var scratchBase: UInt64 { arenaBase - Layout.copyOnWriteScratchSize }
     /// The default address space: RAM identity-mapped except page 0, the image executable.
     let defaultMappings: [Mapping]
 
@@ -25,13 +27,16 @@ struct MemoryPlan {
         let arenaSize = Layout.arenaSize(
             memorySize: size, extraMappings: configuration.extraMappings, architecture: configuration.architecture)
         let imageEnd = load + ((imageBytes + 0xFFF) & ~0xFFF)
-        guard size >= Layout.stackTop + arenaSize + 0x1000 else {
-            throw .memoryTooSmall(size: size, needed: max(imageEnd, Layout.stackTop + 0x1000) + arenaSize)
+        let reserved = arenaSize + Layout.copyOnWriteScratchSize
+        guard size >= Layout.stackTop + reserved + 0x1000 else {
+            throw .memoryTooSmall(size: size, needed: max(imageEnd, Layout.stackTop + 0x1000) + reserved)
         }
         guard load < size else { throw .loadAddressOutsideMemory(loadAddress: load, memorySize: size) }
         guard imageEnd <= size else { throw .imageTooLarge(imageSize: imageBytes, loadAddress: load, memorySize: size) }
         let arenaBase = size - arenaSize
-        guard imageEnd <= arenaBase else { throw .imageOverlapsArena(imageEnd: imageEnd, arenaBase: arenaBase) }
+        guard imageEnd <= arenaBase - Layout.copyOnWriteScratchSize else {
+            throw .imageOverlapsArena(imageEnd: imageEnd, arenaBase: arenaBase - Layout.copyOnWriteScratchSize)
+        }
         let entry = configuration.effectiveEntryPoint
         guard entry >= load && entry < load + imageBytes else { throw .entryOutsideImage(entry: entry) }
 
@@ -49,7 +54,8 @@ struct MemoryPlan {
         defaultMappings = [
             .identity(0x1000, length: load - 0x1000, kind: .readWrite),
             .identity(load, length: imageEnd - load, kind: .readWriteExecute),
-            .identity(imageEnd, length: size - imageEnd, kind: .readWrite),
+            .identity(imageEnd, length: arenaBase - Layout.copyOnWriteScratchSize - imageEnd, kind: .readWrite),
+            .identity(arenaBase, length: arenaSize, kind: .readWrite),
         ].filter { $0.length > 0 }
     }
 

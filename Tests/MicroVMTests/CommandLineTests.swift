@@ -35,10 +35,10 @@ struct BadInputTests {
         try expectError(["--memory", "2M", Self.tooBig], "guest image (3145728 bytes at 0x100000) does not fit in 2 MiB of RAM", status: 2)
     }
     @Test func guestOverlapsArena() throws {
-        try expectError([Self.tooBig, "--memory", "4M"], "guest image ends at 0x400000, past the page-table arena at 0x3b7000: use more --memory", status: 2)
+        try expectError([Self.tooBig, "--memory", "4M"], "guest image ends at 0x400000, past the copy-on-write scratch and page-table arena at 0x377000: use more --memory", status: 2)
     }
     @Test func memoryTooSmall() throws {
-        try expectError(["--memory", "64K", "Guests/hello64.bin"], "memory 64 KiB is too small: this guest and its page tables need at least 1.2 MiB", status: 2)
+        try expectError(["--memory", "64K", "Guests/hello64.bin"], "memory 64 KiB is too small: this guest and its page tables need at least 1.5 MiB", status: 2)
     }
     @Test func memoryNotPageMultiple() throws {
         try expectError(["--memory", "1000", "Guests/hello64.bin"], "memory 1000 bytes is not a multiple of 4 KiB", status: 2)
