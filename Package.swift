@@ -35,7 +35,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "KVMKitTests", dependencies: ["KVMKit", "CKVM"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "MicroVMTests", dependencies: ["MicroVM", "PageTables", "KVMKit"],
+            name: "MicroVMTests", dependencies: ["MicroVM", "PageTables", "PageTablesTestSupport", "KVMKit"],
             swiftSettings: swiftSettings),
     ]
 )
