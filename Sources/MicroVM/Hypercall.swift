@@ -84,7 +84,7 @@ extension Machine {
 
     /// `write to 0x40001000 (-> 0x201000, read-only, 4 KiB leaf) at RIP 0x100042`, from the #PF error code
     /// (Intel SDM Vol. 3A §4.7: P bit 0, W/R bit 1, U/S bit 2, I/D bit 4).
-    static func pageFaultLine(errorCode: UInt64, address: UInt64, rip: UInt64, translation: String) -> String {
+    public static func pageFaultLine(errorCode: UInt64, address: UInt64, rip: UInt64, translation: String) -> String {
         let access =
             errorCode & 0x10 != 0 ? "instruction fetch from" : errorCode & 0x2 != 0 ? "write to" : "read of"
         let mode = errorCode & 0x4 != 0 ? "user " : ""
