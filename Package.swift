@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "MicroVM", dependencies: ["KVMKit", "PageTables"], swiftSettings: swiftSettings),
         // The command-line front end.
         .executableTarget(name: "microvm", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
+        // Boots a guest many times in one process and prints descriptor and memory counts (leak test).
+        .executableTarget(name: "microvm-soak", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
 
         .testTarget(
             name: "PageTablesTests", dependencies: ["PageTables", "PageTablesTestSupport"],

@@ -10,6 +10,8 @@
 # SWIFT_TOOLCHAIN to the directory that holds them (default /opt/swift/usr/bin).
 # The build is deterministic: no debug info, no build id, ELF-only sections discarded, and the flat
 # output is only the linked .text section (see the linker scripts).
+# Guests/qemu/*.S are the QEMU oracle's 64 KiB -bios trampolines (tramp32 i686, tramp64 amd64), linked with
+# Guests/qemu/bios.ld into Guests/qemu/*.bin and checked the same way.
 set -euo pipefail
 
 TOOLS="${SWIFT_TOOLCHAIN:-/opt/swift/usr/bin}"
@@ -65,10 +67,25 @@ for src in "${sources[@]}"; do
     built+=("$name.bin")
 done
 
+# The QEMU oracle's -bios trampolines (Guests/qemu/): same tools, their own linker script, 64 KiB each.
+mkdir -p "$work/qemu"
+for src in "$GUESTS"/qemu/*.S; do
+    name="$(basename "$src" .S)"
+    case "$name" in
+        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64 ;;
+        *32) target=i686-unknown-none-elf;   emul=elf_i386 ;;
+        *) echo "build-guests: qemu/$name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
+    esac
+    (cd "$GUESTS/qemu" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$work/qemu/$name.o")
+    "$LLD" -m "$emul" -T "$GUESTS/qemu/bios.ld" --build-id=none -nostdlib -static -o "$work/qemu/$name.elf" "$work/qemu/$name.o"
+    "$OBJCOPY" -O binary --only-section=.text "$work/qemu/$name.elf" "$work/qemu/$name.bin"
+    built+=("qemu/$name.bin")
+done
+
 if (( check )); then
     # Every committed binary must have a source, and every source's binary must match byte for byte.
-    for committed in "$GUESTS"/*.bin; do
-        name="$(basename "$committed")"
+    for committed in "$GUESTS"/*.bin "$GUESTS"/qemu/*.bin; do
+        name="${committed#"$GUESTS"/}"
         if [[ ! -e "$work/$name" ]]; then
             echo "build-guests: Guests/$name has no source Guests/${name%.bin}.S" >&2
             exit 1

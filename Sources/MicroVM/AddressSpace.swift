@@ -3,7 +3,7 @@ public import PageTables
 /// The guest's page tables, whatever its paging mode: the run-time face of ``GuestPageTables``.
 ///
 /// Code that picks the architecture at run time holds an `any AddressSpace`; each call crosses one
-/// dynamic dispatch, and the engine below it is specialised for the mode.
+/// dynamic dispatch into ``AMD64PageTables`` or ``I686PageTables``, whose engine code is specialised.
 public protocol AddressSpace: AnyObject {
     /// The paging mode.
     var architecture: Architecture { get }
@@ -32,43 +32,67 @@ public protocol AddressSpace: AnyObject {
     func arenaMayBeDirty()
 }
 
-/// Page tables of one paging mode, built in place in guest RAM.
-public final class GuestPageTables<Mode: PagingMode>: AddressSpace {
+/// Page tables of one paging mode, built in place in guest RAM: what the two concrete address spaces
+/// share. The requirements are implemented once here and inlined into each concrete class, so every call
+/// through `any AddressSpace` lands in engine code specialised for that mode (a generic class would run the
+/// engine unspecialised, through metadata lookups).
+public protocol GuestPageTables: AddressSpace {
+    associatedtype Mode: PagingMode
     /// The engine over the guest-memory table ops.
-    public var tables: PageTable<GuestTableOps<Mode>>
+    var tables: PageTable<GuestTableOps<Mode>> { get set }
+}
 
+extension GuestPageTables {
+    @inline(__always) public var architecture: Architecture { Mode.architecture }
+    @inline(__always) public var rootPhysicalAddress: UInt64 { tables.rootPhysicalAddress }
+    @inline(__always) public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
+    @inline(__always) public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
+    @inline(__always) public var virtualSpace: [(base: UInt64, length: UInt64)] {
+        PageTable<GuestTableOps<Mode>>.virtualSpace
+    }
+    @inline(__always) public func map(_ mapping: Mapping) throws(PageTableError) { try tables.map(mapping) }
+    @inline(__always) public func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError) {
+        try tables.unmap(virtualBase: virtualBase, length: length)
+    }
+    @inline(__always) public func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool)
+        throws(PageTableError)
+    {
+        try tables.protect(virtualBase: virtualBase, length: length, kind: kind, userAccessible: userAccessible)
+    }
+    @inline(__always) public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
+        try tables.lookup(virtualAddress)
+    }
+    @inline(__always) public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
+        try tables.translate(virtualBase: virtualBase, length: length)
+    }
+    @inline(__always) public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError)
+        -> [Translation]
+    {
+        try tables.coalescedTranslate(virtualBase: virtualBase, length: length)
+    }
+    @inline(__always) public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
+}
+
+/// amd64 4-level tables in guest RAM.
+public final class AMD64PageTables: GuestPageTables {
+    public var tables: PageTable<GuestTableOps<AMD64>>
     /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
     public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
         throws(PageTableError)
     {
-        tables = PageTable(
-            ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
-            allowedLeafSizes: allowedLeafSizes)
+        tables = PageTable(ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize), allowedLeafSizes: allowedLeafSizes)
     }
+}
 
-    public var architecture: Architecture { Mode.architecture }
-    public var rootPhysicalAddress: UInt64 { tables.rootPhysicalAddress }
-    public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
-    public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
-    public var virtualSpace: [(base: UInt64, length: UInt64)] { PageTable<GuestTableOps<Mode>>.virtualSpace }
-
-    public func map(_ mapping: Mapping) throws(PageTableError) { try tables.map(mapping) }
-    public func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError) {
-        try tables.unmap(virtualBase: virtualBase, length: length)
+/// i686 2-level tables in guest RAM.
+public final class I686PageTables: GuestPageTables {
+    public var tables: PageTable<GuestTableOps<I686>>
+    /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
+    public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
+        throws(PageTableError)
+    {
+        tables = PageTable(ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize), allowedLeafSizes: allowedLeafSizes)
     }
-    public func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool) throws(PageTableError) {
-        try tables.protect(virtualBase: virtualBase, length: length, kind: kind, userAccessible: userAccessible)
-    }
-    public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
-        try tables.lookup(virtualAddress)
-    }
-    public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
-        try tables.translate(virtualBase: virtualBase, length: length)
-    }
-    public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
-        try tables.coalescedTranslate(virtualBase: virtualBase, length: length)
-    }
-    public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
 }
 
 /// Makes the address space for `architecture`.
@@ -78,9 +102,9 @@ public func makeAddressSpace(
 ) throws(PageTableError) -> any AddressSpace {
     switch architecture {
     case .amd64:
-        try GuestPageTables<AMD64>(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+        try AMD64PageTables(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
     case .i686:
-        try GuestPageTables<I686>(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+        try I686PageTables(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
     }
 }
 

@@ -50,9 +50,14 @@ struct CommandResult {
 
 /// Runs the built `microvm` (a sibling of the test bundle) with `arguments`.
 func runMicrovm(_ arguments: [String]) throws -> CommandResult {
+    try runProgram("microvm", arguments)
+}
+
+/// Runs one of the package's executables, built next to the test bundle.
+func runProgram(_ name: String, _ arguments: [String]) throws -> CommandResult {
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        .deletingLastPathComponent().appendingPathComponent("microvm")
-    let fallback = URL(fileURLWithPath: "\(packageRoot)/.build/debug/microvm")
+        .deletingLastPathComponent().appendingPathComponent(name)
+    let fallback = URL(fileURLWithPath: "\(packageRoot)/.build/debug/\(name)")
     let process = Process()
     process.executableURL = FileManager.default.isExecutableFile(atPath: executable.path) ? executable : fallback
     process.arguments = arguments

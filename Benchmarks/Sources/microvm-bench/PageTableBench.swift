@@ -115,7 +115,7 @@ enum PageTableBench {
     }
 
     /// The same maps through the path `Machine` takes: `makeAddressSpace` -> `any AddressSpace` ->
-    /// `GuestPageTables<Mode>.map` (group `setup-product`), 1 MiB .. 1 GiB, pre-faulted.
+    /// `AMD64PageTables.map` / `I686PageTables.map` (through `any AddressSpace`) (group `setup-product`), 1 MiB .. 1 GiB, pre-faulted.
     static func productPathCases<Mode: PagingMode>(_ mode: Mode.Type, large: Bool, samples: Int) {
         let name = caseName(mode, large: large, backing: "prefaulted")
         guard selected(name) else { return }
