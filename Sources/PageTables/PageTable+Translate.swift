@@ -17,25 +17,42 @@ extension PageTable {
         let top = Mode.levelCount &- 1
         let indexMask = UInt64(Mode.entriesPerTable &- 1)
         let entryBytes = Mode.entryByteCount
-        // One slot per level: the table being walked, the linear address its first entry maps, and the
-        // next and last index to visit.
-        var tables = [Ops.TableAddress](repeating: ops.root, count: Mode.levelCount)
-        var bases = [UInt64](repeating: 0, count: Mode.levelCount)
-        var next = [Int](repeating: 0, count: Mode.levelCount)
-        var lastIndex = [Int](repeating: 0, count: Mode.levelCount)
-
-        func enter(_ level: Int, _ table: Ops.TableAddress, base: UInt64) {
-            let shift = UInt64(Mode.shift(ofLevel: level))
-            let span = (UInt64(Mode.entriesPerTable) << shift) &- 1
-            tables[level] = table
-            bases[level] = base
-            next[level] = Int(truncatingIfNeeded: (max(first, base) >> shift) & indexMask)
-            lastIndex[level] = Int(truncatingIfNeeded: (min(last, base &+ span) >> shift) & indexMask)
-        }
-        enter(top, ops.root, base: 0)
+        // One slot per level (at most four), on the stack: the table being walked, the linear address its
+        // first entry maps, and the next and last index to visit.
+        var tables = InlineArray<4, Ops.TableAddress>(repeating: ops.root)
+        var bases = InlineArray<4, UInt64>(repeating: 0)
+        var next = InlineArray<4, Int>(repeating: 0)
+        var lastIndex = InlineArray<4, Int>(repeating: 0)
+        let topSpan = (UInt64(Mode.entriesPerTable) &<< UInt64(Mode.shift(ofLevel: top))) &- 1
+        next[top] = Int(truncatingIfNeeded: (first &>> UInt64(Mode.shift(ofLevel: top))) & indexMask)
+        lastIndex[top] = Int(truncatingIfNeeded: (min(last, topSpan) &>> UInt64(Mode.shift(ofLevel: top))) & indexMask)
 
         var level = top
         while true {
+            if level == 0 {
+                // The leaf table: one tight loop over its entries.
+                let table = tables[0]
+                let base = bases[0]
+                var index = next[0]
+                let end = lastIndex[0]
+                while index <= end {
+                    let entry = ops.readEntry(at: ops.entryAddress(in: table, byteOffset: index &* entryBytes))
+                    if entry & EntryBits.present != 0 {
+                        let entryBase = base &+ (UInt64(index) &<< 12)
+                        let start = max(first, entryBase)
+                        let end = min(last, entryBase &+ 0xFFF)
+                        body(
+                            Translation(
+                                virtualAddress: Mode.canonical(start),
+                                physicalAddress: (entry & Mode.frameAddressMask) &+ (start &- entryBase),
+                                length: end &- start &+ 1, kind: Self.kind(ofLeaf: entry),
+                                userAccessible: entry & EntryBits.userAccessible != 0, leafSize: .size4K))
+                    }
+                    index &+= 1
+                }
+                level = 1
+                continue
+            }
             if next[level] > lastIndex[level] {
                 if level == top { return }
                 level &+= 1
@@ -44,37 +61,35 @@ extension PageTable {
             let shift = UInt64(Mode.shift(ofLevel: level))
             let index = next[level]
             next[level] = index &+ 1
-            let table = tables[level]
-            let entryBase = bases[level] &+ (UInt64(index) << shift)
-            let entry = ops.readEntry(at: ops.entryAddress(in: table, byteOffset: index &* entryBytes))
+            let entryBase = bases[level] &+ (UInt64(index) &<< shift)
+            let entry = ops.readEntry(at: ops.entryAddress(in: tables[level], byteOffset: index &* entryBytes))
             guard entry & EntryBits.present != 0 else { continue }
-            let leafSize: LeafSize
-            let frame: UInt64
-            if level == 0 {
-                leafSize = .size4K
-                frame = entry & Mode.frameAddressMask
-            } else if entry & EntryBits.pageSize != 0 {
-                guard let size = Mode.largeLeaf(atLevel: level) else {
-                    throw .malformedEntry(virtualAddress: Mode.canonical(entryBase), level: level, entry: entry)
-                }
-                leafSize = size
-                frame = entry & Mode.largeFrameMask(size)
-            } else {
+            if entry & EntryBits.pageSize == 0 {
                 guard let child = ops.table(atPhysicalAddress: entry & Mode.frameAddressMask) else {
                     throw .entryOutsideTableMemory(
                         virtualAddress: Mode.canonical(max(first, entryBase)), level: level, entry: entry)
                 }
+                // Descend: the child covers [entryBase, entryBase + span), clamped to the range.
+                let childShift = UInt64(Mode.shift(ofLevel: level &- 1))
+                let entryLast = entryBase &+ ((1 &<< shift) &- 1)
                 level &-= 1
-                enter(level, child, base: entryBase)
+                tables[level] = child
+                bases[level] = entryBase
+                next[level] = Int(truncatingIfNeeded: (max(first, entryBase) &>> childShift) & indexMask)
+                lastIndex[level] = Int(truncatingIfNeeded: (min(last, entryLast) &>> childShift) & indexMask)
                 continue
             }
+            guard let size = Mode.largeLeaf(atLevel: level) else {
+                throw .malformedEntry(virtualAddress: Mode.canonical(entryBase), level: level, entry: entry)
+            }
             let start = max(first, entryBase)
-            let end = min(last, entryBase &+ (leafSize.byteCount &- 1))
+            let end = min(last, entryBase &+ (size.byteCount &- 1))
             body(
                 Translation(
-                    virtualAddress: Mode.canonical(start), physicalAddress: frame &+ (start &- entryBase),
+                    virtualAddress: Mode.canonical(start),
+                    physicalAddress: (entry & Mode.largeFrameMask(size)) &+ (start &- entryBase),
                     length: end &- start &+ 1, kind: Self.kind(ofLeaf: entry),
-                    userAccessible: entry & EntryBits.userAccessible != 0, leafSize: leafSize))
+                    userAccessible: entry & EntryBits.userAccessible != 0, leafSize: size))
         }
     }
 

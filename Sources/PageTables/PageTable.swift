@@ -167,26 +167,29 @@ extension PageTable {
     @inlinable
     mutating func run(_ operation: Operation, first: UInt64, last: UInt64) throws(PageTableError) {
         let root = ops.root
-        let newRoot = try apply(operation, level: Mode.levelCount - 1, table: root, tableBase: 0, first: first, last: last)
+        let newRoot = try apply(
+            operation, level: Mode.levelCount - 1, table: root, tableBase: 0, first: first, last: last, empty: false)
         if newRoot != root { ops.replaceRoot(with: newRoot) }
     }
 
     /// Applies `operation` to the linear range `[first, last]`, which lies inside the span of `table`
-    /// (a table at `level` whose first entry maps `tableBase`).
+    /// (a table at `level` whose first entry maps `tableBase`). `empty` says the table was just allocated
+    /// (all zero), so its old entries need not be read.
     ///
     /// - Returns: where `table` lives afterwards: itself, or its copy if a write moved it. The caller then
     ///   rewrites its own entry, which may move the caller in turn (the ancestor chain, up to the root).
     @inlinable
     mutating func apply(
-        _ operation: Operation, level: Int, table: Ops.TableAddress, tableBase: UInt64, first: UInt64, last: UInt64
+        _ operation: Operation, level: Int, table: Ops.TableAddress, tableBase: UInt64, first: UInt64, last: UInt64,
+        empty: Bool
     ) throws(PageTableError) -> Ops.TableAddress {
         var table = table
         let shift = UInt64(Mode.shift(ofLevel: level))
-        let span: UInt64 = 1 << shift
+        let span: UInt64 = 1 &<< shift
         let indexMask = UInt64(Mode.entriesPerTable &- 1)
         let entryBytes = Mode.entryByteCount
-        var index = Int(truncatingIfNeeded: (first >> shift) & indexMask)
-        let lastIndex = Int(truncatingIfNeeded: (last >> shift) & indexMask)
+        var index = Int(truncatingIfNeeded: (first &>> shift) & indexMask)
+        let lastIndex = Int(truncatingIfNeeded: (last &>> shift) & indexMask)
 
         if level == 0 {
             let count = lastIndex &- index &+ 1
@@ -218,13 +221,13 @@ extension PageTable {
 
         let largeLeaf = Mode.largeLeaf(atLevel: level)
         while index <= lastIndex {
-            let entryBase = tableBase &+ (UInt64(index) << shift)
+            let entryBase = tableBase &+ (UInt64(index) &<< shift)
             let entryLast = entryBase &+ (span &- 1)
             let start = max(first, entryBase)
             let end = min(last, entryLast)
             let covered = start == entryBase && end == entryLast
             let offset = index &* entryBytes
-            let old = ops.readEntry(at: ops.entryAddress(in: table, byteOffset: offset))
+            let old = empty ? 0 : ops.readEntry(at: ops.entryAddress(in: table, byteOffset: offset))
             let present = old & EntryBits.present != 0
             let isLeaf = present && old & EntryBits.pageSize != 0
             if isLeaf && largeLeaf == nil {
@@ -235,11 +238,13 @@ extension PageTable {
             case .map(let delta, let flags, _):
                 if covered, let size = largeLeaf, allowedLeafSizes.allows(size), (start &+ delta) & (span &- 1) == 0 {
                     // A run of large leaves: every entry from here that the range covers whole.
-                    let whole = Int(truncatingIfNeeded: (last &- start &+ 1) >> shift)
+                    let whole = Int(truncatingIfNeeded: (last &- start &+ 1) &>> shift)
                     let count = min(lastIndex &- index &+ 1, whole)
-                    for i in index..<(index &+ count) {
-                        let replaced = i == index ? old : ops.readEntry(at: ops.entryAddress(in: table, byteOffset: i &* entryBytes))
-                        freeSubtree(ofEntry: replaced, level: level)
+                    if !empty {
+                        for i in index..<(index &+ count) {
+                            let replaced = i == index ? old : ops.readEntry(at: ops.entryAddress(in: table, byteOffset: i &* entryBytes))
+                            freeSubtree(ofEntry: replaced, level: level)
+                        }
                     }
                     if let moved = ops.writeEntries(
                         in: table, byteOffset: offset, count: count,
@@ -279,6 +284,7 @@ extension PageTable {
             // Descend: into the existing table, a split of the large leaf, or a new table.
             let child: Ops.TableAddress
             let fresh: Bool
+            var allocated = false
             if isLeaf {
                 child = try split(leaf: old, level: level)
                 fresh = true
@@ -291,10 +297,13 @@ extension PageTable {
             } else {
                 child = try ops.allocateTable()
                 fresh = true
+                allocated = true
             }
             let updated: Ops.TableAddress
             do {
-                updated = try apply(operation, level: level &- 1, table: child, tableBase: entryBase, first: start, last: end)
+                updated = try apply(
+                    operation, level: level &- 1, table: child, tableBase: entryBase, first: start, last: end,
+                    empty: allocated)
             } catch {
                 // A fresh table is not linked yet: give it (and whatever it grew) back, leaving the entry as it was.
                 if fresh { freeSubtree(table: child, level: level &- 1) }
