@@ -88,6 +88,17 @@ public final class Machine {
             pse: image.addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
     }
 
+    /// Waits until every machine released so far has been torn down (VM and vCPU descriptors closed, guest
+    /// memory unmapped): teardown happens on a background thread, off the caller's critical path.
+    public static func waitForTeardown() {
+        Reaper.shared.drain()
+    }
+
+    deinit {
+        // VM destruction is the slowest step of a machine's life: do it on the reaper thread.
+        Reaper.shared.retire([vcpu, vm, image])
+    }
+
     // MARK: Running
 
     /// Runs the guest until it halts, writes the exit port, fails, or runs past the timeout.

@@ -52,8 +52,10 @@ do {
         guard try machine.run() == .halted else { throw MachineError.emptyImage }
     }
     for _ in 0..<20 { try bootOnce() }
+    Machine.waitForTeardown()
     let fdsBefore = openDescriptors(), rssBefore = residentBytes()
     for _ in 0..<count { try bootOnce() }
+    Machine.waitForTeardown()
     let fdsAfter = openDescriptors(), rssAfter = residentBytes()
     print("fds \(fdsBefore) \(fdsAfter) rss \(rssBefore) \(rssAfter)")
 } catch {
