@@ -9,7 +9,7 @@ extension PageTable {
     /// - Throws: ``PageTableError/entryOutsideTableMemory(virtualAddress:level:entry:)`` or
     ///   ``PageTableError/malformedEntry(virtualAddress:level:entry:)`` for a bad entry; range errors as
     ///   for `map`, except that `virtualBase` and `length` need no alignment.
-    @inlinable
+    @inlinable @inline(__always)
     public func forEachLeaf(
         virtualBase: UInt64, length: UInt64, _ body: (Translation) -> Void
     ) throws(PageTableError) {
@@ -33,6 +33,8 @@ extension PageTable {
                 // The leaf table: one tight loop over its entries.
                 let table = tables[0]
                 let base = bases[0]
+                // Every leaf of one table shares its sign extension (amd64 bits 63:48).
+                let high = Mode.canonical(base) & ~(Mode.virtualSpaceSize &- 1)
                 var index = next[0]
                 let end = lastIndex[0]
                 while index <= end {
@@ -43,7 +45,7 @@ extension PageTable {
                         let end = min(last, entryBase &+ 0xFFF)
                         body(
                             Translation(
-                                virtualAddress: Mode.canonical(start),
+                                virtualAddress: start | high,
                                 physicalAddress: (entry & Mode.frameAddressMask) &+ (start &- entryBase),
                                 length: end &- start &+ 1, kind: Self.kind(ofLeaf: entry),
                                 userAccessible: entry & EntryBits.userAccessible != 0, leafSize: .size4K))
