@@ -14,21 +14,32 @@ public final class BootImage {
     public let addressSpace: any AddressSpace
     /// The page-table arena at the top of RAM.
     public let arenaBase: UInt64, arenaSize: UInt64
-    /// One past the last page of the image (scratch frames for copy-on-write come from above it).
+    /// One past the last page of the image.
     public let imageEnd: UInt64
     /// The boot-information block written at ``Layout/bootInfoAddress``.
     public private(set) var bootInfo: BootInfo
+    /// The copy-on-write scratch frames still free: `[scratchNext, arenaBase)`.
+    var scratchNext: UInt64
 
     /// Lays out RAM for `configuration` and builds the tables with `allowedLeafSizes`.
     /// - Throws: ``MachineError`` naming the first thing wrong with the configuration.
-    public init(configuration: MachineConfiguration, allowedLeafSizes: AllowedLeafSizes) throws(MachineError) {
+    /// - Parameter memory: RAM to build in (e.g. a shared mapping another process also runs); by default
+    ///   fresh anonymous memory. It must be zero-filled and exactly `configuration.memorySize` bytes.
+    public init(configuration: MachineConfiguration, allowedLeafSizes: AllowedLeafSizes, memory: GuestMemory? = nil)
+        throws(MachineError)
+    {
         self.configuration = configuration
         let plan = try MemoryPlan(configuration)
-        let memory = try GuestMemory(size: configuration.memorySize)
+        let memory = try { () throws(MachineError) -> GuestMemory in
+            if let memory { return memory }
+            return try GuestMemory(size: configuration.memorySize)
+        }()
+        precondition(memory.size == configuration.memorySize, "guest memory must match the configured size")
         self.memory = memory
         arenaBase = plan.arenaBase
         arenaSize = plan.arenaSize
         imageEnd = plan.imageEnd
+        scratchNext = plan.scratchBase
 
         memory.write(configuration.image, at: configuration.loadAddress)
         do {
@@ -71,4 +82,33 @@ public final class BootImage {
         bootInfo.flags = flags
         bootInfo.write(to: memory, at: Layout.bootInfoAddress)
     }
+
+    /// Resolves a write fault at `virtualAddress` on a copy-on-write page: copies its frame into a fresh
+    /// scratch frame, then remaps the page writable (keeping execute and U/S) to the copy, on the live
+    /// tables in guest RAM. A copy-on-write page inside a large leaf is split by the engine first; only the
+    /// faulting 4 KiB page moves.
+    ///
+    /// - Returns: the page, its original frame and its new frame; `nil` when the page is not copy-on-write
+    ///   (or no scratch frame is left).
+    public func resolveCopyOnWrite(at virtualAddress: UInt64) -> (virtualAddress: UInt64, from: UInt64, to: UInt64)? {
+        let page = virtualAddress & ~0xFFF
+        guard let translation = try? addressSpace.lookup(page),
+            case .copyOnWrite(let executable) = translation.kind,
+            scratchNext + 4096 <= arenaBase
+        else { return nil }
+        let frame = scratchNext
+        scratchNext += 4096
+        guard memory.copy(from: translation.physicalAddress, to: frame, count: 4096) else { return nil }
+        do {
+            try addressSpace.map(
+                Mapping(
+                    physicalBase: frame, virtualBase: page, length: 4096,
+                    kind: .basic(writable: true, executable: executable),
+                    userAccessible: translation.userAccessible))
+        } catch {
+            return nil
+        }
+        return (page, translation.physicalAddress, frame)
+    }
+
 }

@@ -28,6 +28,23 @@ public final class GuestMemory {
         self.base = pointer
     }
 
+    /// Maps `size` bytes of the file at `path` shared (`MAP_SHARED`), creating or resizing it first: RAM that
+    /// another process (the QEMU oracle) runs while this one edits its tables. The file starts zero-filled
+    /// when it is new or was empty.
+    /// - Throws: ``MachineError/memoryUnavailable(size:errno:)`` when the file cannot be opened, sized or mapped.
+    public init(sharedFile path: String, size: UInt64) throws(MachineError) {
+        precondition(size > 0 && size & 0xFFF == 0, "guest memory size must be a positive multiple of 4 KiB")
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .memoryUnavailable(size: size, errno: errno) }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(size)) == 0 else { throw .memoryUnavailable(size: size, errno: errno) }
+        // SAFETY: a shared mapping of a file this process sized; it stays valid after the descriptor closes.
+        let pointer = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let pointer, pointer != MAP_FAILED else { throw .memoryUnavailable(size: size, errno: errno) }
+        self.size = size
+        self.base = pointer
+    }
+
     deinit {
         // SAFETY: `base` and `size` are exactly what mmap returned and took; nothing uses them after deinit.
         munmap(base, Int(size))

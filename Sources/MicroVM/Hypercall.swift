@@ -36,37 +36,13 @@ extension Machine {
             throw describeException(
                 vector: argument(0), errorCode: argument(1), cr2: argument(2), rip: argument(3))
         case .resolveCopyOnWrite:
-            result = resolveCopyOnWrite(at: argument(0)) ? 0 : 1
+            if let resolution = image.resolveCopyOnWrite(at: argument(0)) {
+                copyOnWriteResolutions.append(resolution)
+            } else {
+                result = 1
+            }
         }
         memory.store(result, at: recordAddress + 8)
-    }
-
-    /// Resolves a write fault at `virtualAddress` on a copy-on-write page: copies its frame into a fresh
-    /// scratch frame, then remaps the page writable (keeping execute and U/S) to the copy, on the live
-    /// tables in guest RAM. A copy-on-write page inside a large leaf is split by the engine first; only the
-    /// faulting 4 KiB page moves.
-    ///
-    /// - Returns: false when the page is not copy-on-write (or no scratch frame is left).
-    func resolveCopyOnWrite(at virtualAddress: UInt64) -> Bool {
-        let page = virtualAddress & ~0xFFF
-        guard let translation = try? addressSpace.lookup(page),
-            case .copyOnWrite(let executable) = translation.kind,
-            scratchNext + 4096 <= scratchEnd
-        else { return false }
-        let frame = scratchNext
-        scratchNext += 4096
-        guard memory.copy(from: translation.physicalAddress, to: frame, count: 4096) else { return false }
-        do {
-            try addressSpace.map(
-                Mapping(
-                    physicalBase: frame, virtualBase: page, length: 4096,
-                    kind: .basic(writable: true, executable: executable),
-                    userAccessible: translation.userAccessible))
-        } catch {
-            return false
-        }
-        copyOnWriteResolutions.append((page, translation.physicalAddress, frame))
-        return true
     }
 
     /// One line for an exception the guest reported: page faults spelled out with the engine's view.

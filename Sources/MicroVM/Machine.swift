@@ -47,9 +47,6 @@ public final class Machine {
     let vm: VirtualMachine
     let vcpu: VCPU
     var pendingConsole: [UInt8] = []
-    /// The copy-on-write scratch frames still free: `[scratchNext, scratchEnd)` (see ``resolveCopyOnWrite(at:)``).
-    var scratchNext: UInt64
-    let scratchEnd: UInt64
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
     /// GDT, boot information), creates the VM and vCPU and sets the entry state.
@@ -69,8 +66,6 @@ public final class Machine {
             configuration.pageSizePolicy == .automatic ? host.allowedLeafSizes(for: configuration.architecture) : []
         image = try BootImage(configuration: configuration, allowedLeafSizes: allowed)
         try image.setProbes(probes)
-        scratchNext = image.arenaBase - Layout.copyOnWriteScratchSize
-        scratchEnd = image.arenaBase
 
         do {
             vm = try host.system.makeVM()
