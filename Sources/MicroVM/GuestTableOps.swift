@@ -37,6 +37,9 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         self.arenaEnd = arenaBase + arenaSize
         self.next = arenaBase
         self.untouchedArenaIsZero = arenaIsZero
+        // Big arenas (guests of a GiB and more) fill faster from huge pages; small ones would only pay for
+        // clearing 2 MiB they never use.
+        if arenaSize >= 2 << 20 { memory.adviseHugePages(at: arenaBase, count: arenaSize) }
         self.root = 0
         self.root = try allocateTable()
     }
