@@ -15,7 +15,10 @@
  * then `hlt`. A #PF with P=1 W=1 inside a probe first asks the host to resolve copy-on-write (hypercall 3,
  * CR2; at most 4 per probe); on result 0 the runtime `invlpg`s CR2 and `iret`s to retry.
  * Console mode (boot-info flag bit 0): `R ...`, `F ...` (then `out` 1 to port 0xF4) and `D\n` (then `out` 0
- * to port 0xF4) lines on port 0x3F8 in lowercase hex without leading zeros, no copy-on-write resolution.
+ * to port 0xF4) lines on port 0x3F8 in lowercase hex without leading zeros. Copy-on-write in console mode
+ * only with flag bit 1 (a host answers on the console): the runtime prints `C <cr2>\n` and reads one byte
+ * from COM1, '0' = resolved (`invlpg` and retry), anything else = report the fault; without bit 1 a write
+ * fault is reported like any fault.
  *
  * Memory it uses besides the stack: 0x3000-0x30FF IDT, 0x3800-0x383F hypercall record (also the staging
  * area for console reports), 0x3C00-0x3C2F the runtime's variables. Position-independent.
@@ -36,6 +39,7 @@
     .equ V_COWTRIES,    0x3C20          /* u32 copy-on-write resolutions in this probe */
     .equ V_IDTR,        0x3C26          /* limit u16 at 0x3C26, base u32 at 0x3C28 */
     .equ CONSOLE,       0x3F8
+    .equ CONSOLE_LSR,   0x3FD           /* COM1 line status: bit 0 = a received byte is ready */
     .equ EXIT,          0xF4
     .equ HYPERCALL,     0x510
 
@@ -336,6 +340,36 @@ put_hex32:
     ret
 
 /*
+ * console_resolve: console mode with a host answering (boot-info flag bit 1): prints `C <cr2>\n` (CR2 in
+ * EBX) and waits for one byte on COM1 (LSR 0x3FD bit 0, then RBR 0x3F8). EAX = 0 when it is '0' (the host
+ * resolved the copy-on-write page), 1 for anything else. Clobbers EAX, ECX, EDX (keeps EDI).
+ */
+console_resolve:
+    push    %edi
+    mov     $CONSOLE, %dx
+    mov     $'C', %al
+    out     %al, %dx
+    mov     $' ', %al
+    out     %al, %dx
+    mov     %ebx, %eax
+    xor     %edx, %edx
+    call    put_hex64
+    mov     $CONSOLE, %dx
+    mov     $'\n', %al
+    out     %al, %dx
+    mov     $CONSOLE_LSR, %dx
+1:  in      %dx, %al
+    test    $1, %al                     /* data ready */
+    jz      1b
+    mov     $CONSOLE, %dx
+    in      %dx, %al
+    cmp     $'0', %al
+    setne   %al
+    movzbl  %al, %eax
+    pop     %edi
+    ret
+
+/*
  * isr_common: the frame is [vector, error code, EIP, CS, EFLAGS]; `pusha` saves the eight general
  * registers first so a copy-on-write retry resumes the faulting instruction with nothing changed.
  * After `pusha`: vector at 32(%esp), error code at 36, EIP at 40.
@@ -354,17 +388,22 @@ isr_common:
     and     $3, %eax
     cmp     $3, %eax                    /* P=1 (present) and W=1 (write) */
     jne     fault_report
-    testl   $1, V_FLAGS
-    jnz     fault_report                /* console mode: no host to resolve it */
     cmpl    $4, V_COWTRIES
     jae     fault_report
+    testl   $1, V_FLAGS
+    jz      1f
+    testl   $2, V_FLAGS
+    jz      fault_report                /* console mode, no host answering: report it */
     incl    V_COWTRIES
+    call    console_resolve             /* `C <cr2>`, then the host's answer byte */
+    jmp     2f
+1:  incl    V_COWTRIES
     mov     %ebx, HC_ARGS
     movl    $0, HC_ARGS + 4
     mov     $3, %eax                    /* resolve copy-on-write at CR2 */
     mov     $1, %ecx
     call    hypercall
-    test    %eax, %eax
+2:  test    %eax, %eax
     jnz     fault_report
     invlpg  (%ebx)
     popa

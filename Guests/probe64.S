@@ -17,8 +17,9 @@
  *     slot below, fixed per op and size, or va itself for a fetch fault in an execute); the runtime then
  *     drops the exception frame (back to the stack pointer saved at the start of the probe) and goes on
  *     with probe i+1. Exception: a #PF with error code P=1 W=1 outside console mode first asks the host to
- *     resolve copy-on-write (hypercall 3, argument CR2); on result 0 it `invlpg`s CR2 and `iretq`s to
- *     retry the write (at most 4 resolutions per probe, then the fault is reported as above).
+ *     resolve copy-on-write (hypercall 3, argument CR2; in console mode with flag bit 1 a `C` line, below);
+ *     on result 0 it `invlpg`s CR2 and `iretq`s to retry the write (at most 4 resolutions per probe, then
+ *     the fault is reported as above).
  *  4. After the last probe: reports [0xFFFFFFFF, 0, 0, 0, 0, 0] and halts.
  *  An exception outside a probe is fatal: hypercall 2 [vector, error code, CR2, RIP], then `hlt`.
  *
@@ -28,7 +29,12 @@
  *     R <index> <outcome> <a> <b> <c> <d>\n       one per report
  *     F <vector> <error> <cr2> <rip>\n            fatal exception, then `out` 1 to port 0xF4, then `hlt`
  *     D\n                                         done, then `out` 0 to port 0xF4, then `hlt`
- * and no copy-on-write resolution is attempted (a write fault is reported like any fault).
+ * Copy-on-write in console mode needs boot-info flag bit 1 (a host answers on the console): on a write
+ * fault (P=1 W=1) inside a probe the runtime prints
+ *     C <cr2>\n                                   ask the host to resolve copy-on-write at CR2
+ * and reads one byte from COM1 (polls LSR 0x3FD bit 0, reads 0x3F8): '0' = resolved (`invlpg` CR2 and
+ * retry), anything else = not copy-on-write (the fault is reported). Without bit 1 no resolution is
+ * attempted (a write fault is reported like any fault). The cap of 4 resolutions per probe holds in both.
  *
  * What the host must see (hypercall mode): one report hypercall per probe, in order, then the done report,
  * then HLT (status 0).
@@ -53,6 +59,7 @@
     .equ V_COWTRIES,    0x3C20          /* u32 copy-on-write resolutions in this probe */
     .equ V_IDTR,        0x3C26          /* limit u16 at 0x3C26, base u64 at 0x3C28 (8-aligned) */
     .equ CONSOLE,       0x3F8
+    .equ CONSOLE_LSR,   0x3FD           /* COM1 line status: bit 0 = a received byte is ready */
     .equ EXIT,          0xF4
     .equ HYPERCALL,     0x510
 
@@ -306,6 +313,32 @@ put_hex:
     ret
 
 /*
+ * console_resolve: console mode with a host answering (boot-info flag bit 1): prints `C <cr2>\n` (CR2 in
+ * RBX) and waits for one byte on COM1 (LSR 0x3FD bit 0, then RBR 0x3F8). RAX = 0 when it is '0' (the host
+ * resolved the copy-on-write page), 1 for anything else. Clobbers RAX, RCX, RDX, R9.
+ */
+console_resolve:
+    mov     $CONSOLE, %dx
+    mov     $'C', %al
+    out     %al, %dx
+    mov     $' ', %al
+    out     %al, %dx
+    mov     %rbx, %rax
+    call    put_hex
+    mov     $'\n', %al
+    out     %al, %dx                    /* put_hex leaves DX = CONSOLE */
+    mov     $CONSOLE_LSR, %dx
+1:  in      %dx, %al
+    test    $1, %al                     /* data ready */
+    jz      1b
+    mov     $CONSOLE, %dx
+    in      %dx, %al
+    cmp     $'0', %al
+    setne   %al
+    movzbl  %al, %eax
+    ret
+
+/*
  * isr_common: the frame is [vector, error code, RIP, CS, RFLAGS, RSP, SS]; all 15 general registers are
  * saved first so a copy-on-write retry resumes the faulting instruction with nothing changed.
  */
@@ -337,16 +370,21 @@ isr_common:
     and     $3, %eax
     cmp     $3, %eax                    /* P=1 (present) and W=1 (write) */
     jne     fault_report
-    testl   $1, V_FLAGS
-    jnz     fault_report                /* console mode: no host to resolve it */
     cmpl    $4, V_COWTRIES
     jae     fault_report
+    testl   $1, V_FLAGS
+    jz      1f
+    testl   $2, V_FLAGS
+    jz      fault_report                /* console mode, no host answering: report it */
     incl    V_COWTRIES
+    call    console_resolve             /* `C <cr2>`, then the host's answer byte */
+    jmp     2f
+1:  incl    V_COWTRIES
     mov     %rbx, HC_ARGS
     mov     $3, %eax                    /* resolve copy-on-write at CR2 */
     mov     $1, %ecx
     call    hypercall
-    test    %rax, %rax
+2:  test    %rax, %rax
     jnz     fault_report
     invlpg  (%rbx)
     pop     %r15

@@ -19,6 +19,9 @@ public struct BootInfo: Equatable, Sendable {
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         /// No hypercall port (the QEMU oracle): the probe runtime prints its reports on the console.
         public static let reportOnConsole = Flags(rawValue: 1 << 0)
+        /// With ``reportOnConsole``: a host answers on the console, so a write fault on a copy-on-write page
+        /// prints `C <cr2>` and waits for one byte on COM1 ('0' resolved, else not copy-on-write).
+        public static let hostAnswersOnConsole = Flags(rawValue: 1 << 1)
     }
 
     public var memorySize: UInt64

@@ -64,7 +64,7 @@ public final class GuestMemory {
     public func load<T: FixedWidthInteger>(_: T.Type = T.self, at address: UInt64) -> T? {
         guard contains(address, count: UInt64(MemoryLayout<T>.size)) else { return nil }
         // SAFETY: the range is inside the mapping (checked above); loadUnaligned has no alignment needs.
-        return T(littleEndian: base.loadUnaligned(fromByteOffset: Int(address), as: T.self))
+        return T(littleEndian: base.loadUnaligned(fromByteOffset: Int(truncatingIfNeeded: address), as: T.self))
     }
 
     /// Writes a little-endian integer at `address`; returns false (writing nothing) outside RAM.
@@ -72,7 +72,7 @@ public final class GuestMemory {
     public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) -> Bool {
         guard contains(address, count: UInt64(MemoryLayout<T>.size)) else { return false }
         // SAFETY: the range is inside the mapping (checked above); storeBytes has no alignment needs.
-        base.storeBytes(of: value.littleEndian, toByteOffset: Int(address), as: T.self)
+        base.storeBytes(of: value.littleEndian, toByteOffset: Int(truncatingIfNeeded: address), as: T.self)
         return true
     }
 

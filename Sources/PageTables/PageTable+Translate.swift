@@ -40,7 +40,7 @@ extension PageTable {
                 while index <= end {
                     let entry = ops.readEntry(at: ops.entryAddress(in: table, byteOffset: index &* entryBytes))
                     if entry & EntryBits.present != 0 {
-                        let entryBase = base &+ (UInt64(index) &<< 12)
+                        let entryBase = base &+ (UInt64(truncatingIfNeeded: index) &<< 12)
                         let start = max(first, entryBase)
                         let end = min(last, entryBase &+ 0xFFF)
                         body(
@@ -63,7 +63,7 @@ extension PageTable {
             let shift = UInt64(Mode.shift(ofLevel: level))
             let index = next[level]
             next[level] = index &+ 1
-            let entryBase = bases[level] &+ (UInt64(index) &<< shift)
+            let entryBase = bases[level] &+ (UInt64(truncatingIfNeeded: index) &<< shift)
             let entry = ops.readEntry(at: ops.entryAddress(in: tables[level], byteOffset: index &* entryBytes))
             guard entry & EntryBits.present != 0 else { continue }
             if entry & EntryBits.pageSize == 0 {
