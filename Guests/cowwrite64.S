@@ -14,17 +14,12 @@
  *
  * Position-independent; uses no stack.
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
     .globl store_at
 store_at:
     movq    $0x636f77, 0x40000000       /* #PF (write, present, read-only) -> triple fault */

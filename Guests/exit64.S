@@ -8,17 +8,12 @@
  * What the host must see: "exiting with 42\n" on stdout, then an 8-bit OUT exit on port 0xF4 with
  * value 42; the host exits with status 42.
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
 
     mov     $42, %al
     mov     $0xF4, %dx                  /* exit port: host exits with the low 8 bits */

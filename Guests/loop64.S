@@ -8,17 +8,12 @@
  * run with a non-zero status and a timeout reason (RIP at the spin loop: label spin, image offset 0x15,
  * RIP 0x100015 with the default load address).
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
 
     .globl spin
 spin:

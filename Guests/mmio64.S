@@ -12,17 +12,12 @@
  * address); the host ends the run with a non-zero status and "access to unbacked physical memory".
  * Without the --map the store hits an unmapped page instead (#PF, no usable IDT: triple fault).
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
 
     mov     $0xD0000000, %eax           /* 32-bit mov zero-extends: RAX = 0x00000000D0000000 */
     .globl store_at

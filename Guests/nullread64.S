@@ -10,17 +10,12 @@
  * non-zero status and a triple-fault reason. RIP at the shutdown is the faulting mov (label read_at,
  * image offset 0x21: RIP 0x100021 with the default load address); CR2 = 0x10.
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
 
     lidt    null_idtr(%rip)             /* IDT limit 0: no vector can be delivered */
     mov     $0x10, %ebx

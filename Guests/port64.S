@@ -9,17 +9,12 @@
  * (naming the port, direction, size and value). The OUT is label out_at, image offset 0x1b
  * (0x10001b with the default load address).
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
 
     mov     $0x11, %al
     mov     $0x80, %dx                  /* not a microvm port */

@@ -10,17 +10,12 @@
  * run with a non-zero status and a triple-fault reason. RIP at the shutdown is the ud2 (label ud2_at,
  * image offset 0x1c: RIP 0x10001c with the default load address).
  */
+    .include "console64.inc"
     .code64
     .section .text.start, "ax"
     .globl _start
 _start:
-    cld
-    lea     msg(%rip), %rsi
-    mov     $(msg_end - msg), %ecx
-    mov     $0x3F8, %dx                 /* console port */
-1:  lodsb
-    out     %al, %dx
-    loop    1b
+    PRINT   msg, msg_end
 
     lidt    null_idtr(%rip)             /* IDT limit 0: no vector can be delivered */
     .globl ud2_at
