@@ -38,6 +38,8 @@ private struct ProbeConsole: Equatable, CustomStringConvertible {
     var fatal: [UInt64]? = nil
     /// Whether the `D` line came.
     var done = false
+    /// The addresses of `C <cr2>` lines (copy-on-write requests; only with boot-info flag bit 1), in order.
+    var copyOnWriteRequests: [UInt64] = []
     /// Lines that are none of those (must stay empty).
     var otherLines: [String] = []
 
@@ -52,6 +54,8 @@ private struct ProbeConsole: Equatable, CustomStringConvertible {
                 fatal = numbers.map { $0! }
             case "D" where numbers.isEmpty:
                 done = true
+            case "C" where numbers.count == 1 && numbers[0] != nil:
+                copyOnWriteRequests.append(numbers[0]!)
             case nil where line.isEmpty:
                 break
             default:
@@ -61,7 +65,8 @@ private struct ProbeConsole: Equatable, CustomStringConvertible {
     }
 
     var description: String {
-        (reports.map { "R " + $0.map { String($0, radix: 16) }.joined(separator: " ") }
+        (copyOnWriteRequests.map { "C " + String($0, radix: 16) }
+            + reports.map { "R " + $0.map { String($0, radix: 16) }.joined(separator: " ") }
             + (fatal.map { ["F " + $0.map { String($0, radix: 16) }.joined(separator: " ")] } ?? [])
             + (done ? ["D"] : []) + otherLines).joined(separator: "\n")
     }
@@ -119,6 +124,93 @@ private func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun 
     return QEMURun(
         status: process.terminationStatus, console: ProbeConsole(parsing: text), standardOutput: text,
         standardError: errors)
+}
+
+// MARK: - Running with the host live in the loop (runtime copy-on-write)
+
+/// A copy-on-write resolution the host made while QEMU ran: `nil` when the page was not copy-on-write.
+private typealias Resolution = (virtualAddress: UInt64, from: UInt64, to: UInt64)
+
+private struct LiveQEMURun {
+    var run: QEMURun
+    /// One entry per `C` line, in order: what ``BootImage/resolveCopyOnWrite(at:)`` returned.
+    var resolutions: [Resolution?]
+}
+
+/// Where shared guest RAM files go: /dev/shm (tmpfs) when there is one.
+private func sharedRAMPath() -> String {
+    let name = "microvm-tests-\(getpid())-ram-\(UInt64.random(in: 0...UInt64.max))"
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDirectory), isDirectory.boolValue {
+        return "/dev/shm/" + name
+    }
+    return temporaryPath(name)
+}
+
+/// Boots `image`, whose RAM must be the shared file at `ramPath` (``GuestMemory/init(sharedFile:size:)``),
+/// with QEMU running that very file as its RAM (`memory-backend-file`, `share=on`), and stays in the loop:
+/// QEMU's serial is the test's pipes (`-serial stdio`); on each `C <va>` line the host resolves
+/// copy-on-write on the live tables in the shared RAM and answers one byte on QEMU's stdin, `0` resolved or
+/// `1` not copy-on-write (docs/layout.md, console mode with boot-info flag bit 1). No loader files: the
+/// guest sees the host's bytes directly.
+private func runOnQEMULive(_ image: BootImage, ramPath: String, seconds: Int = 20) throws -> LiveQEMURun {
+    let architecture = image.configuration.architecture
+    let memorySize = image.configuration.memorySize
+    precondition(memorySize & 0xF_FFFF == 0 && memorySize > 0x10_0000, "RAM must be whole MiB above 1 MiB")
+    let qemu = architecture == .amd64 ? qemuX86_64! : qemuI386!
+    let trampoline = "\(packageRoot)/Guests/qemu/\(architecture == .amd64 ? "tramp64" : "tramp32").bin"
+    let errorPath = temporaryPath("qemu-stderr-\(UInt64.random(in: 0...UInt64.max))")
+    _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: errorPath) }
+
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executableOnPath("timeout")!)
+    process.arguments = [
+        "-s", "KILL", "\(seconds)", qemu,
+        "-M", "pc,memory-backend=ram0", "-cpu", "max", "-m", "\(memorySize >> 20)M",
+        "-object", "memory-backend-file,id=ram0,size=\(memorySize),mem-path=\(ramPath),share=on",
+        "-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot",
+        "-bios", trampoline,
+        "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+    ]
+    let input = Pipe()
+    let output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = FileHandle(forWritingAtPath: errorPath)
+    // An answer to a QEMU that already died must fail the write, not kill the test process.
+    signal(SIGPIPE, SIG_IGN)
+    try process.run()
+
+    var text: [UInt8] = []
+    var line: [UInt8] = []
+    var resolutions: [Resolution?] = []
+    while true {
+        let chunk = output.fileHandleForReading.availableData
+        if chunk.isEmpty { break }  // EOF: QEMU (and timeout) exited
+        for byte in chunk {
+            text.append(byte)
+            guard byte == UInt8(ascii: "\n") else {
+                line.append(byte)
+                continue
+            }
+            let fields = String(decoding: line, as: UTF8.self).split(separator: " ")
+            line.removeAll()
+            guard fields.count == 2, fields[0] == "C", let va = UInt64(fields[1], radix: 16) else { continue }
+            let resolution = image.resolveCopyOnWrite(at: va)
+            resolutions.append(resolution)
+            try? input.fileHandleForWriting.write(contentsOf: Data([UInt8(ascii: resolution == nil ? "1" : "0")]))
+        }
+    }
+    try? input.fileHandleForWriting.close()
+    process.waitUntilExit()
+    let standardOutput = String(decoding: text, as: UTF8.self)
+    let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
+    return LiveQEMURun(
+        run: QEMURun(
+            status: process.terminationStatus, console: ProbeConsole(parsing: standardOutput),
+            standardOutput: standardOutput, standardError: errors),
+        resolutions: resolutions)
 }
 
 // MARK: - Scenarios: mappings, memory contents, probes and what each must report
@@ -462,6 +554,125 @@ private enum Scenarios {
     }
 }
 
+// MARK: - Runtime copy-on-write with the host live in the loop
+
+/// A copy-on-write range (one large leaf where allowed) plus a read-only alias of one of its frames, in RAM
+/// shared with QEMU; the probes write through the copy-on-write VA (a `C` line the host resolves), read
+/// back, read the alias (the old bytes) and a neighbouring page (still the original), and write the alias
+/// (a `C` line the host refuses: a plain write fault).
+private struct LiveCopyOnWrite {
+    var architecture: Architecture
+    var memorySize: UInt64
+    var allowedLeafSizes: AllowedLeafSizes
+    /// The copy-on-write mapping.
+    var copyOnWrite: Mapping
+    /// Its leaf size as built.
+    var leafSize: LeafSize
+    /// The page the probes write (inside `copyOnWrite`) and its frame.
+    var page: UInt64, frame: UInt64
+    /// A read-only 4 KiB mapping of `frame`.
+    var alias: UInt64 = 0xC000_0000
+
+    static let value: UInt64 = 0x0BAD_C0FF_EE15_600D
+    static let second: UInt32 = 0x5EC0_4D00
+
+    var probes: [Probe] {
+        [
+            .write(page + 0x10, 8, Self.value),
+            .read(page + 0x10, 8),
+            .read(page + 0x18, 8),  // the rest of the page came along in the copy
+            .read(alias + 0x10, 8),  // the original frame: the old bytes
+            .read(page + 0x1010, 8),  // the neighbouring page: still the original, still copy-on-write
+            .write(alias + 0x20, 4, 1),  // read-only, not copy-on-write: the host answers 1
+            .write(page + 0x20, 4, UInt64(Self.second)),  // the page is writable now: no second C line
+            .read(page + 0x1020, 4),
+        ]
+    }
+
+    var expectedReports: [[UInt64]] {
+        let writeSlot4 = Layout.defaultLoadAddress + 0x70  // slot 6 (write of 4): load + 0x10 * 7
+        return [
+            [0, 0, 0, 0, 0, 0],
+            [1, 0, Self.value, 0, 0, 0],
+            [2, 0, pattern(frame + 0x18, 8), 0, 0, 0],
+            [3, 0, pattern(frame + 0x10, 8), 0, 0, 0],
+            [4, 0, pattern(frame + 0x1010, 8), 0, 0, 0],
+            [5, 1, 14, errorPresent | errorWrite, alias + 0x20, writeSlot4],
+            [6, 0, 0, 0, 0, 0],
+            [7, 0, pattern(frame + 0x1020, 4), 0, 0, 0],
+        ]
+    }
+
+    /// i686 has no NX: every present page reads back executable.
+    var writableKind: MappingKind { architecture == .amd64 ? .readWrite : .readWriteExecute }
+    var copyOnWriteKind: MappingKind { .copyOnWrite(executable: architecture == .i686) }
+
+    func check() throws {
+        let ramPath = sharedRAMPath()
+        defer { unlink(ramPath) }
+        let memory = try GuestMemory(sharedFile: ramPath, size: memorySize)
+        var configuration = MachineConfiguration(
+            architecture: architecture, image: try guest(architecture == .amd64 ? "probe64" : "probe32"))
+        configuration.memorySize = memorySize
+        configuration.extraMappings = [
+            copyOnWrite,
+            Mapping(physicalBase: frame, virtualBase: alias, length: 0x1000, kind: .readOnly),
+        ]
+        let image = try BootImage(configuration: configuration, allowedLeafSizes: allowedLeafSizes, memory: memory)
+        let before = try #require(try image.addressSpace.lookup(page))
+        #expect(before.physicalAddress == frame && before.kind == copyOnWriteKind && before.leafSize == leafSize)
+        for pa in stride(from: frame, to: frame + 0x2000, by: 8) {
+            try #require(memory.store(patternQword(pa), at: pa))
+        }
+        try image.setProbes(probes, flags: [.reportOnConsole, .hostAnswersOnConsole])
+
+        let live = try runOnQEMULive(image, ramPath: ramPath)
+        let run = live.run
+        #expect(run.status == 1, "QEMU status \(run.status); stderr: \(run.standardError)")
+        #expect(run.console.done, "no D line; output:\n\(run.standardOutput)")
+        #expect(run.console.fatal == nil)
+        #expect(run.console.otherLines.isEmpty, "unexpected output: \(run.console.otherLines)")
+        #expect(run.console.copyOnWriteRequests.map(hexString) == [page + 0x10, alias + 0x20].map(hexString))
+        #expect(
+            run.console.reports.map { $0.map(hexString) } == expectedReports.map { $0.map(hexString) },
+            "output:\n\(run.standardOutput)")
+        try #require(live.resolutions.count == 2, "output:\n\(run.standardOutput)")
+        #expect(live.resolutions[1] == nil)
+        let resolution = try #require(live.resolutions[0])
+        #expect(resolution.virtualAddress == page && resolution.from == frame)
+        let to = resolution.to
+        #expect(to >= image.arenaBase - 0x4_0000 && to < image.arenaBase, "a scratch frame right below the arena")
+
+        // The shared RAM after QEMU exited: the original frame is unchanged, the copy holds the writes.
+        #expect(memory.load(UInt64.self, at: frame + 0x10) == patternQword(frame + 0x10))
+        #expect(memory.load(UInt32.self, at: frame + 0x20) == UInt32(truncatingIfNeeded: patternQword(frame + 0x20)))
+        #expect(memory.load(UInt64.self, at: to + 0x10) == Self.value)
+        #expect(memory.load(UInt32.self, at: to + 0x20) == Self.second)
+        #expect(memory.load(UInt64.self, at: to + 0x18) == patternQword(frame + 0x18))
+        #expect(memory.read(at: to + 0x28, count: 0xFD8) == memory.read(at: frame + 0x28, count: 0xFD8))
+
+        // The live tables: the page is writable at the copy in a 4 KiB leaf (a large leaf was split), its
+        // neighbour still copy-on-write at the original frame.
+        let after = try #require(try image.addressSpace.lookup(page + 0x10))
+        #expect(after.physicalAddress == to + 0x10 && after.kind == writableKind && after.leafSize == .size4K)
+        let neighbour = try #require(try image.addressSpace.lookup(page + 0x1000))
+        #expect(neighbour.physicalAddress == frame + 0x1000 && neighbour.kind == copyOnWriteKind)
+        #expect(neighbour.leafSize == .size4K)
+        let aliasAfter = try #require(try image.addressSpace.lookup(alias))
+        #expect(aliasAfter.physicalAddress == frame && !aliasAfter.kind.isWritable)
+
+        // The dump shows the remap.
+        let digits = architecture == .amd64 ? 16 : 8
+        func address(_ value: UInt64) -> String {
+            let text = String(value, radix: 16)
+            return "0x" + String(repeating: "0", count: digits - text.count) + text
+        }
+        let dump = try image.addressSpace.dump()
+        let remapped = "\(address(page))-\(address(page + 0xFFF)) -> \(address(to))-\(address(to + 0xFFF))"
+        #expect(dump.contains(remapped), "dump:\n\(dump)")
+    }
+}
+
 // MARK: - The tests
 
 @Suite("QEMU oracle: the probe guests on an emulated MMU", .enabled(if: qemuUsable, qemuReason))
@@ -563,6 +774,36 @@ struct QEMUOracleTests {
         let run64 = try runOnQEMU(image64)
         #expect(run64.status == 255)
         #expect(run64.standardOutput == "tramp64: the load address must be 0x100000\n")
+    }
+
+    @Test("runtime copy-on-write, host live on the console: i686, 4 KiB leaves")
+    func liveCopyOnWriteI686SmallLeaves() throws {
+        try LiveCopyOnWrite(
+            architecture: .i686, memorySize: 16 << 20, allowedLeafSizes: [],
+            copyOnWrite: Mapping(
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 4 << 20, kind: .copyOnWrite(executable: false)),
+            leafSize: .size4K, page: 0x4000_0000, frame: 0x40_0000
+        ).check()
+    }
+
+    @Test("runtime copy-on-write, host live on the console: i686, a page inside a 4 MiB leaf")
+    func liveCopyOnWriteI686LargeLeaf() throws {
+        try LiveCopyOnWrite(
+            architecture: .i686, memorySize: 16 << 20, allowedLeafSizes: [.size4M],
+            copyOnWrite: Mapping(
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 4 << 20, kind: .copyOnWrite(executable: false)),
+            leafSize: .size4M, page: 0x4010_0000, frame: 0x50_0000
+        ).check()
+    }
+
+    @Test("runtime copy-on-write, host live on the console: amd64, a page inside a 1 GiB leaf")
+    func liveCopyOnWriteAMD64GigabyteLeaf() throws {
+        try LiveCopyOnWrite(
+            architecture: .amd64, memorySize: 32 << 20, allowedLeafSizes: [.size2M, .size1G],
+            copyOnWrite: Mapping(
+                physicalBase: 0, virtualBase: 0x4000_0000, length: 1 << 30, kind: .copyOnWrite(executable: false)),
+            leafSize: .size1G, page: 0x4040_0000, frame: 0x40_0000
+        ).check()
     }
 
     @Test("the same probes on KVM and QEMU print the same lines (amd64, 2 MiB leaves)", .enabled(if: kvmUsable, kvmReason))
