@@ -62,7 +62,8 @@ extension GuestPageTables {
     @inline(__always) public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
         try tables.lookup(virtualAddress)
     }
-    @inline(__always) public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation] {
+    @inline(__always) public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
+    {
         try tables.translate(virtualBase: virtualBase, length: length)
     }
     @inline(__always) public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError)
@@ -80,7 +81,9 @@ public final class AMD64PageTables: GuestPageTables {
     public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
         throws(PageTableError)
     {
-        tables = PageTable(ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize), allowedLeafSizes: allowedLeafSizes)
+        tables = PageTable(
+            ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
+            allowedLeafSizes: allowedLeafSizes)
     }
 }
 
@@ -91,7 +94,9 @@ public final class I686PageTables: GuestPageTables {
     public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
         throws(PageTableError)
     {
-        tables = PageTable(ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize), allowedLeafSizes: allowedLeafSizes)
+        tables = PageTable(
+            ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
+            allowedLeafSizes: allowedLeafSizes)
     }
 }
 
@@ -102,9 +107,11 @@ public func makeAddressSpace(
 ) throws(PageTableError) -> any AddressSpace {
     switch architecture {
     case .amd64:
-        try AMD64PageTables(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+        try AMD64PageTables(
+            memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
     case .i686:
-        try I686PageTables(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+        try I686PageTables(
+            memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
     }
 }
 

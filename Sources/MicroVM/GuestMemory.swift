@@ -81,7 +81,10 @@ public final class GuestMemory {
         guard count >= 0, contains(address, count: UInt64(count)) else { return nil }
         // SAFETY: the source range is inside the mapping (checked above); the array has `count` bytes.
         return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if count > 0 { buffer.baseAddress!.initialize(from: (base + Int(address)).assumingMemoryBound(to: UInt8.self), count: count) }
+            if count > 0 {
+                buffer.baseAddress!.initialize(
+                    from: (base + Int(address)).assumingMemoryBound(to: UInt8.self), count: count)
+            }
             initialized = count
         }
     }

@@ -56,10 +56,14 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
 
     @inlinable public func readEntry(at address: UInt64) -> UInt64 {
         if Mode.entryByteCount == 8 {
-            guard let value = memory.load(UInt64.self, at: address) else { preconditionFailure("entry outside guest memory") }
+            guard let value = memory.load(UInt64.self, at: address) else {
+                preconditionFailure("entry outside guest memory")
+            }
             return value
         }
-        guard let value = memory.load(UInt32.self, at: address) else { preconditionFailure("entry outside guest memory") }
+        guard let value = memory.load(UInt32.self, at: address) else {
+            preconditionFailure("entry outside guest memory")
+        }
         return UInt64(value)
     }
 
@@ -86,7 +90,8 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
 
     @inlinable public mutating func writeEntry(in table: UInt64, byteOffset: Int, _ value: UInt64) -> Never? {
         let address = table &+ UInt64(truncatingIfNeeded: byteOffset)
-        let stored = Mode.entryByteCount == 8
+        let stored =
+            Mode.entryByteCount == 8
             ? memory.store(value, at: address) : memory.store(UInt32(truncatingIfNeeded: value), at: address)
         precondition(stored, "entry outside guest memory")
         return nil

@@ -55,7 +55,9 @@ extension Machine {
             return .guestException(
                 description: "\(names[vector] ?? "vector \(vector)"), error code \(hex(errorCode)) at RIP \(hex(rip))")
         }
-        return .pageFault(description: Self.pageFaultLine(errorCode: errorCode, address: cr2, rip: rip, translation: describeTranslation(of: cr2)))
+        return .pageFault(
+            description: Self.pageFaultLine(
+                errorCode: errorCode, address: cr2, rip: rip, translation: describeTranslation(of: cr2)))
     }
 
     /// `write to 0x40001000 (-> 0x201000, read-only, 4 KiB leaf) at RIP 0x100042`, from the #PF error code

@@ -1,6 +1,6 @@
+@preconcurrency import Glibc
 public import KVMKit
 import PageTables
-@preconcurrency import Glibc
 
 /// How a run ended normally.
 public enum RunOutcome: Equatable, Sendable {
@@ -191,7 +191,8 @@ public final class Machine {
             if special.cr2 < 0x1000 && special.cr2 != 0 || special.cr2 == 0 && rip < 0x1000 {
                 text += " (page 0 is never mapped: a null pointer?)"
             } else if case .copyOnWrite? = (try? addressSpace.lookup(special.cr2))??.kind {
-                text += " (CR2 is a copy-on-write page: a write to it needs the guest's #PF handler to ask the host to resolve it)"
+                text +=
+                    " (CR2 is a copy-on-write page: a write to it needs the guest's #PF handler to ask the host to resolve it)"
             }
         }
         return text
@@ -202,7 +203,8 @@ public final class Machine {
         do {
             guard let t = try addressSpace.lookup(virtualAddress) else { return "(not mapped)" }
             let cow = { if case .copyOnWrite = t.kind { return ", copy-on-write" } else { return "" } }()
-            return "(-> \(hex(t.physicalAddress)), \(t.kind.isWritable ? "writable" : "read-only")\(t.kind.isExecutable ? "" : ", no-execute")\(cow), \(t.leafSize) leaf)"
+            return
+                "(-> \(hex(t.physicalAddress)), \(t.kind.isWritable ? "writable" : "read-only")\(t.kind.isExecutable ? "" : ", no-execute")\(cow), \(t.leafSize) leaf)"
         } catch {
             return "(tables unreadable: \(error))"
         }

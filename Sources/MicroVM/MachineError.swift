@@ -1,5 +1,5 @@
-public import KVMKit
 @preconcurrency import Glibc
+public import KVMKit
 public import PageTables
 
 /// Why a machine could not be built or its run ended abnormally. Every case describes itself in one line
@@ -45,12 +45,14 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .memoryTooSmall, .memoryTooLarge, .memoryNotPageMultiple, .memoryUnavailable, .emptyImage,
             .loadAddressOutsideMemory, .loadAddressMisaligned, .imageTooLarge, .imageOverlapsArena,
-            .imageOverlapsLowMemory, .entryOutsideImage, .mappingRejected, .mappingsOverlap, .tooManyMappings, .tooManyProbes,
+            .imageOverlapsLowMemory, .entryOutsideImage, .mappingRejected, .mappingsOverlap, .tooManyMappings,
+            .tooManyProbes,
             .tablesFailed:
             2
         case .kvmUnavailable, .kvmFailed, .pagingModeUnsupported: 3
         case .timeout: 124
-        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .pageFault, .guestException, .entryFailed, .internalError,
+        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .pageFault, .guestException, .entryFailed,
+            .internalError,
             .unexpectedExit, .badHypercall:
             125
         }

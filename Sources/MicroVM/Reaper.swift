@@ -41,11 +41,13 @@ final class Reaper: @unchecked Sendable {
         let context = Unmanaged.passUnretained(self).toOpaque()
         // SAFETY: `self` is the process-wide singleton and is never deallocated, so the unretained pointer
         // stays valid for the thread's whole life.
-        let result = pthread_create(&thread, nil, { context in
-            let reaper = Unmanaged<Reaper>.fromOpaque(context!).takeUnretainedValue()
-            reaper.loop()
-            return nil
-        }, context)
+        let result = pthread_create(
+            &thread, nil,
+            { context in
+                let reaper = Unmanaged<Reaper>.fromOpaque(context!).takeUnretainedValue()
+                reaper.loop()
+                return nil
+            }, context)
         if result == 0 { pthread_detach(thread) }
         return result == 0
     }

@@ -1,6 +1,6 @@
+@preconcurrency import Glibc
 import KVMKit
 import PageTables
-@preconcurrency import Glibc
 
 /// The x86 state a guest starts in: the GDT in guest memory, and the vCPU's segment, control and general
 /// registers (Intel SDM Vol. 3A §9.8 "Initializing IA-32e mode", §9.9 "Mode switching").

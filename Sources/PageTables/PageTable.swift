@@ -72,7 +72,8 @@ public struct PageTable<Ops: TableOps> {
     ) throws(PageTableError) {
         if case .unmapped = kind { return try unmap(virtualBase: virtualBase, length: length) }
         guard let (first, last) = try Self.checkedRange(virtualBase, length) else { return }
-        try run(.protect(flags: Self.leafFlags(kind, user: userAccessible), user: userAccessible), first: first, last: last)
+        try run(
+            .protect(flags: Self.leafFlags(kind, user: userAccessible), user: userAccessible), first: first, last: last)
     }
 
     // MARK: - Entry encoding
@@ -138,7 +139,8 @@ public struct PageTable<Ops: TableOps> {
         guard physicalBase & 0xFFF == 0 else { throw .misaligned(.physicalAddress, physicalBase) }
         let (last, overflow) = physicalBase.addingReportingOverflow(length &- 1)
         guard !overflow, last < Mode.physicalSpaceSize else {
-            throw .physicalAddressTooWide(physicalAddress: physicalBase, length: length, architecture: Mode.architecture)
+            throw .physicalAddressTooWide(
+                physicalAddress: physicalBase, length: length, architecture: Mode.architecture)
         }
     }
 }
@@ -196,12 +198,15 @@ extension PageTable {
             switch operation {
             case .map(let delta, let flags, _):
                 if let moved = ops.writeEntries(
-                    in: table, byteOffset: index &* entryBytes, count: count, first: (first &+ delta) | flags, step: span)
+                    in: table, byteOffset: index &* entryBytes, count: count, first: (first &+ delta) | flags,
+                    step: span)
                 {
                     table = ops.relocatedTable(moved)
                 }
             case .unmap:
-                if let moved = ops.writeEntries(in: table, byteOffset: index &* entryBytes, count: count, first: 0, step: 0) {
+                if let moved = ops.writeEntries(
+                    in: table, byteOffset: index &* entryBytes, count: count, first: 0, step: 0)
+                {
                     table = ops.relocatedTable(moved)
                 }
             case .protect(let flags, _):
@@ -242,7 +247,9 @@ extension PageTable {
                     let count = min(lastIndex &- index &+ 1, whole)
                     if !empty {
                         for i in index..<(index &+ count) {
-                            let replaced = i == index ? old : ops.readEntry(at: ops.entryAddress(in: table, byteOffset: i &* entryBytes))
+                            let replaced =
+                                i == index
+                                ? old : ops.readEntry(at: ops.entryAddress(in: table, byteOffset: i &* entryBytes))
                             freeSubtree(ofEntry: replaced, level: level)
                         }
                     }
@@ -262,7 +269,9 @@ extension PageTable {
                 }
                 if covered {
                     freeSubtree(ofEntry: old, level: level)
-                    if let moved = ops.writeEntry(in: table, byteOffset: offset, 0) { table = ops.relocatedTable(moved) }
+                    if let moved = ops.writeEntry(in: table, byteOffset: offset, 0) {
+                        table = ops.relocatedTable(moved)
+                    }
                     index &+= 1
                     continue
                 }
@@ -347,7 +356,9 @@ extension PageTable {
         var offset = 0
         let end = Mode.entriesPerTable &* Mode.entryByteCount
         while offset < end {
-            if ops.readEntry(at: ops.entryAddress(in: table, byteOffset: offset)) & EntryBits.present != 0 { return false }
+            if ops.readEntry(at: ops.entryAddress(in: table, byteOffset: offset)) & EntryBits.present != 0 {
+                return false
+            }
             offset &+= Mode.entryByteCount
         }
         return true

@@ -2,7 +2,9 @@
 /// half-linked and no entry points at garbage (an operation may have been applied to a prefix of its range).
 public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Which part of a mapping request was misaligned.
-    public enum Field: String, Sendable { case virtualAddress = "virtual address", physicalAddress = "physical address", length }
+    public enum Field: String, Sendable {
+        case virtualAddress = "virtual address", physicalAddress = "physical address", length
+    }
 
     /// A base or a length is not a multiple of 4 KiB.
     case misaligned(Field, UInt64)

@@ -1,3 +1,4 @@
+@preconcurrency import Glibc
 // Boots a guest N times in one process, one machine after another, and prints the process's open file
 // descriptors and resident memory before and after: a leak check that no other thread can disturb.
 //
@@ -5,7 +6,6 @@
 //   prints: fds <before> <after> rss <before> <after>
 import MicroVM
 import PageTables
-@preconcurrency import Glibc
 
 func openDescriptors() -> Int {
     guard let directory = opendir("/proc/self/fd") else { return -1 }
@@ -19,14 +19,22 @@ func residentBytes() -> Int {
     guard let file = fopen("/proc/self/statm", "r") else { return -1 }
     defer { fclose(file) }
     var size = 0, resident = 0
-    guard withUnsafeMutablePointer(to: &size, { s in withUnsafeMutablePointer(to: &resident) { r in
-        fscanfTwo(file, s, r)
-    } }) else { return -1 }
+    guard
+        withUnsafeMutablePointer(
+            to: &size,
+            { s in
+                withUnsafeMutablePointer(to: &resident) { r in
+                    fscanfTwo(file, s, r)
+                }
+            })
+    else { return -1 }
     return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
 /// Reads two integers from statm without the variadic fscanf.
-func fscanfTwo(_ file: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>, _ b: UnsafeMutablePointer<Int>) -> Bool {
+func fscanfTwo(_ file: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>, _ b: UnsafeMutablePointer<Int>)
+    -> Bool
+{
     var buffer = [CChar](repeating: 0, count: 128)
     guard fgets(&buffer, 128, file) != nil else { return false }
     let fields = String(cString: buffer).split(separator: " ")

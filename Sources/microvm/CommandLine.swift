@@ -144,7 +144,8 @@ func parseDuration(_ text: String) -> Duration? {
 
 /// `VA=PA:LEN:PERMS`, e.g. `0x40000000=0x200000:2M:rw`.
 func parseMapping(_ text: String) throws(UsageError) -> Mapping {
-    let malformed = UsageError("--map: '\(text)' is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw")
+    let malformed = UsageError(
+        "--map: '\(text)' is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw")
     let halves = text.split(separator: "=", omittingEmptySubsequences: false)
     guard halves.count == 2 else { throw malformed }
     let parts = halves[1].split(separator: ":", omittingEmptySubsequences: false)

@@ -1,6 +1,6 @@
+@preconcurrency import Glibc
 import MicroVM
 import PageTables
-@preconcurrency import Glibc
 
 /// Prints `microvm: error: <message>` to standard error and exits with `status`.
 func fail(_ message: String, status: Int32) -> Never {

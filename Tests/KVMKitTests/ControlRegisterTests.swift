@@ -1,6 +1,5 @@
-import Testing
-
 import KVMKit
+import Testing
 
 @Suite("Control-register and EFER bits follow the Intel SDM")
 struct ControlRegisterTests {

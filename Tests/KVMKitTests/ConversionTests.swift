@@ -39,13 +39,18 @@ struct ConversionTests {
         kernel.interrupt_bitmap = (1, 1 << 63, 0, 5)
 
         let registers = SpecialRegisters(kernel)
-        #expect(registers.cs == Segment(
-            base: 0x10, limit: 0xFFFF_FFFF, selector: 0x08, type: 11, present: true, s: true, l: true, g: true,
-            avl: true))
+        #expect(
+            registers.cs
+                == Segment(
+                    base: 0x10, limit: 0xFFFF_FFFF, selector: 0x08, type: 11, present: true, s: true, l: true, g: true,
+                    avl: true))
         #expect(registers.ss.unusable)
         #expect(registers.gdt == DescriptorTable(base: 0x1000, limit: 23))
-        #expect(registers.cr0 == [.protectionEnable, .monitorCoprocessor, .numericError, .writeProtect, .paging,
-                                  .extensionType])
+        #expect(
+            registers.cr0 == [
+                .protectionEnable, .monitorCoprocessor, .numericError, .writeProtect, .paging,
+                .extensionType,
+            ])
         #expect(registers.efer == [.lme, .lma, .nxe])
         #expect(registers.cr4 == [.pae, .osfxsr, .osxmmexcpt])
         #expect(registers.apicBase == 0xFEE0_0900)

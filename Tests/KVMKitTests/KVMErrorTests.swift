@@ -1,7 +1,6 @@
 import Glibc
-import Testing
-
 import KVMKit
+import Testing
 
 @Suite("KVMError")
 struct KVMErrorTests {

@@ -1,8 +1,7 @@
 @preconcurrency import Glibc
+import KVMKit
 import Synchronization
 import Testing
-
-import KVMKit
 
 /// Tests that need a working /dev/kvm: they boot tiny hand-assembled real-mode guests and assert the exact
 /// sequence of exits.

@@ -75,12 +75,14 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
     }
     let context = Unmanaged.passRetained(Box(body)).toOpaque()
     var thread = pthread_t()
-    let result = pthread_create(&thread, nil, { context in
-        // SAFETY: `context` is the retained Box passed below; this takes back that single +1.
-        let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
-        box.body()
-        return nil
-    }, context)
+    let result = pthread_create(
+        &thread, nil,
+        { context in
+            // SAFETY: `context` is the retained Box passed below; this takes back that single +1.
+            let box = Unmanaged<Box>.fromOpaque(context!).takeRetainedValue()
+            box.body()
+            return nil
+        }, context)
     precondition(result == 0, "pthread_create failed")
     return thread
 }

@@ -32,7 +32,12 @@ struct AMD64BootTests {
     func tripleFault() throws {
         let machine = try Machine(configuration: try configuration("triple64"))
         let root = machine.addressSpace.rootPhysicalAddress
-        #expect(throws: MachineError.tripleFault(diagnosis: "RIP 0x10001c (-> 0x10001c, writable, 4 KiB leaf), CR2 0x0 (not mapped), CR3 0x\(String(root, radix: 16))")) {
+        #expect(
+            throws: MachineError.tripleFault(
+                diagnosis:
+                    "RIP 0x10001c (-> 0x10001c, writable, 4 KiB leaf), CR2 0x0 (not mapped), CR3 0x\(String(root, radix: 16))"
+            )
+        ) {
             try machine.run()
         }
         #expect(machine.consoleOutput == Array("about to triple fault\n".utf8))
@@ -45,7 +50,9 @@ struct AMD64BootTests {
             _ = try machine.run()
             Issue.record("expected a triple fault")
         } catch {
-            #expect(error.description.hasPrefix("triple fault: RIP 0x100021 (-> 0x100021, writable, 4 KiB leaf), CR2 0x10 (not mapped)"))
+            #expect(
+                error.description.hasPrefix(
+                    "triple fault: RIP 0x100021 (-> 0x100021, writable, 4 KiB leaf), CR2 0x10 (not mapped)"))
             #expect(error.description.hasSuffix("(page 0 is never mapped: a null pointer?)"))
             #expect(error.exitStatus == 125)
         }
@@ -113,7 +120,9 @@ struct AMD64BootTests {
         #expect(machine.bootInfo.tableRoot == machine.addressSpace.rootPhysicalAddress)
     }
 
-    @Test("the tables use 2 MiB leaves where aligned, and 4 KiB only with --page-size 4k", arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
+    @Test(
+        "the tables use 2 MiB leaves where aligned, and 4 KiB only with --page-size 4k",
+        arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
     func pageSizes(_ policy: MachineConfiguration.PageSizePolicy) throws {
         var config = try configuration("hello64")
         config.pageSizePolicy = policy
@@ -123,14 +132,18 @@ struct AMD64BootTests {
         #expect(try machine.run() == .halted)
     }
 
-    @Test("KVM_TRANSLATE agrees with the engine on every page, mapped or not, after boot", arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
+    @Test(
+        "KVM_TRANSLATE agrees with the engine on every page, mapped or not, after boot",
+        arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
     func translationsAgree(_ policy: MachineConfiguration.PageSizePolicy) throws {
         var config = try configuration("hello64")
         config.pageSizePolicy = policy
         config.extraMappings = [
             Mapping(physicalBase: 0x20_0000, virtualBase: 0x4000_0000, length: 0x20_0000, kind: .readOnly),
             Mapping(physicalBase: 0x30_0000, virtualBase: 0xFFFF_8000_0000_0000, length: 0x1_0000, kind: .readWrite),
-            Mapping(physicalBase: 0x40_0000, virtualBase: 0x1_0000_0000, length: 0x4000, kind: .copyOnWrite(executable: false)),
+            Mapping(
+                physicalBase: 0x40_0000, virtualBase: 0x1_0000_0000, length: 0x4000,
+                kind: .copyOnWrite(executable: false)),
         ]
         let machine = try Machine(configuration: config)
         #expect(try machine.run() == .halted)
@@ -169,25 +182,38 @@ struct AMD64BootTests {
 
 @Suite("boot i686 guests", .enabled(if: kvmUsable, kvmReason))
 struct I686BootTests {
-    @Test("hello32 prints its line and halts", .enabled(if: kvmRuns32BitPaging, "this KVM cannot run 32-bit paging (kvm_pvm); the refusal is tested instead"))
+    @Test(
+        "hello32 prints its line and halts",
+        .enabled(if: kvmRuns32BitPaging, "this KVM cannot run 32-bit paging (kvm_pvm); the refusal is tested instead"))
     func hello() throws {
         let machine = try Machine(configuration: try configuration("hello32", .i686))
         #expect(try machine.run() == .halted)
         #expect(machine.consoleOutput == Array("hello from microvm (i686)\n".utf8))
     }
 
-    @Test("bootinfo32 reads the block and CR3", .enabled(if: kvmRuns32BitPaging, "this KVM cannot run 32-bit paging (kvm_pvm); the refusal is tested instead"))
+    @Test(
+        "bootinfo32 reads the block and CR3",
+        .enabled(if: kvmRuns32BitPaging, "this KVM cannot run 32-bit paging (kvm_pvm); the refusal is tested instead"))
     func bootInfo() throws {
         let machine = try Machine(configuration: try configuration("bootinfo32", .i686))
         #expect(try machine.run() == .halted)
         let root = machine.addressSpace.rootPhysicalAddress
-        let expected = "magic=424d564d ram=0000000001000000 cr3=\(String(format: "%016llx", root)) load=0000000000100000\ncr3reg=\(String(format: "%08llx", root))\n"
+        let expected =
+            "magic=424d564d ram=0000000001000000 cr3=\(String(format: "%016llx", root)) load=0000000000100000\ncr3reg=\(String(format: "%08llx", root))\n"
         #expect(String(decoding: machine.consoleOutput, as: UTF8.self) == expected)
     }
 
-    @Test("a KVM that drops CR0.PG in 32-bit mode is refused with one clear line", .enabled(if: !kvmRuns32BitPaging, "this KVM runs 32-bit paging: the real boot is tested instead"))
+    @Test(
+        "a KVM that drops CR0.PG in 32-bit mode is refused with one clear line",
+        .enabled(if: !kvmRuns32BitPaging, "this KVM runs 32-bit paging: the real boot is tested instead"))
     func refusal() throws {
-        #expect(throws: MachineError.pagingModeUnsupported(architecture: .i686, detail: "kvm_pvm drops CR0.PG for 32-bit protected mode (no 32-bit paging); run i686 guests on a host whose /dev/kvm is served by kvm_intel or kvm_amd")) {
+        #expect(
+            throws: MachineError.pagingModeUnsupported(
+                architecture: .i686,
+                detail:
+                    "kvm_pvm drops CR0.PG for 32-bit protected mode (no 32-bit paging); run i686 guests on a host whose /dev/kvm is served by kvm_intel or kvm_amd"
+            )
+        ) {
             _ = try Machine(configuration: try configuration("hello32", .i686))
         }
     }

@@ -15,7 +15,9 @@ struct BadInputTests {
         FileManager.default.createFile(atPath: Self.notKVM, contents: Data("x".utf8))
     }
 
-    func expectError(_ arguments: [String], _ message: String, status: Int32, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectError(
+        _ arguments: [String], _ message: String, status: Int32, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let result = try runMicrovm(arguments)
         #expect(result.stderr == "microvm: error: \(message)\n", sourceLocation: sourceLocation)
         #expect(result.status == status, sourceLocation: sourceLocation)
@@ -32,19 +34,29 @@ struct BadInputTests {
         try expectError(["Guests"], "guest file 'Guests' is a directory", status: 2)
     }
     @Test func guestLargerThanRAM() throws {
-        try expectError(["--memory", "2M", Self.tooBig], "guest image (3145728 bytes at 0x100000) does not fit in 2 MiB of RAM", status: 2)
+        try expectError(
+            ["--memory", "2M", Self.tooBig], "guest image (3145728 bytes at 0x100000) does not fit in 2 MiB of RAM",
+            status: 2)
     }
     @Test func guestOverlapsArena() throws {
-        try expectError([Self.tooBig, "--memory", "4M"], "guest image ends at 0x400000, past the copy-on-write scratch and page-table arena at 0x377000: use more --memory", status: 2)
+        try expectError(
+            [Self.tooBig, "--memory", "4M"],
+            "guest image ends at 0x400000, past the copy-on-write scratch and page-table arena at 0x377000: use more --memory",
+            status: 2)
     }
     @Test func memoryTooSmall() throws {
-        try expectError(["--memory", "64K", "Guests/hello64.bin"], "memory 64 KiB is too small: this guest and its page tables need at least 1.5 MiB", status: 2)
+        try expectError(
+            ["--memory", "64K", "Guests/hello64.bin"],
+            "memory 64 KiB is too small: this guest and its page tables need at least 1.5 MiB", status: 2)
     }
     @Test func memoryNotPageMultiple() throws {
-        try expectError(["--memory", "1000", "Guests/hello64.bin"], "memory 1000 bytes is not a multiple of 4 KiB", status: 2)
+        try expectError(
+            ["--memory", "1000", "Guests/hello64.bin"], "memory 1000 bytes is not a multiple of 4 KiB", status: 2)
     }
     @Test func memoryNotASize() throws {
-        try expectError(["--memory", "12Q"], "--memory: '12Q' is not a size (a number with an optional K, M or G suffix)", status: 2)
+        try expectError(
+            ["--memory", "12Q"], "--memory: '12Q' is not a size (a number with an optional K, M or G suffix)", status: 2
+        )
     }
     @Test func unknownArchitecture() throws {
         try expectError(["--arch", "arm64"], "--arch: unknown architecture 'arm64' (use amd64 or i686)", status: 2)
@@ -56,21 +68,35 @@ struct BadInputTests {
         try expectError(["--memory"], "--memory needs a value", status: 2)
     }
     @Test func malformedMap() throws {
-        try expectError(["--map", "0x1000:0x2000"], "--map: '0x1000:0x2000' is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw", status: 2)
-        try expectError(["--map", "0x40000000=0x200000:4K:rwq"], "--map: '0x40000000=0x200000:4K:rwq': unknown permission 'q' (use r, w, x, c, u)", status: 2)
+        try expectError(
+            ["--map", "0x1000:0x2000"],
+            "--map: '0x1000:0x2000' is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw", status: 2)
+        try expectError(
+            ["--map", "0x40000000=0x200000:4K:rwq"],
+            "--map: '0x40000000=0x200000:4K:rwq': unknown permission 'q' (use r, w, x, c, u)", status: 2)
     }
     @Test func misalignedMap() throws {
-        try expectError(["--map", "0x40000800=0x200000:4K:rw", "Guests/hello64.bin"], "mapping va 0x40000800 -> pa 0x200000 len 0x1000 rw- rejected: virtual address 0x40000800 is not a multiple of 4 KiB", status: 2)
+        try expectError(
+            ["--map", "0x40000800=0x200000:4K:rw", "Guests/hello64.bin"],
+            "mapping va 0x40000800 -> pa 0x200000 len 0x1000 rw- rejected: virtual address 0x40000800 is not a multiple of 4 KiB",
+            status: 2)
     }
     @Test func overlappingMaps() throws {
-        try expectError(["--map", "0x40000000=0x200000:8K:rw", "--map", "0x40001000=0x300000:4K:r", "Guests/hello64.bin"],
-            "mappings overlap: va 0x40000000 -> pa 0x200000 len 0x2000 rw- and va 0x40001000 -> pa 0x300000 len 0x1000 r--", status: 2)
+        try expectError(
+            ["--map", "0x40000000=0x200000:8K:rw", "--map", "0x40001000=0x300000:4K:r", "Guests/hello64.bin"],
+            "mappings overlap: va 0x40000000 -> pa 0x200000 len 0x2000 rw- and va 0x40001000 -> pa 0x300000 len 0x1000 r--",
+            status: 2)
     }
     @Test func loadAddressOutsideRAM() throws {
-        try expectError(["--load", "0x2000000", "Guests/hello64.bin"], "load address 0x2000000 is outside guest RAM (16 MiB)", status: 2)
+        try expectError(
+            ["--load", "0x2000000", "Guests/hello64.bin"], "load address 0x2000000 is outside guest RAM (16 MiB)",
+            status: 2)
     }
     @Test func kvmMissing() throws {
-        try expectError(["--kvm", "/nonexistent/kvm", "Guests/hello64.bin"], "cannot open /nonexistent/kvm: No such file or directory (errno 2); microvm needs KVM: load kvm_intel or kvm_amd (modprobe) and give this user read-write access to /dev/kvm (e.g. the kvm group)", status: 3)
+        try expectError(
+            ["--kvm", "/nonexistent/kvm", "Guests/hello64.bin"],
+            "cannot open /nonexistent/kvm: No such file or directory (errno 2); microvm needs KVM: load kvm_intel or kvm_amd (modprobe) and give this user read-write access to /dev/kvm (e.g. the kvm group)",
+            status: 3)
     }
     @Test func kvmNotADevice() throws {
         let result = try runMicrovm(["--kvm", Self.notKVM, "Guests/hello64.bin"])
@@ -103,7 +129,9 @@ struct CommandLineRunTests {
     func timeout() throws {
         let result = try runMicrovm(["--timeout", "300ms", "Guests/loop64.bin"])
         #expect(result.stdout == "looping\n")
-        #expect(result.stderr.hasPrefix("microvm: error: timeout: the guest was still running after 300 ms (RIP 0x100015, "))
+        #expect(
+            result.stderr.hasPrefix("microvm: error: timeout: the guest was still running after 300 ms (RIP 0x100015, ")
+        )
         #expect(result.status == 124)
     }
 
@@ -120,7 +148,9 @@ struct CommandLineRunTests {
         let result = try runMicrovm(["--trace", "Guests/exit64.bin"])
         let lines = result.stderr.split(separator: "\n")
         #expect(lines.count == 17)
-        #expect(lines.first == "[exit 1] io out port 0x3f8 size 1 value 0x65 (RIP 0x100016)" || lines.first?.hasPrefix("[exit 1] ") == true)
+        #expect(
+            lines.first == "[exit 1] io out port 0x3f8 size 1 value 0x65 (RIP 0x100016)"
+                || lines.first?.hasPrefix("[exit 1] ") == true)
         #expect(lines.last?.hasPrefix("[exit 17] ") == true)
         #expect(result.status == 42)
     }

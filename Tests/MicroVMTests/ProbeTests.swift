@@ -17,7 +17,8 @@ struct AMD64ProbeTests {
         Mapping(physicalBase: 0x31_0000, virtualBase: 0x1_0000_0000, length: 0x1000, kind: .readWrite),  // above 4 GiB
         Mapping(physicalBase: 0x32_0000, virtualBase: 0x5000_0000, length: 0x1000, kind: .readWrite),  // NX
         Mapping(physicalBase: 0x32_1000, virtualBase: 0x5000_1000, length: 0x1000, kind: .readExecute),
-        Mapping(physicalBase: 0x40_0000, virtualBase: 0x6000_0000, length: 0x20_0000, kind: .copyOnWrite(executable: false)),
+        Mapping(
+            physicalBase: 0x40_0000, virtualBase: 0x6000_0000, length: 0x20_0000, kind: .copyOnWrite(executable: false)),
         Mapping(physicalBase: 0x40_0000, virtualBase: 0x6100_0000, length: 0x1000, kind: .readOnly),  // the original frame
     ]
 
@@ -56,7 +57,9 @@ struct AMD64ProbeTests {
         return machine
     }
 
-    @Test("every probe reports exactly what the tables say", arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
+    @Test(
+        "every probe reports exactly what the tables say",
+        arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
     func reports(_ policy: MachineConfiguration.PageSizePolicy) throws {
         let machine = try run(policy)
         let reports = machine.reports
@@ -66,12 +69,16 @@ struct AMD64ProbeTests {
         }
         func expectFault(_ i: Int, errorCode: UInt64, sourceLocation: SourceLocation = #_sourceLocation) {
             let r = reports[i]
-            #expect(Array(r.prefix(5)) == [UInt64(i), Self.fault, 14, errorCode, Self.probes[i].virtualAddress], sourceLocation: sourceLocation)
+            #expect(
+                Array(r.prefix(5)) == [UInt64(i), Self.fault, 14, errorCode, Self.probes[i].virtualAddress],
+                sourceLocation: sourceLocation)
             if Self.probes[i].operation == .execute {
                 // An instruction-fetch fault reports the target itself as RIP.
                 #expect(r[5] == Self.probes[i].virtualAddress, sourceLocation: sourceLocation)
             } else {
-                #expect((0x10_0000..<0x10_1000).contains(r[5]), "fault RIP \(String(r[5], radix: 16)) is in the probe guest", sourceLocation: sourceLocation)
+                #expect(
+                    (0x10_0000..<0x10_1000).contains(r[5]),
+                    "fault RIP \(String(r[5], radix: 16)) is in the probe guest", sourceLocation: sourceLocation)
             }
         }
         expectOK(0, 0x1122_3344_5566_7788)
@@ -96,7 +103,9 @@ struct AMD64ProbeTests {
         #expect(machine.memory.load(UInt64.self, at: 0x30_1000) == 0x0123_4567_89AB_CDEF)
     }
 
-    @Test("copy-on-write: the host copies the frame, remaps the page writable, and keeps the original", arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
+    @Test(
+        "copy-on-write: the host copies the frame, remaps the page writable, and keeps the original",
+        arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
     func copyOnWrite(_ policy: MachineConfiguration.PageSizePolicy) throws {
         let machine = try run(policy)
         try #require(machine.copyOnWriteResolutions.count == 1)
@@ -114,7 +123,9 @@ struct AMD64ProbeTests {
         #expect(neighbour.leafSize == .size4K)  // the 2 MiB leaf (auto policy) was split
         #expect(try machine.vcpuTranslate(0x6000_0010).physicalAddress == resolution.to + 0x10)
         // The dump shows the remap.
-        #expect(machine.dumpTables().contains("0x0000000060000000-0x0000000060000fff -> 0x\(String(format: "%016llx", resolution.to))"))
+        #expect(
+            machine.dumpTables().contains(
+                "0x0000000060000000-0x0000000060000fff -> 0x\(String(format: "%016llx", resolution.to))"))
     }
 
     @Test("a fault outside any probe ends the run with one page-fault line")
@@ -134,14 +145,23 @@ struct AMD64ProbeTests {
     @Test("a write to a copy-on-write page without the runtime ends in a triple fault that says so")
     func copyOnWriteWithoutRuntime() throws {
         var config = try configuration("cowwrite64")
-        config.extraMappings = [Mapping(physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .copyOnWrite(executable: false))]
+        config.extraMappings = [
+            Mapping(
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .copyOnWrite(executable: false)
+            )
+        ]
         let machine = try Machine(configuration: config)
         do {
             _ = try machine.run()
             Issue.record("expected a triple fault")
         } catch {
-            #expect(error.description.contains("CR2 0x40000000 (-> 0x400000, read-only, no-execute, copy-on-write, 4 KiB leaf)"))
-            #expect(error.description.hasSuffix("(CR2 is a copy-on-write page: a write to it needs the guest's #PF handler to ask the host to resolve it)"))
+            #expect(
+                error.description.contains(
+                    "CR2 0x40000000 (-> 0x400000, read-only, no-execute, copy-on-write, 4 KiB leaf)"))
+            #expect(
+                error.description.hasSuffix(
+                    "(CR2 is a copy-on-write page: a write to it needs the guest's #PF handler to ask the host to resolve it)"
+                ))
         }
     }
 }
@@ -150,13 +170,24 @@ struct AMD64ProbeTests {
 struct PageFaultLineTests {
     @Test("the #PF error code becomes the access, as the issue's example")
     func lines() {
-        #expect(Machine.pageFaultLine(errorCode: 0x3, address: 0x4000_1000, rip: 0x10_0042, translation: "(-> 0x201000, read-only, 4 KiB leaf)")
-            == "write to 0x40001000 (-> 0x201000, read-only, 4 KiB leaf) at RIP 0x100042")
-        #expect(Machine.pageFaultLine(errorCode: 0x0, address: 0x7000_0000, rip: 0x10_0010, translation: "(not mapped)")
-            == "read of 0x70000000 (not mapped) at RIP 0x100010")
-        #expect(Machine.pageFaultLine(errorCode: 0x11, address: 0x5000_0000, rip: 0x5000_0000, translation: "(-> 0x320000, writable, no-execute, 4 KiB leaf)")
-            == "instruction fetch from 0x50000000 (-> 0x320000, writable, no-execute, 4 KiB leaf) at RIP 0x50000000")
-        #expect(Machine.pageFaultLine(errorCode: 0x6, address: 0x1000, rip: 0x40_0000, translation: "(-> 0x1000, writable, no-execute, 4 KiB leaf)")
-            == "user write to 0x1000 (-> 0x1000, writable, no-execute, 4 KiB leaf) at RIP 0x400000")
+        #expect(
+            Machine.pageFaultLine(
+                errorCode: 0x3, address: 0x4000_1000, rip: 0x10_0042,
+                translation: "(-> 0x201000, read-only, 4 KiB leaf)")
+                == "write to 0x40001000 (-> 0x201000, read-only, 4 KiB leaf) at RIP 0x100042")
+        #expect(
+            Machine.pageFaultLine(errorCode: 0x0, address: 0x7000_0000, rip: 0x10_0010, translation: "(not mapped)")
+                == "read of 0x70000000 (not mapped) at RIP 0x100010")
+        #expect(
+            Machine.pageFaultLine(
+                errorCode: 0x11, address: 0x5000_0000, rip: 0x5000_0000,
+                translation: "(-> 0x320000, writable, no-execute, 4 KiB leaf)")
+                == "instruction fetch from 0x50000000 (-> 0x320000, writable, no-execute, 4 KiB leaf) at RIP 0x50000000"
+        )
+        #expect(
+            Machine.pageFaultLine(
+                errorCode: 0x6, address: 0x1000, rip: 0x40_0000,
+                translation: "(-> 0x1000, writable, no-execute, 4 KiB leaf)")
+                == "user write to 0x1000 (-> 0x1000, writable, no-execute, 4 KiB leaf) at RIP 0x400000")
     }
 }

@@ -328,7 +328,8 @@ private struct Scenario {
             let va = architecture == .i686 ? probe.virtualAddress & 0xFFFF_FFFF : probe.virtualAddress
             // The guest's accesses: i686 splits 8 bytes into two 4-byte accesses at va and va + 4.
             let parts: [(va: UInt64, size: Int, secondHalf: Bool)] =
-                architecture == .i686 && probe.size == 8 && probe.operation != .execute && probe.operation != .invalidate
+                architecture == .i686 && probe.size == 8 && probe.operation != .execute
+                    && probe.operation != .invalidate
                 ? [(va, 4, false), ((va + 4) & 0xFFFF_FFFF, 4, true)]
                 : [(va, Int(probe.size), false)]
             var report: [UInt64]? = nil
@@ -404,7 +405,9 @@ private func hexString(_ value: UInt64) -> String { "0x" + String(value, radix: 
 
 private extension Probe {
     static func read(_ va: UInt64, _ size: UInt32) -> Probe { Probe(.read, va, size: size) }
-    static func write(_ va: UInt64, _ size: UInt32, _ value: UInt64) -> Probe { Probe(.write, va, size: size, value: value) }
+    static func write(_ va: UInt64, _ size: UInt32, _ value: UInt64) -> Probe {
+        Probe(.write, va, size: size, value: value)
+    }
     static func execute(_ va: UInt64) -> Probe { Probe(.execute, va, size: 0) }
     static func invalidate(_ va: UInt64) -> Probe { Probe(.invalidate, va, size: 0) }
 }
@@ -781,7 +784,8 @@ struct QEMUOracleTests {
         try LiveCopyOnWrite(
             architecture: .i686, memorySize: 16 << 20, allowedLeafSizes: [],
             copyOnWrite: Mapping(
-                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 4 << 20, kind: .copyOnWrite(executable: false)),
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 4 << 20,
+                kind: .copyOnWrite(executable: false)),
             leafSize: .size4K, page: 0x4000_0000, frame: 0x40_0000
         ).check()
     }
@@ -791,7 +795,8 @@ struct QEMUOracleTests {
         try LiveCopyOnWrite(
             architecture: .i686, memorySize: 16 << 20, allowedLeafSizes: [.size4M],
             copyOnWrite: Mapping(
-                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 4 << 20, kind: .copyOnWrite(executable: false)),
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 4 << 20,
+                kind: .copyOnWrite(executable: false)),
             leafSize: .size4M, page: 0x4010_0000, frame: 0x50_0000
         ).check()
     }
@@ -806,7 +811,9 @@ struct QEMUOracleTests {
         ).check()
     }
 
-    @Test("the same probes on KVM and QEMU print the same lines (amd64, 2 MiB leaves)", .enabled(if: kvmUsable, kvmReason))
+    @Test(
+        "the same probes on KVM and QEMU print the same lines (amd64, 2 MiB leaves)", .enabled(if: kvmUsable, kvmReason)
+    )
     func kvmAgreesWithQEMU() throws {
         let scenario = try Scenarios.amd64Huge(allowed: [.size2M])
         var configuration = MachineConfiguration(architecture: .amd64, image: try guest("probe64"))

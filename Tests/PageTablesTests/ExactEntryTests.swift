@@ -49,7 +49,11 @@ struct AMD64EntryTests {
         #expect(entry(tables.ops, page: 0, index: 0) == 0x10_1000 | tableFlags | 0x4)
         #expect(entry(tables.ops, page: 2, index: 0) == 0x10_3000 | tableFlags | 0x4)
         let kinds = try tables.translate(virtualBase: 0, length: 0x6000).map(\.kind)
-        #expect(kinds == [.readOnly, .readExecute, .readWriteExecute, .copyOnWrite(executable: false), .copyOnWrite(executable: true)])
+        #expect(
+            kinds == [
+                .readOnly, .readExecute, .readWriteExecute, .copyOnWrite(executable: false),
+                .copyOnWrite(executable: true),
+            ])
     }
 
     @Test("a range crossing every level boundary allocates exactly the tables it needs")
@@ -113,7 +117,8 @@ struct AMD64EntryTests {
     @Test("protecting one page of a 2 MiB leaf splits it and keeps the other 511 pages")
     func splitTwoMegabyteLeaf() throws {
         var tables = PageTable(ops: ArrayTableOps<AMD64>(), allowedLeafSizes: [.size2M])
-        try tables.map(Mapping(physicalBase: 0x60_0000, virtualBase: 0x20_0000, length: 0x20_0000, kind: .readWriteExecute))
+        try tables.map(
+            Mapping(physicalBase: 0x60_0000, virtualBase: 0x20_0000, length: 0x20_0000, kind: .readWriteExecute))
         try tables.protect(virtualBase: 0x20_1000, length: 0x1000, kind: .readOnly)
         #expect(entry(tables.ops, page: 2, index: 1) == 0x10_3000 | tableFlags)
         #expect(entry(tables.ops, page: 3, index: 0) == 0x60_0000 | rwLeaf)
@@ -141,7 +146,8 @@ struct AMD64EntryTests {
     @Test("the last page of each canonical half maps without overflow and translates back sign-extended")
     func lastPages() throws {
         var tables = PageTable(ops: ArrayTableOps<AMD64>(), allowedLeafSizes: .smallPagesOnly)
-        try tables.map(Mapping(physicalBase: 0x5000, virtualBase: 0xFFFF_FFFF_FFFF_F000, length: 0x1000, kind: .readWrite))
+        try tables.map(
+            Mapping(physicalBase: 0x5000, virtualBase: 0xFFFF_FFFF_FFFF_F000, length: 0x1000, kind: .readWrite))
         try tables.map(Mapping(physicalBase: 0x6000, virtualBase: 0x7FFF_FFFF_F000, length: 0x1000, kind: .readOnly))
         #expect(entry(tables.ops, page: 0, index: 511) == 0x10_1000 | tableFlags)
         #expect(entry(tables.ops, page: 1, index: 511) == 0x10_2000 | tableFlags)
@@ -160,7 +166,8 @@ struct AMD64EntryTests {
     @Test("upper-half kernel addresses such as 0xFFFF_8000_0000_0000")
     func upperHalf() throws {
         var tables = PageTable(ops: ArrayTableOps<AMD64>(), allowedLeafSizes: [.size2M])
-        try tables.map(Mapping(physicalBase: 0, virtualBase: 0xFFFF_8000_0000_0000, length: 0x40_0000, kind: .readWrite))
+        try tables.map(
+            Mapping(physicalBase: 0, virtualBase: 0xFFFF_8000_0000_0000, length: 0x40_0000, kind: .readWrite))
         #expect(entry(tables.ops, page: 0, index: 256) == 0x10_1000 | tableFlags)
         let leaves = try tables.translate(virtualBase: 0xFFFF_8000_0000_0000, length: 0x40_0000)
         #expect(leaves.map(\.virtualAddress) == [0xFFFF_8000_0000_0000, 0xFFFF_8000_0020_0000])
@@ -228,23 +235,37 @@ struct ErrorTests {
     @Test("ranges outside the virtual space, across the canonical hole, or wrapping")
     func outside() {
         var t = A(ops: .init(), allowedLeafSizes: .all)
-        #expect(throws: PageTableError.outsideVirtualSpace(virtualAddress: 0x8000_0000_0000, length: 0x1000, architecture: .amd64)) {
+        #expect(
+            throws: PageTableError.outsideVirtualSpace(
+                virtualAddress: 0x8000_0000_0000, length: 0x1000, architecture: .amd64)
+        ) {
             try t.map(.identity(0x8000_0000_0000, length: 0x1000, kind: .readOnly))
         }
-        #expect(throws: PageTableError.outsideVirtualSpace(virtualAddress: 0x7FFF_FFFF_F000, length: 0x2000, architecture: .amd64)) {
+        #expect(
+            throws: PageTableError.outsideVirtualSpace(
+                virtualAddress: 0x7FFF_FFFF_F000, length: 0x2000, architecture: .amd64)
+        ) {
             try t.map(Mapping(physicalBase: 0, virtualBase: 0x7FFF_FFFF_F000, length: 0x2000, kind: .readOnly))
         }
         #expect(throws: PageTableError.rangeOverflow(virtualAddress: 0xFFFF_FFFF_FFFF_F000, length: 0x2000)) {
             try t.unmap(virtualBase: 0xFFFF_FFFF_FFFF_F000, length: 0x2000)
         }
-        #expect(throws: PageTableError.physicalAddressTooWide(physicalAddress: 0xF_FFFF_FFFF_F000, length: 0x2000, architecture: .amd64)) {
+        #expect(
+            throws: PageTableError.physicalAddressTooWide(
+                physicalAddress: 0xF_FFFF_FFFF_F000, length: 0x2000, architecture: .amd64)
+        ) {
             try t.map(Mapping(physicalBase: 0xF_FFFF_FFFF_F000, virtualBase: 0, length: 0x2000, kind: .readOnly))
         }
         var i = I(ops: .init(), allowedLeafSizes: .all)
-        #expect(throws: PageTableError.outsideVirtualSpace(virtualAddress: 0xFFFF_F000, length: 0x2000, architecture: .i686)) {
+        #expect(
+            throws: PageTableError.outsideVirtualSpace(virtualAddress: 0xFFFF_F000, length: 0x2000, architecture: .i686)
+        ) {
             try i.map(Mapping(physicalBase: 0, virtualBase: 0xFFFF_F000, length: 0x2000, kind: .readOnly))
         }
-        #expect(throws: PageTableError.physicalAddressTooWide(physicalAddress: 0xFFFF_F000, length: 0x2000, architecture: .i686)) {
+        #expect(
+            throws: PageTableError.physicalAddressTooWide(
+                physicalAddress: 0xFFFF_F000, length: 0x2000, architecture: .i686)
+        ) {
             try i.map(Mapping(physicalBase: 0xFFFF_F000, virtualBase: 0, length: 0x2000, kind: .readOnly))
         }
         #expect(t.ops.memory.liveTableCount == 1 && i.ops.memory.liveTableCount == 1)

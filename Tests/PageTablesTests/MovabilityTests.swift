@@ -97,14 +97,25 @@ struct HostileTableTests {
         let tables = PageTable(ops: ops, allowedLeafSizes: .all)
         // PML4 read as PDPT, PD and PT: only index 0 is present at each level, so exactly one leaf: the root page.
         let leaves = try tables.translate(virtualBase: 0, length: 1 << 47)
-        #expect(leaves == [Translation(virtualAddress: 0, physicalAddress: 0x10_0000, length: 0x1000, kind: .readWriteExecute, userAccessible: false, leafSize: .size4K)])
+        #expect(
+            leaves == [
+                Translation(
+                    virtualAddress: 0, physicalAddress: 0x10_0000, length: 0x1000, kind: .readWriteExecute,
+                    userAccessible: false, leafSize: .size4K)
+            ])
     }
 
-    @Test("random garbage tables: every walk ends in a result or an error", arguments: [AMD64.architecture, I686.architecture])
+    @Test(
+        "random garbage tables: every walk ends in a result or an error",
+        arguments: [AMD64.architecture, I686.architecture])
     func garbage(_ architecture: Architecture) throws {
         var rng = SeededGenerator(seed: 42)
         for _ in 0..<300 {
-            if architecture == .amd64 { try walkGarbage(ArrayTableOps<AMD64>.self, &rng) } else { try walkGarbage(ArrayTableOps<I686>.self, &rng) }
+            if architecture == .amd64 {
+                try walkGarbage(ArrayTableOps<AMD64>.self, &rng)
+            } else {
+                try walkGarbage(ArrayTableOps<I686>.self, &rng)
+            }
         }
     }
 

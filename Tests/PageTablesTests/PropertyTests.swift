@@ -18,7 +18,8 @@ enum Step: CustomStringConvertible {
         switch self {
         case .map(let m): "map \(m)"
         case .unmap(let va, let len): "unmap va 0x\(String(va, radix: 16)) len 0x\(String(len, radix: 16))"
-        case .protect(let va, let len, let kind, let user): "protect va 0x\(String(va, radix: 16)) len 0x\(String(len, radix: 16)) \(kind)\(user ? " user" : "")"
+        case .protect(let va, let len, let kind, let user):
+            "protect va 0x\(String(va, radix: 16)) len 0x\(String(len, radix: 16)) \(kind)\(user ? " user" : "")"
         }
     }
 }
@@ -33,7 +34,11 @@ struct Configuration: CustomTestStringConvertible, Sendable {
         "\(architecture) \(largeLeaves ? "large leaves" : "4 KiB only") \(double == .inPlace ? "in place" : "copy-on-first-write")"
     }
     static let all: [Configuration] = Architecture.allCases.flatMap { arch in
-        [false, true].flatMap { large in [Double.inPlace, .copyOnFirstWrite].map { Configuration(architecture: arch, largeLeaves: large, double: $0) } }
+        [false, true].flatMap { large in
+            [Double.inPlace, .copyOnFirstWrite].map {
+                Configuration(architecture: arch, largeLeaves: large, double: $0)
+            }
+        }
     }
 }
 
@@ -77,7 +82,8 @@ struct PropertyTests {
     func run<Ops: PropertyOps>(_: Ops.Type, _ allowed: AllowedLeafSizes, seed: UInt64) throws {
         typealias Mode = Ops.Mode
         let is64 = Mode.architecture == .amd64
-        let windows: [UInt64] = is64
+        let windows: [UInt64] =
+            is64
             ? [0, 0x7FFF_FF00_0000, 0xFFFF_8000_0000_0000, 0xFFFF_FFFF_FF00_0000, 0x3FC0_0000]
             : [0, 0xFF00_0000, 0xBFC0_0000]
         let windowPages: UInt64 = 4096  // 16 MiB
@@ -95,11 +101,13 @@ struct PropertyTests {
                     tables.ops.freezeIfMovable()
                     snapshot = (tables.ops.root, model)
                 }
-                let step = Self.randomStep(&rng, window: window, windowPages: windowPages, physicalBits: Mode.physicalAddressBits)
+                let step = Self.randomStep(
+                    &rng, window: window, windowPages: windowPages, physicalBits: Mode.physicalAddressBits)
                 steps.append(step)
                 try Self.apply(step, to: &tables, model: &model, executeAlwaysAllowed: !is64)
             }
-            let context = Comment(rawValue: "sequence \(sequence) seed \(seed):\n" + steps.map { "  \($0)" }.joined(separator: "\n"))
+            let context = Comment(
+                rawValue: "sequence \(sequence) seed \(seed):\n" + steps.map { "  \($0)" }.joined(separator: "\n"))
             try Self.check(tables, against: model, window: window, windowPages: windowPages, context)
             if let snapshot, Ops.self is CopyOnFirstWriteTableOps<Mode>.Type {
                 // The snapshot's tables were never written: its root still shows the old address space.
@@ -114,7 +122,8 @@ struct PropertyTests {
         }
     }
 
-    static func randomStep(_ rng: inout SeededGenerator, window: UInt64, windowPages: UInt64, physicalBits: Int) -> Step {
+    static func randomStep(_ rng: inout SeededGenerator, window: UInt64, windowPages: UInt64, physicalBits: Int) -> Step
+    {
         // Starts and lengths: any page, or 2 MiB / 4 MiB aligned, so large leaves and their splits both occur.
         func pick(_ limit: UInt64) -> UInt64 {
             switch rng.next() % 3 {
@@ -128,7 +137,10 @@ struct PropertyTests {
         pages = min(pages, windowPages - startPage)
         let va = window + startPage << 12
         let length = pages << 12
-        let kinds: [MappingKind] = [.readOnly, .readWrite, .readExecute, .readWriteExecute, .copyOnWrite(executable: false), .copyOnWrite(executable: true)]
+        let kinds: [MappingKind] = [
+            .readOnly, .readWrite, .readExecute, .readWriteExecute, .copyOnWrite(executable: false),
+            .copyOnWrite(executable: true),
+        ]
         let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
         let user = rng.next() % 4 == 0
         switch rng.next() % 6 {
@@ -145,7 +157,9 @@ struct PropertyTests {
         }
     }
 
-    static func apply<Ops: TableOps>(_ step: Step, to tables: inout PageTable<Ops>, model: inout [UInt64: ModelPage], executeAlwaysAllowed: Bool) throws {
+    static func apply<Ops: TableOps>(
+        _ step: Step, to tables: inout PageTable<Ops>, model: inout [UInt64: ModelPage], executeAlwaysAllowed: Bool
+    ) throws {
         func normal(_ kind: MappingKind) -> MappingKind {
             guard executeAlwaysAllowed else { return kind }
             switch kind {
@@ -158,7 +172,8 @@ struct PropertyTests {
         case .map(let m):
             try tables.map(m)
             for i in 0..<(m.length >> 12) {
-                model[(m.virtualBase >> 12) &+ i] = ModelPage(frame: m.physicalBase + i << 12, kind: normal(m.kind), user: m.userAccessible)
+                model[(m.virtualBase >> 12) &+ i] = ModelPage(
+                    frame: m.physicalBase + i << 12, kind: normal(m.kind), user: m.userAccessible)
             }
         case .unmap(let va, let length):
             try tables.unmap(virtualBase: va, length: length)
@@ -172,16 +187,21 @@ struct PropertyTests {
         }
     }
 
-    static func check<Ops: TableOps>(_ tables: PageTable<Ops>, against model: [UInt64: ModelPage], window: UInt64, windowPages: UInt64, _ context: Comment) throws {
+    static func check<Ops: TableOps>(
+        _ tables: PageTable<Ops>, against model: [UInt64: ModelPage], window: UInt64, windowPages: UInt64,
+        _ context: Comment
+    ) throws {
         var seen = 0
         var mismatch: String? = nil
         try tables.forEachLeaf(virtualBase: window, length: windowPages << 12) { leaf in
             guard mismatch == nil else { return }
             for i in 0..<(leaf.length >> 12) {
                 let page = (leaf.virtualAddress >> 12) &+ i
-                let actual = ModelPage(frame: leaf.physicalAddress + i << 12, kind: leaf.kind, user: leaf.userAccessible)
+                let actual = ModelPage(
+                    frame: leaf.physicalAddress + i << 12, kind: leaf.kind, user: leaf.userAccessible)
                 if model[page] != actual {
-                    mismatch = "page 0x\(String(page << 12, radix: 16)): tables \(actual), model \(String(describing: model[page]))"
+                    mismatch =
+                        "page 0x\(String(page << 12, radix: 16)): tables \(actual), model \(String(describing: model[page]))"
                     return
                 }
                 seen += 1

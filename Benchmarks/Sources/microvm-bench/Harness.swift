@@ -127,10 +127,12 @@ func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     for index in 0..<count {
         let start = Unmanaged.passRetained(Start { body(index) }).toOpaque()
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { context in
-            Unmanaged<Start>.fromOpaque(context!).takeRetainedValue().body()
-            return nil
-        }, start)
+        let rc = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<Start>.fromOpaque(context!).takeRetainedValue().body()
+                return nil
+            }, start)
         if rc != 0 { Harness.fail("pthread_create failed: \(rc)") }
         threads.append(thread)
     }

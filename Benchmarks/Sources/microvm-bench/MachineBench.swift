@@ -1,7 +1,7 @@
 import CBaseline
+@preconcurrency import Glibc
 import MicroVM
 import PageTables
-@preconcurrency import Glibc
 
 /// Whole machines on real KVM, `Machine` vs the minimal C host (Sources/CBaseline/khost.c), side by side.
 ///
@@ -88,7 +88,8 @@ enum MachineBench {
             for _ in 0..<runs { times.append(bootSwift(i686, host: host)) }
             Harness.emit(group: "boot", case: "i686/shared-host", impl: "swift", unit: "ns", Harness.summarize(times))
         } catch {
-            let reason = access("/sys/module/kvm_pvm", F_OK) == 0
+            let reason =
+                access("/sys/module/kvm_pvm", F_OK) == 0
                 ? "n/a: kvm_pvm has no 32-bit paging" : "n/a: \(error)"
             Harness.emitUnavailable(group: "boot", case: "i686/shared-host", impl: "swift", reason: reason)
         }
@@ -128,7 +129,9 @@ enum MachineBench {
             let start = Harness.now()
             let status = cb_vm_run(vm, Int32(CB_CONSOLE_DISCARD), &count, &error, error.count)
             let end = Harness.now()
-            guard status == 0, count == UInt64(outloopExits + 1) else { Harness.fail("C outloop: \(status), \(count) exits") }
+            guard status == 0, count == UInt64(outloopExits + 1) else {
+                Harness.fail("C outloop: \(status), \(count) exits")
+            }
             return Double(end - start) / Double(outloopExits)
         }
         _ = swiftRun()
@@ -143,10 +146,12 @@ enum MachineBench {
                 swift.append(swiftRun())
             }
         }
-        Harness.emit(group: "exits", case: "amd64/out", impl: "swift", unit: "ns", Harness.summarize(swift),
-                     note: "per exit, \(outloopExits) exits per run")
-        Harness.emit(group: "exits", case: "amd64/out", impl: "c", unit: "ns", Harness.summarize(c),
-                     note: "per exit, \(outloopExits) exits per run")
+        Harness.emit(
+            group: "exits", case: "amd64/out", impl: "swift", unit: "ns", Harness.summarize(swift),
+            note: "per exit, \(outloopExits) exits per run")
+        Harness.emit(
+            group: "exits", case: "amd64/out", impl: "c", unit: "ns", Harness.summarize(c),
+            note: "per exit, \(outloopExits) exits per run")
     }
 
     // MARK: rate
@@ -173,10 +178,12 @@ enum MachineBench {
                 }
             }
             let name = "amd64/\(threads)-thread\(threads == 1 ? "" : "s")"
-            Harness.emit(group: "rate", case: name, impl: "swift", unit: "ops/s", Harness.summarize(swift),
-                         note: "\(threads * perThread) machines per repetition")
-            Harness.emit(group: "rate", case: name, impl: "c", unit: "ops/s", Harness.summarize(c),
-                         note: "\(threads * perThread) machines per repetition")
+            Harness.emit(
+                group: "rate", case: name, impl: "swift", unit: "ops/s", Harness.summarize(swift),
+                note: "\(threads * perThread) machines per repetition")
+            Harness.emit(
+                group: "rate", case: name, impl: "c", unit: "ops/s", Harness.summarize(c),
+                note: "\(threads * perThread) machines per repetition")
         }
     }
 
@@ -257,10 +264,12 @@ enum MachineBench {
             c.append(Double(Int64(after) - Int64(before)) / Double(count))
             for vm in vms { cb_vm_destroy(vm) }
         }
-        Harness.emit(group: "memory", case: "amd64/idle-16MiB", impl: "swift", unit: "bytes", Harness.summarize(swift),
-                     note: "\(count) machines booted to HLT and kept")
-        Harness.emit(group: "memory", case: "amd64/idle-16MiB", impl: "c", unit: "bytes", Harness.summarize(c),
-                     note: "\(count) machines booted to HLT and kept")
+        Harness.emit(
+            group: "memory", case: "amd64/idle-16MiB", impl: "swift", unit: "bytes", Harness.summarize(swift),
+            note: "\(count) machines booted to HLT and kept")
+        Harness.emit(
+            group: "memory", case: "amd64/idle-16MiB", impl: "c", unit: "bytes", Harness.summarize(c),
+            note: "\(count) machines booted to HLT and kept")
     }
 }
 

@@ -1,7 +1,7 @@
 import CBaseline
+@preconcurrency import Glibc
 import MicroVM
 import PageTables
-@preconcurrency import Glibc
 
 /// Page-table setup and translate, engine vs the plain C loop, side by side.
 ///
@@ -63,7 +63,9 @@ enum PageTableBench {
         return "\(Mode.architecture)/\(leaves)/\(backing)"
     }
 
-    static func cMap<Mode: PagingMode>(_: Mode.Type) -> (UnsafeMutableRawPointer, UInt64, UInt64, UInt64, UInt64, Int32) -> Int {
+    static func cMap<Mode: PagingMode>(_: Mode.Type) -> (UnsafeMutableRawPointer, UInt64, UInt64, UInt64, UInt64, Int32)
+        -> Int
+    {
         Mode.architecture == .amd64 ? cb_map_amd64 : cb_map_i686
     }
 
@@ -107,10 +109,12 @@ enum PageTableBench {
                 Harness.fail("\(name) \(size): engine used \(swift.lastBytesUsed) arena bytes, C \(c.lastBytesUsed)")
             }
             let note = "batch=\(batch) tables=\(c.lastBytesUsed / 4096)"
-            Harness.emit(group: "setup", case: name, impl: "swift", param: String(size), unit: "ns",
-                         Harness.summarize(swiftTimes), note: note)
-            Harness.emit(group: "setup", case: name, impl: "c", param: String(size), unit: "ns",
-                         Harness.summarize(cTimes), note: note)
+            Harness.emit(
+                group: "setup", case: name, impl: "swift", param: String(size), unit: "ns",
+                Harness.summarize(swiftTimes), note: note)
+            Harness.emit(
+                group: "setup", case: name, impl: "c", param: String(size), unit: "ns",
+                Harness.summarize(cTimes), note: note)
         }
     }
 
@@ -148,13 +152,16 @@ enum PageTableBench {
                 }
             }
             guard product.lastBytesUsed == c.lastBytesUsed else {
-                Harness.fail("\(name) \(size): AddressSpace used \(product.lastBytesUsed) arena bytes, C \(c.lastBytesUsed)")
+                Harness.fail(
+                    "\(name) \(size): AddressSpace used \(product.lastBytesUsed) arena bytes, C \(c.lastBytesUsed)")
             }
             let note = "batch=\(batch) via any AddressSpace"
-            Harness.emit(group: "setup-product", case: name, impl: "swift", param: String(size), unit: "ns",
-                         Harness.summarize(productTimes), note: note)
-            Harness.emit(group: "setup-product", case: name, impl: "c", param: String(size), unit: "ns",
-                         Harness.summarize(cTimes), note: note)
+            Harness.emit(
+                group: "setup-product", case: name, impl: "swift", param: String(size), unit: "ns",
+                Harness.summarize(productTimes), note: note)
+            Harness.emit(
+                group: "setup-product", case: name, impl: "c", param: String(size), unit: "ns",
+                Harness.summarize(cTimes), note: note)
         }
     }
 
@@ -177,7 +184,9 @@ enum PageTableBench {
         }
 
         mutating func prepare(batch: Int) {
-            do { shared = try GuestMemory(size: arena * UInt64(batch), populate: true) } catch { Harness.fail("\(error)") }
+            do { shared = try GuestMemory(size: arena * UInt64(batch), populate: true) } catch {
+                Harness.fail("\(error)")
+            }
             dirty = []
         }
 
@@ -187,9 +196,10 @@ enum PageTableBench {
             var spaces: [any AddressSpace] = []
             do {
                 for i in 0..<batch {
-                    spaces.append(try makeAddressSpace(
-                        architecture: architecture, memory: memory, arenaBase: UInt64(i) * arena, arenaSize: arena,
-                        allowedLeafSizes: allowed))
+                    spaces.append(
+                        try makeAddressSpace(
+                            architecture: architecture, memory: memory, arenaBase: UInt64(i) * arena, arenaSize: arena,
+                            allowedLeafSizes: allowed))
                 }
             } catch {
                 Harness.fail("\(error)")
@@ -248,18 +258,21 @@ enum PageTableBench {
                     for _ in 0..<batch {
                         let memory = try GuestMemory(size: arena, populate: false)
                         memories.append(memory)
-                        tables.append(PageTable(
-                            ops: try GuestTableOps(memory: memory, arenaBase: 0, arenaSize: arena, arenaIsZero: true),
-                            allowedLeafSizes: allowed))
+                        tables.append(
+                            PageTable(
+                                ops: try GuestTableOps(
+                                    memory: memory, arenaBase: 0, arenaSize: arena, arenaIsZero: true),
+                                allowedLeafSizes: allowed))
                     }
                 } else {
                     let memory = shared!
                     for (i, used) in dirty.enumerated() { memory.zero(at: UInt64(i) * arena, count: used) }
                     for i in 0..<batch {
-                        tables.append(PageTable(
-                            ops: try GuestTableOps(
-                                memory: memory, arenaBase: UInt64(i) * arena, arenaSize: arena, arenaIsZero: true),
-                            allowedLeafSizes: allowed))
+                        tables.append(
+                            PageTable(
+                                ops: try GuestTableOps(
+                                    memory: memory, arenaBase: UInt64(i) * arena, arenaSize: arena, arenaIsZero: true),
+                                allowedLeafSizes: allowed))
                     }
                 }
             } catch {
@@ -388,7 +401,9 @@ enum PageTableBench {
             var check: UInt64 = 0
             try! table.forEachLeaf(virtualBase: 0, length: size) { check &+= $0.physicalAddress &+ $0.length }
             let cCheck = walk(raw.base, 0, 0, size)
-            guard check == cCheck else { Harness.fail("translate \(name) \(size): checksums differ (\(check) vs C \(cCheck))") }
+            guard check == cCheck else {
+                Harness.fail("translate \(name) \(size): checksums differ (\(check) vs C \(cCheck))")
+            }
 
             _ = swiftSample(1)
             _ = cSample(1)
@@ -407,10 +422,12 @@ enum PageTableBench {
                 }
             }
             blackHole(memory)
-            Harness.emit(group: "translate", case: name, impl: "swift", param: String(size), unit: "ns",
-                         Harness.summarize(swiftTimes), note: "batch=\(batch)")
-            Harness.emit(group: "translate", case: name, impl: "c", param: String(size), unit: "ns",
-                         Harness.summarize(cTimes), note: "batch=\(batch)")
+            Harness.emit(
+                group: "translate", case: name, impl: "swift", param: String(size), unit: "ns",
+                Harness.summarize(swiftTimes), note: "batch=\(batch)")
+            Harness.emit(
+                group: "translate", case: name, impl: "c", param: String(size), unit: "ns",
+                Harness.summarize(cTimes), note: "batch=\(batch)")
         }
     }
 }

@@ -23,8 +23,9 @@ enum Spawn {
             for time in times { print(Int64(time)) }
             return
         }
-        Harness.emit(group: "process", case: name, impl: impl, unit: "ns", Harness.summarize(times),
-                     note: "posix_spawn loop")
+        Harness.emit(
+            group: "process", case: name, impl: impl, unit: "ns", Harness.summarize(times),
+            note: "posix_spawn loop")
     }
 
     static func spawnAndWait(_ command: [String]) -> Int32 {

@@ -93,12 +93,13 @@ for group in groups {
 /// `4096`, `4K`, `2M`, `1G`.
 func parseSize(_ text: String) -> UInt64? {
     guard let last = text.last else { return nil }
-    let shift: UInt64 = switch last {
-    case "K", "k": 10
-    case "M", "m": 20
-    case "G", "g": 30
-    default: 0
-    }
+    let shift: UInt64 =
+        switch last {
+        case "K", "k": 10
+        case "M", "m": 20
+        case "G", "g": 30
+        default: 0
+        }
     guard let number = UInt64(shift == 0 ? text : String(text.dropLast())) else { return nil }
     return number << shift
 }
