@@ -153,10 +153,15 @@ def figures(rows):
             out.append(Figure(f"translate 1 GiB, 4 KiB leaves ({arch})", s, c, "< 0.20 ms", s.median < 200_000))
 
     # Machines.
-    s, c = find(rows, "boot", "amd64/shared-host", "swift"), find(rows, "boot", "amd64", "c")
+    # The bar compares the same work: microvm waits for its (normally background) teardown, as the C host
+    # tears down inline. The product's figure, with teardown off the critical path, follows as info.
+    s, c = find(rows, "boot", "amd64/sync-teardown", "swift"), find(rows, "boot", "amd64", "c")
     if s and c:
-        out.append(Figure("boot in process, hello64 (amd64, shared KVMHost)", s, c, "<= 1.2x C host",
+        out.append(Figure("boot in process, hello64 (amd64, teardown waited for)", s, c, "<= 1.2x C host",
                           s.median <= 1.2 * c.median))
+    s = find(rows, "boot", "amd64/shared-host", "swift")
+    if s and c:
+        out.append(Figure("boot in process, hello64 (amd64, teardown in background)", s, c, "(info)", None))
     s = find(rows, "boot", "amd64/own-host", "swift")
     if s and c:
         out.append(Figure("boot in process, hello64 (amd64, Machine opens /dev/kvm)", s, c, "(info)", None))
