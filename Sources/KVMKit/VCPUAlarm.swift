@@ -20,9 +20,12 @@ public final class VCPUAlarm {
     /// Whether `timer` was created and not yet deleted.
     var armed = false
 
-    /// Arms the alarm to go off `duration` from now, on the calling thread.
-    public init(after duration: Duration) {
-        let (whole, attoseconds) = duration.components
+    /// Arms the alarm to go off `duration` from now (a negative duration: at once), on the calling thread.
+    ///
+    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `timer_create` or `timer_settime`: without a
+    ///   timer a guest that never exits could run for ever, so the caller must not run it.
+    public init(after duration: Duration) throws(KVMError) {
+        let (whole, attoseconds) = max(duration, .zero).components
         seconds = Double(whole) + Double(attoseconds) / 1e18
         KVMSystem.installKickSignalHandler()
         var now = timespec()
@@ -40,13 +43,19 @@ public final class VCPUAlarm {
         event.sigev_signo = KVMSystem.kickSignal
         ckvm_sigevent_set_thread(&event, ckvm_gettid())
         var created: timer_t? = nil
-        guard timer_create(CLOCK_MONOTONIC, &event, &created) == 0 else { return }
+        guard timer_create(CLOCK_MONOTONIC, &event, &created) == 0 else {
+            throw .callFailed(call: "timer_create", errno: errno)
+        }
         timer = created
         armed = true
         var spec = itimerspec(
             it_interval: timespec(tv_sec: 0, tv_nsec: 10_000_000),
             it_value: timespec(tv_sec: Int(whole), tv_nsec: whole == 0 ? max(nanoseconds, 1) : nanoseconds))
-        timer_settime(created, 0, &spec, nil)
+        guard timer_settime(created, 0, &spec, nil) == 0 else {
+            let code = errno
+            cancel()
+            throw .callFailed(call: "timer_settime", errno: code)
+        }
     }
 
     /// Whether the deadline has passed.

@@ -59,17 +59,20 @@ extension GuestPageTables {
     {
         try tables.protect(virtualBase: virtualBase, length: length, kind: kind, userAccessible: userAccessible)
     }
+    /// Walks over guest RAM enter each table once when the host built them, and there are never more tables
+    /// than pages of RAM: a walk that enters more is looping through tables the guest rewrote.
+    @inline(__always) var walkLimit: Int { Int(truncatingIfNeeded: tables.ops.memory.size >> 12) }
     @inline(__always) public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
         try tables.lookup(virtualAddress)
     }
     @inline(__always) public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
     {
-        try tables.translate(virtualBase: virtualBase, length: length)
+        try tables.translate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
     @inline(__always) public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError)
         -> [Translation]
     {
-        try tables.coalescedTranslate(virtualBase: virtualBase, length: length)
+        try tables.coalescedTranslate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
     @inline(__always) public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
 }

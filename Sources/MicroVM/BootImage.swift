@@ -96,8 +96,8 @@ public final class BootImage {
             case .copyOnWrite(let executable) = translation.kind,
             scratchNext + 4096 <= arenaBase
         else { return nil }
+        addressSpace.arenaMayBeDirty()  // the guest has run: tables it freed may hold its writes
         let frame = scratchNext
-        scratchNext += 4096
         guard memory.copy(from: translation.physicalAddress, to: frame, count: 4096) else { return nil }
         do {
             try addressSpace.map(
@@ -108,6 +108,7 @@ public final class BootImage {
         } catch {
             return nil
         }
+        scratchNext += 4096
         return (page, translation.physicalAddress, frame)
     }
 

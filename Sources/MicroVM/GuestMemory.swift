@@ -30,14 +30,17 @@ public final class GuestMemory {
 
     /// Maps `size` bytes of the file at `path` shared (`MAP_SHARED`), creating or resizing it first: RAM that
     /// another process (the QEMU oracle) runs while this one edits its tables. The file starts zero-filled
-    /// when it is new or was empty.
+    /// (any old contents are dropped).
     /// - Throws: ``MachineError/memoryUnavailable(size:errno:)`` when the file cannot be opened, sized or mapped.
     public init(sharedFile path: String, size: UInt64) throws(MachineError) {
         precondition(size > 0 && size & 0xFFF == 0, "guest memory size must be a positive multiple of 4 KiB")
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .memoryUnavailable(size: size, errno: errno) }
         defer { close(fd) }
-        guard ftruncate(fd, off_t(size)) == 0 else { throw .memoryUnavailable(size: size, errno: errno) }
+        // Truncating to zero first drops old contents: the memory starts zero-filled, as fresh RAM does.
+        guard ftruncate(fd, 0) == 0, ftruncate(fd, off_t(size)) == 0 else {
+            throw .memoryUnavailable(size: size, errno: errno)
+        }
         // SAFETY: a shared mapping of a file this process sized; it stays valid after the descriptor closes.
         let pointer = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let pointer, pointer != MAP_FAILED else { throw .memoryUnavailable(size: size, errno: errno) }
@@ -140,8 +143,10 @@ public final class GuestMemory {
             count >= 0 && address & UInt64(width &- 1) == 0 && contains(address, count: UInt64(count &* width)),
             "page-table run outside guest memory")
         if width == 8 {
-            // SAFETY: the run is inside the mapping and 8-byte aligned (checked above); the mapping is
-            // page-aligned, so the typed pointer is aligned; nothing else binds this memory to another type.
+            // SAFETY: the run is inside the mapping and 8-byte aligned (checked above), and the mapping is
+            // page-aligned, so every access is in bounds and aligned. The mapping is untyped memory from
+            // mmap, as C buffers are: Swift code touches it only through this class, with trivial integer
+            // types, and never holds a typed pointer across calls.
             let entries = (base + Int(address)).assumingMemoryBound(to: UInt64.self)
             var value = first
             for i in 0..<count {

@@ -75,7 +75,11 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     }
 
     @inlinable public mutating func allocateTable() throws(PageTableError) -> UInt64 {
-        if let table = freeTables.popLast() { return table }  // cleared when freed
+        if let table = freeTables.popLast() {
+            // Cleared when freed; cleared again once the guest, which can write the arena, has run.
+            if !untouchedArenaIsZero { memory.zero(at: table, count: 4096) }
+            return table
+        }
         guard next < arenaEnd else { throw .outOfTableMemory }
         let table = next
         next &+= 4096
@@ -83,7 +87,10 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         return table
     }
 
+    /// Takes back a table, if it is one this arena handed out and still holds: entries a guest rewrote can
+    /// point anywhere in RAM, and only arena tables are ours to reuse (each at most once).
     @inlinable public mutating func freeTable(_ table: UInt64) {
+        guard table >= arenaBase, table < next, table != root, !freeTables.contains(table) else { return }
         memory.zero(at: table, count: 4096)
         freeTables.append(table)
     }

@@ -15,6 +15,9 @@ public enum HypercallOperation: UInt32, Sendable {
 }
 
 extension Machine {
+    /// Reports kept per run: room for every probe, with a bound a looping guest cannot grow past.
+    static let maximumReports = 1 << 16
+
     func hypercall(recordAddress: UInt64) throws(MachineError) {
         guard recordAddress & 7 == 0, memory.contains(recordAddress, count: 64),
             let rawOperation = memory.load(UInt32.self, at: recordAddress),
@@ -31,6 +34,9 @@ extension Machine {
         var result: UInt64 = 0
         switch operation {
         case .report:
+            guard reports.count < Self.maximumReports else {
+                throw .badHypercall("more than \(Self.maximumReports) reports")
+            }
             reports.append(arguments)
         case .fatalException:
             throw describeException(

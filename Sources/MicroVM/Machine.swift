@@ -44,8 +44,18 @@ public final class Machine {
     /// Exits handled so far.
     public private(set) var exitCount = 0
 
-    let vm: VirtualMachine
-    let vcpu: VCPU
+    /// The VM and its vCPU, in one box the machine hands to the reaper when it goes (see ``Reaper``).
+    final class KVMObjects {
+        let vm: VirtualMachine
+        let vcpu: VCPU
+        init(vm: VirtualMachine, vcpu: VCPU) {
+            self.vm = vm
+            self.vcpu = vcpu
+        }
+    }
+    /// Never `nil` while the machine lives; moved out in `deinit`.
+    var kvm: KVMObjects?
+    var vcpu: VCPU { kvm!.vcpu }
     var pendingConsole: [UInt8] = []
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
@@ -68,13 +78,14 @@ public final class Machine {
         try image.setProbes(probes)
 
         do {
-            vm = try host.system.makeVM()
+            let vm = try host.system.makeVM()
             // The slot's host pointer stays valid while `memory` lives; should the mapping go before the VM
             // fd closes during teardown, no vCPU runs any more, so KVM never touches it.
             try vm.setUserMemoryRegion(
                 slot: 0, guestPhysicalAddress: 0, size: configuration.memorySize, hostAddress: image.memory.hostAddress)
-            vcpu = try vm.makeVCPU(id: 0)
+            let vcpu = try vm.makeVCPU(id: 0)
             try vcpu.setCPUID(host.supportedCPUID)
+            kvm = KVMObjects(vm: vm, vcpu: vcpu)
         } catch {
             throw .kvmFailed(error)
         }
@@ -91,7 +102,8 @@ public final class Machine {
 
     deinit {
         // VM destruction is the slowest step of a machine's life: do it on the reaper thread.
-        Reaper.shared.retire([vcpu, vm, image])
+        // The box leaves the machine here, so the reaper holds its last reference.
+        if let objects = kvm.take() { Reaper.shared.retire([objects]) }
     }
 
     // MARK: Running
@@ -102,7 +114,12 @@ public final class Machine {
     /// - Throws: ``MachineError`` for everything else, with a one-line diagnosis.
     public func run() throws(MachineError) -> RunOutcome {
         addressSpace.arenaMayBeDirty()
-        let watchdog = configuration.timeout.map { VCPUAlarm(after: $0) }
+        let watchdog: VCPUAlarm?
+        do {
+            watchdog = try configuration.timeout.map { (timeout) throws(KVMError) in try VCPUAlarm(after: timeout) }
+        } catch {
+            throw .kvmFailed(error)
+        }
         defer {
             watchdog?.cancel()
             flushConsole()
@@ -205,6 +222,8 @@ public final class Machine {
             let cow = { if case .copyOnWrite = t.kind { return ", copy-on-write" } else { return "" } }()
             return
                 "(-> \(hex(t.physicalAddress)), \(t.kind.isWritable ? "writable" : "read-only")\(t.kind.isExecutable ? "" : ", no-execute")\(cow), \(t.leafSize) leaf)"
+        } catch .outsideVirtualSpace {
+            return "(non-canonical address)"
         } catch {
             return "(tables unreadable: \(error))"
         }

@@ -24,14 +24,29 @@ struct MemoryPlan {
         guard imageBytes > 0 else { throw .emptyImage }
         guard load & 0xFFF == 0 else { throw .loadAddressMisaligned(loadAddress: load) }
         guard load >= Layout.stackTop else { throw .imageOverlapsLowMemory(loadAddress: load) }
+        // Mappings the mode cannot hold are rejected before they are counted into the arena's size.
+        for mapping in configuration.extraMappings {
+            do throws(PageTableError) {
+                switch configuration.architecture {
+                case .amd64: try AMD64.validate(mapping)
+                case .i686: try I686.validate(mapping)
+                }
+            } catch {
+                throw .mappingRejected(mapping: mapping, reason: error)
+            }
+        }
         let arenaSize = Layout.arenaSize(
             memorySize: size, extraMappings: configuration.extraMappings, architecture: configuration.architecture)
-        let imageEnd = load + ((imageBytes + 0xFFF) & ~0xFFF)
+        // No sum below overflows: RAM is at most 3 GiB, and so is the image; the load address is checked
+        // against RAM before it is added to anything.
+        let imagePages = (imageBytes + 0xFFF) & ~0xFFF
         let reserved = arenaSize + Layout.copyOnWriteScratchSize
         guard size >= Layout.stackTop + reserved + 0x1000 else {
+            let imageEnd = load <= Layout.maximumMemorySize ? load + imagePages : 0
             throw .memoryTooSmall(size: size, needed: max(imageEnd, Layout.stackTop + 0x1000) + reserved)
         }
         guard load < size else { throw .loadAddressOutsideMemory(loadAddress: load, memorySize: size) }
+        let imageEnd = load + imagePages
         guard imageEnd <= size else { throw .imageTooLarge(imageSize: imageBytes, loadAddress: load, memorySize: size) }
         let arenaBase = size - arenaSize
         guard imageEnd <= arenaBase - Layout.copyOnWriteScratchSize else {

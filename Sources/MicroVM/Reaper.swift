@@ -12,28 +12,31 @@ final class Reaper: @unchecked Sendable {
     static let shared = Reaper()
     static let limit = 64
 
-    private var lock = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    // Heap-allocated: pthread objects must not move, and a class's stored property has no such promise.
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var pending: [AnyObject] = []
     private var releasing = false
     private var started = false
 
     private init() {
-        pthread_mutex_init(&lock, nil)
-        pthread_cond_init(&condition, nil)
+        // SAFETY: both were just allocated for this singleton, which is never deallocated.
+        pthread_mutex_init(lock, nil)
+        pthread_cond_init(condition, nil)
     }
 
-    /// Releases `objects` on the reaper thread, in order (vCPU before VM before memory).
-    func retire(_ objects: [AnyObject]) {
-        pthread_mutex_lock(&lock)
+    /// Releases `objects` on the reaper thread. The caller hands over its last references (it moves them
+    /// in), so the objects' deinits, and the system calls they make, run there.
+    func retire(_ objects: consuming [AnyObject]) {
+        pthread_mutex_lock(lock)
         if !started { started = startThread() }
         guard started, pending.count + objects.count <= Self.limit else {
-            pthread_mutex_unlock(&lock)
+            pthread_mutex_unlock(lock)
             return  // released here, by the caller dropping its references
         }
-        pending.append(contentsOf: objects)
-        pthread_cond_broadcast(&condition)  // one condition serves the reaper and drain()'s waiters
-        pthread_mutex_unlock(&lock)
+        pending.append(contentsOf: consume objects)
+        pthread_cond_broadcast(condition)  // one condition serves the reaper and drain()'s waiters
+        pthread_mutex_unlock(lock)
     }
 
     private func startThread() -> Bool {
@@ -58,24 +61,24 @@ final class Reaper: @unchecked Sendable {
         sigfillset(&signals)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
         while true {
-            pthread_mutex_lock(&lock)
-            while pending.isEmpty { pthread_cond_wait(&condition, &lock) }
+            pthread_mutex_lock(lock)
+            while pending.isEmpty { pthread_cond_wait(condition, lock) }
             var batch: [AnyObject] = []
             swap(&batch, &pending)
             releasing = true
-            pthread_mutex_unlock(&lock)
+            pthread_mutex_unlock(lock)
             batch.removeAll()  // the last references: deinit closes fds and unmaps memory here
-            pthread_mutex_lock(&lock)
+            pthread_mutex_lock(lock)
             releasing = false
-            pthread_cond_broadcast(&condition)
-            pthread_mutex_unlock(&lock)
+            pthread_cond_broadcast(condition)
+            pthread_mutex_unlock(lock)
         }
     }
 
     /// Blocks until every machine handed over so far has been released.
     func drain() {
-        pthread_mutex_lock(&lock)
-        while !pending.isEmpty || releasing { pthread_cond_wait(&condition, &lock) }
-        pthread_mutex_unlock(&lock)
+        pthread_mutex_lock(lock)
+        while !pending.isEmpty || releasing { pthread_cond_wait(condition, lock) }
+        pthread_mutex_unlock(lock)
     }
 }

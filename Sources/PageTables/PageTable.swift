@@ -109,39 +109,16 @@ public struct PageTable<Ops: TableOps> {
 
     // MARK: - Range checks
 
-    /// Checks a virtual range and returns its first and last linear addresses, or `nil` for length 0.
     @inlinable
     static func checkedRange(_ virtualBase: UInt64, _ length: UInt64, aligned: Bool = true) throws(PageTableError)
         -> (UInt64, UInt64)?
     {
-        if aligned {
-            guard virtualBase & 0xFFF == 0 else { throw .misaligned(.virtualAddress, virtualBase) }
-            guard length & 0xFFF == 0 else { throw .misaligned(.length, length) }
-        }
-        guard length != 0 else { return nil }
-        let (last, overflow) = virtualBase.addingReportingOverflow(length &- 1)
-        guard !overflow else { throw .rangeOverflow(virtualAddress: virtualBase, length: length) }
-        let outside = PageTableError.outsideVirtualSpace(
-            virtualAddress: virtualBase, length: length, architecture: Mode.architecture)
-        if Mode.virtualAddressBits == 48 {
-            let halfTop: UInt64 = 1 << 47
-            let upperStart: UInt64 = 0xFFFF_8000_0000_0000
-            // Both ends in the lower half, or both in the upper half (the upper half runs to 2^64 - 1).
-            guard last < halfTop || virtualBase >= upperStart else { throw outside }
-        } else {
-            guard last < Mode.virtualSpaceSize else { throw outside }
-        }
-        return (Mode.linear(virtualBase), Mode.linear(last))
+        try Mode.checkedRange(virtualBase, length, aligned: aligned)
     }
 
     @inlinable
     static func checkPhysical(_ physicalBase: UInt64, _ length: UInt64) throws(PageTableError) {
-        guard physicalBase & 0xFFF == 0 else { throw .misaligned(.physicalAddress, physicalBase) }
-        let (last, overflow) = physicalBase.addingReportingOverflow(length &- 1)
-        guard !overflow, last < Mode.physicalSpaceSize else {
-            throw .physicalAddressTooWide(
-                physicalAddress: physicalBase, length: length, architecture: Mode.architecture)
-        }
+        try Mode.checkPhysical(physicalBase, length)
     }
 }
 
@@ -319,7 +296,8 @@ extension PageTable {
                 throw error
             }
             var new = ops.physicalAddress(of: updated) | EntryBits.intermediate
-            if present && !isLeaf { new |= old & EntryBits.userAccessible }
+            // Keep U/S of what was there: a table's, or a split large leaf's (its other pages keep it).
+            if present { new |= old & EntryBits.userAccessible }
             if operation.user { new |= EntryBits.userAccessible }
             if case .unmap = operation, isEmpty(updated) {
                 ops.freeTable(updated)

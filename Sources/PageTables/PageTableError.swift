@@ -1,5 +1,7 @@
 /// Why the engine refused an operation or a walk. After any error the tables are consistent: no table is
-/// half-linked and no entry points at garbage (an operation may have been applied to a prefix of its range).
+/// half-linked and no entry points at garbage. With in-place ops an operation may have been applied to a
+/// prefix of its range; with movable ops the reachable tables are as before the operation (copies it had
+/// made are left unreferenced for the ops to reclaim).
 public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Which part of a mapping request was misaligned.
     public enum Field: String, Sendable {
@@ -19,9 +21,11 @@ public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
     case outOfTableMemory
     /// While walking, an entry referenced a table outside the ops' memory (a scribbled-on table).
     case entryOutsideTableMemory(virtualAddress: UInt64, level: Int, entry: UInt64)
-    /// While walking, an entry had PS set at a level that cannot hold a leaf (amd64 PML4), or a large leaf
-    /// whose frame does not fit the mode.
+    /// While walking, an entry had PS set at a level that cannot hold a leaf (amd64 PML4).
     case malformedEntry(virtualAddress: UInt64, level: Int, entry: UInt64)
+    /// A walk descended into more tables than its limit: tables that reference themselves or each other
+    /// many times over (a walk over tables the host built enters each table once).
+    case walkTooLong(tables: Int)
 
     public var description: String {
         switch self {
@@ -41,6 +45,8 @@ public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
             "entry \(hex(entry)) at level \(level) for \(hex(va)) references a table outside table memory"
         case .malformedEntry(let va, let level, let entry):
             "entry \(hex(entry)) at level \(level) for \(hex(va)) sets reserved bits for its level"
+        case .walkTooLong(let tables):
+            "the walk entered more than \(tables) tables: the tables reference themselves or each other"
         }
     }
 }

@@ -113,3 +113,51 @@ public enum I686: PagingMode {
         level == 1 ? .size4M : nil  // PDE with PS=1 and CR4.PSE=1 maps 4 MiB (SDM Table 4-4)
     }
 }
+
+extension PagingMode {
+    /// Checks that `mapping` could be mapped in this mode: 4 KiB-aligned, inside the virtual space (amd64:
+    /// one canonical half; i686: below 4 GiB), without wrapping, and with a physical range the entries can
+    /// name. Zero length always passes. What ``PageTable/map(_:)`` checks first, usable before any table
+    /// exists (e.g. to size an arena).
+    @inlinable
+    public static func validate(_ mapping: Mapping) throws(PageTableError) {
+        guard try checkedRange(mapping.virtualBase, mapping.length) != nil else { return }
+        if case .unmapped = mapping.kind { return }
+        try checkPhysical(mapping.physicalBase, mapping.length)
+    }
+
+    /// Checks a virtual range and returns its first and last linear addresses, or `nil` for length 0.
+    @inlinable
+    static func checkedRange(_ virtualBase: UInt64, _ length: UInt64, aligned: Bool = true) throws(PageTableError)
+        -> (UInt64, UInt64)?
+    {
+        if aligned {
+            guard virtualBase & 0xFFF == 0 else { throw .misaligned(.virtualAddress, virtualBase) }
+            guard length & 0xFFF == 0 else { throw .misaligned(.length, length) }
+        }
+        guard length != 0 else { return nil }
+        let (last, overflow) = virtualBase.addingReportingOverflow(length &- 1)
+        guard !overflow else { throw .rangeOverflow(virtualAddress: virtualBase, length: length) }
+        let outside = PageTableError.outsideVirtualSpace(
+            virtualAddress: virtualBase, length: length, architecture: Self.architecture)
+        if Self.virtualAddressBits == 48 {
+            let halfTop: UInt64 = 1 << 47
+            let upperStart: UInt64 = 0xFFFF_8000_0000_0000
+            // Both ends in the lower half, or both in the upper half (the upper half runs to 2^64 - 1).
+            guard last < halfTop || virtualBase >= upperStart else { throw outside }
+        } else {
+            guard last < Self.virtualSpaceSize else { throw outside }
+        }
+        return (Self.linear(virtualBase), Self.linear(last))
+    }
+
+    @inlinable
+    static func checkPhysical(_ physicalBase: UInt64, _ length: UInt64) throws(PageTableError) {
+        guard physicalBase & 0xFFF == 0 else { throw .misaligned(.physicalAddress, physicalBase) }
+        let (last, overflow) = physicalBase.addingReportingOverflow(length &- 1)
+        guard !overflow, last < Self.physicalSpaceSize else {
+            throw .physicalAddressTooWide(
+                physicalAddress: physicalBase, length: length, architecture: Self.architecture)
+        }
+    }
+}

@@ -88,7 +88,8 @@ func parseOptions(_ arguments: [String]) throws(UsageError) -> Options {
         case "--timeout":
             let text = try next()
             guard let duration = parseDuration(text) else {
-                throw UsageError("--timeout: '\(text)' is not a duration (e.g. 10s, 500ms, 0 for none)")
+                throw UsageError(
+                    "--timeout: '\(text)' is not a duration from 0 to 100 years (e.g. 10s, 500ms, 0 for none)")
             }
             options.configuration.timeout = duration == .zero ? nil : duration
         case "--trace":
@@ -134,12 +135,23 @@ func parseAddress(_ text: String, flag: String) throws(UsageError) -> UInt64 {
     return address
 }
 
-/// `10s`, `500ms`, `2` (seconds), `0`.
+/// `10s`, `500ms`, `2` (seconds), `0`; `nil` for anything else, negative, or beyond 100 years.
 func parseDuration(_ text: String) -> Duration? {
-    if text.hasSuffix("ms"), let ms = UInt64(text.dropLast(2)) { return .milliseconds(Int64(ms)) }
-    if text.hasSuffix("s"), let s = Double(text.dropLast()), s >= 0 { return .milliseconds(Int64(s * 1000)) }
-    if let s = Double(text), s >= 0 { return .milliseconds(Int64(s * 1000)) }
-    return nil
+    let limit: Double = 100 * 365 * 24 * 3600 * 1000  // milliseconds
+    var milliseconds: Double
+    if text.hasSuffix("ms"), let ms = Double(text.dropLast(2)) {
+        milliseconds = ms
+    } else if text.hasSuffix("s"), let s = Double(text.dropLast()) {
+        milliseconds = s * 1000
+    } else if let s = Double(text) {
+        milliseconds = s * 1000
+    } else {
+        return nil
+    }
+    guard milliseconds.isFinite, milliseconds >= 0, milliseconds <= limit else { return nil }
+    // A positive timeout never rounds down to zero, which would mean "none".
+    if milliseconds > 0 { milliseconds = max(1, milliseconds.rounded(.up)) }
+    return .milliseconds(Int64(milliseconds))
 }
 
 /// `VA=PA:LEN:PERMS`, e.g. `0x40000000=0x200000:2M:rw`.

@@ -197,7 +197,7 @@ struct KVMGuestTests {
     @Test("an alarm stops a spinning guest on a thread that blocks SIGUSR1, and cancel leaves nothing pending")
     func alarm() throws {
         let guest = try RealModeGuest(code: [0xEB, 0xFE])  // jmp $
-        let alarm = VCPUAlarm(after: .milliseconds(30))
+        let alarm = try VCPUAlarm(after: .milliseconds(30))
         #expect(try guest.vcpu.run() == .interrupted)
         #expect(alarm.expired)
         usleep(25_000)  // let the 10 ms re-fire land while the thread is outside KVM_RUN

@@ -92,6 +92,27 @@ struct BadInputTests {
             ["--load", "0x2000000", "Guests/hello64.bin"], "load address 0x2000000 is outside guest RAM (16 MiB)",
             status: 2)
     }
+    @Test(arguments: ["1e30", "inf", "1e19s", "10000000000000000000ms", "-1", "soon"])
+    func badTimeout(_ text: String) throws {
+        try expectError(
+            ["--timeout", text, "Guests/hello64.bin"],
+            "--timeout: '\(text)' is not a duration from 0 to 100 years (e.g. 10s, 500ms, 0 for none)", status: 2)
+    }
+    @Test func hugeLoadAddress() throws {
+        try expectError(
+            ["--load", "0xFFFFFFFFFFFFF000", "Guests/hello64.bin"],
+            "load address 0xfffffffffffff000 is outside guest RAM (16 MiB)", status: 2)
+    }
+    @Test func mappingOutsideTheAddressSpace() throws {
+        try expectError(
+            ["--map", "0=0:0xFFFFFFFFFFFFF000:r", "Guests/hello64.bin"],
+            "mapping va 0x0 -> pa 0x0 len 0xfffffffffffff000 r-- rejected: range 0x0 + 0xfffffffffffff000 is not inside one canonical half of the 48-bit amd64 address space",
+            status: 2)
+        try expectError(
+            ["--arch", "i686", "--map", "0xC0000000=0:2G:r", "Guests/hello32.bin"],
+            "mapping va 0xc0000000 -> pa 0x0 len 0x80000000 r-- rejected: range 0xc0000000 + 0x80000000 goes beyond the 4 GiB i686 address space",
+            status: 2)
+    }
     @Test func kvmMissing() throws {
         try expectError(
             ["--kvm", "/nonexistent/kvm", "Guests/hello64.bin"],

@@ -127,6 +127,45 @@ struct AMD64EntryTests {
         #expect(entry(tables.ops, page: 3, index: 511) == 0x7F_F000 | rwLeaf)
     }
 
+    @Test("splitting a user-accessible 2 MiB leaf keeps U/S on the directory entry for the pages left")
+    func splitKeepsUserBit() throws {
+        var tables = PageTable(ops: ArrayTableOps<AMD64>(), allowedLeafSizes: [.size2M])
+        try tables.map(
+            Mapping(
+                physicalBase: 0x20_0000, virtualBase: 0x20_0000, length: 0x20_0000, kind: .readWrite,
+                userAccessible: true))
+        try tables.protect(virtualBase: 0x20_0000, length: 0x1000, kind: .readOnly, userAccessible: false)
+        #expect(entry(tables.ops, page: 2, index: 1) == 0x10_3000 | tableFlags | 0x4)  // PD[1] -> PT, U/S kept
+        #expect(entry(tables.ops, page: 3, index: 0) == 0x20_0000 | roLeaf | nx)
+        #expect(entry(tables.ops, page: 3, index: 1) == 0x20_1000 | rwLeaf | nx | 0x4)
+        #expect(try tables.lookup(0x20_1000)?.userAccessible == true)
+        #expect(try tables.lookup(0x20_0000)?.userAccessible == false)
+    }
+
+    @Test("translate reports what the CPU enforces: R/W and U/S of every level ANDed, NX ORed")
+    func inheritedPermissions() throws {
+        var ops = ArrayTableOps<AMD64>()
+        var tables = PageTable(ops: ops, allowedLeafSizes: [.size2M])
+        try tables.map(
+            Mapping(
+                physicalBase: 0x20_0000, virtualBase: 0x20_0000, length: 0x1000, kind: .readWriteExecute,
+                userAccessible: true))
+        try tables.map(
+            Mapping(
+                physicalBase: 0x40_0000, virtualBase: 0x40_0000, length: 0x20_0000, kind: .readWriteExecute,
+                userAccessible: true))
+        ops = tables.ops
+        // A guest (or anyone) clears R/W and U/S and sets NX in the PDPT entry above both.
+        let pdpt = ops.memory.read(.init(page: 1, offset: 0))
+        ops.memory.write(.init(page: 1, offset: 0), (pdpt & ~0x6) | 1 << 63)
+        let edited = PageTable(ops: ops, allowedLeafSizes: [.size2M])
+        for va: UInt64 in [0x20_0000, 0x40_0000] {
+            let t = try #require(try edited.lookup(va))
+            #expect(t.kind == .readOnly)
+            #expect(t.userAccessible == false)
+        }
+    }
+
     @Test("unmapping one page of a 1 GiB leaf splits it into 511 2 MiB leaves and 511 4 KiB leaves")
     func splitOneGigabyteLeaf() throws {
         var tables = PageTable(ops: ArrayTableOps<AMD64>(), allowedLeafSizes: [.size2M, .size1G])

@@ -105,6 +105,17 @@ struct HostileTableTests {
             ])
     }
 
+    @Test("tables that reference themselves many times over are cut off by the table limit")
+    func selfReferenceEverywhere() throws {
+        var ops = ArrayTableOps<AMD64>()
+        for index in 0..<256 { ops.memory.write(.init(page: 0, offset: index * 8), 0x10_0000 | 0x23) }
+        let tables = PageTable(ops: ops, allowedLeafSizes: .all)
+        // 256 x 256 x 256 tables would be entered; a limit of 64 stops the walk at once instead.
+        #expect(throws: PageTableError.walkTooLong(tables: 64)) {
+            try tables.forEachLeaf(virtualBase: 0, length: 1 << 47, maximumTables: 64) { _ in }
+        }
+    }
+
     @Test(
         "random garbage tables: every walk ends in a result or an error",
         arguments: [AMD64.architecture, I686.architecture])
