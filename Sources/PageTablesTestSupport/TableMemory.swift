@@ -81,8 +81,25 @@ public struct TableMemory<Mode: PagingMode>: Sendable {
     }
 }
 
+/// The read side and allocation both doubles share: tables addressed as pages of a ``TableMemory``.
+public protocol TableMemoryOps: TableOps where TableAddress == TableMemory<Mode>.Address {
+    var memory: TableMemory<Mode> { get set }
+}
+
+extension TableMemoryOps {
+    public func entryAddress(in table: TableAddress, byteOffset: Int) -> TableAddress {
+        TableAddress(page: table.page, offset: table.offset + byteOffset)
+    }
+    public func readEntry(at address: TableAddress) -> UInt64 { memory.read(address) }
+    public func physicalAddress(of table: TableAddress) -> UInt64 { memory.physicalAddress(of: table) }
+    public func table(atPhysicalAddress physicalAddress: UInt64) -> TableAddress? {
+        memory.table(atPhysicalAddress: physicalAddress)
+    }
+    public mutating func allocateTable() throws(PageTableError) -> TableAddress { try memory.allocate() }
+}
+
 /// In-place table ops over ``TableMemory``: the seed's `MayNotMoveTable` test double.
-public struct ArrayTableOps<Mode: PagingMode>: InPlaceTableOps, Sendable {
+public struct ArrayTableOps<Mode: PagingMode>: InPlaceTableOps, TableMemoryOps, Sendable {
     public typealias TableAddress = TableMemory<Mode>.Address
     public var memory: TableMemory<Mode>
     public private(set) var root: TableAddress
@@ -93,15 +110,6 @@ public struct ArrayTableOps<Mode: PagingMode>: InPlaceTableOps, Sendable {
         root = try! memory.allocate()  // capacity >= 1: cannot fail
     }
 
-    public func entryAddress(in table: TableAddress, byteOffset: Int) -> TableAddress {
-        TableAddress(page: table.page, offset: table.offset + byteOffset)
-    }
-    public func readEntry(at address: TableAddress) -> UInt64 { memory.read(address) }
-    public func physicalAddress(of table: TableAddress) -> UInt64 { memory.physicalAddress(of: table) }
-    public func table(atPhysicalAddress physicalAddress: UInt64) -> TableAddress? {
-        memory.table(atPhysicalAddress: physicalAddress)
-    }
-    public mutating func allocateTable() throws(PageTableError) -> TableAddress { try memory.allocate() }
     public mutating func freeTable(_ table: TableAddress) {
         precondition(table.page != root.page, "the root was freed")
         memory.free(table)
@@ -116,7 +124,7 @@ public struct ArrayTableOps<Mode: PagingMode>: InPlaceTableOps, Sendable {
 /// Movable table ops over ``TableMemory``: every table that exists when ``freeze()`` is called is treated
 /// as part of a read-only snapshot, so the first write to it copies it to a new page and reports the move.
 /// Tables allocated afterwards are writable in place. This is the seed's `MayMoveTable` test double.
-public struct CopyOnFirstWriteTableOps<Mode: PagingMode>: MovableTableOps, Sendable {
+public struct CopyOnFirstWriteTableOps<Mode: PagingMode>: MovableTableOps, TableMemoryOps, Sendable {
     public typealias TableAddress = TableMemory<Mode>.Address
     public var memory: TableMemory<Mode>
     public private(set) var root: TableAddress
@@ -144,15 +152,6 @@ public struct CopyOnFirstWriteTableOps<Mode: PagingMode>: MovableTableOps, Senda
         frozen = Set(0..<memory.pages.count).subtracting(memory.freePages)
     }
 
-    public func entryAddress(in table: TableAddress, byteOffset: Int) -> TableAddress {
-        TableAddress(page: table.page, offset: table.offset + byteOffset)
-    }
-    public func readEntry(at address: TableAddress) -> UInt64 { memory.read(address) }
-    public func physicalAddress(of table: TableAddress) -> UInt64 { memory.physicalAddress(of: table) }
-    public func table(atPhysicalAddress physicalAddress: UInt64) -> TableAddress? {
-        memory.table(atPhysicalAddress: physicalAddress)
-    }
-    public mutating func allocateTable() throws(PageTableError) -> TableAddress { try memory.allocate() }
     public mutating func freeTable(_ table: TableAddress) {
         precondition(table.page != root.page, "the root was freed")
         // A snapshot page is only dropped from this view; its bytes stay as they were.
