@@ -206,7 +206,8 @@ public final class Machine {
             text += ", CR2 \(hex(special.cr2)) \(describeTranslation(of: special.cr2))"
             text += ", CR3 \(hex(special.cr3))"
             if special.cr3 & ~0xFFF != addressSpace.rootPhysicalAddress {
-                text += " (the guest switched CR3 away from the host's tables at \(hex(addressSpace.rootPhysicalAddress)); the translations above are the host's)"
+                text +=
+                    " (the guest switched CR3 away from the host's tables at \(hex(addressSpace.rootPhysicalAddress)); the translations above are the host's)"
             }
             if special.cr2 < 0x1000 && special.cr2 != 0 || special.cr2 == 0 && rip < 0x1000 {
                 text += " (page 0 is never mapped: a null pointer?)"

@@ -69,6 +69,11 @@ func parseOptions(_ arguments: [String]) throws(UsageError) -> Options {
             options.configuration.architecture = arch
         case "--memory":
             let text = try next()
+            let digits = text.last.map({ "KkMmGg".contains($0) }) == true ? text.dropLast() : Substring(text)
+            let looksDecimal = digits.contains(where: \.isNumber) && digits.allSatisfy { $0.isNumber || $0 == "_" }
+            if parseSize(text) == nil && looksDecimal {
+                throw UsageError("--memory: '\(text)' is too large: at most 3G")
+            }
             guard let size = parseSize(text), size > 0 else {
                 throw UsageError("--memory: '\(text)' is not a size (a number with an optional K, M or G suffix)")
             }

@@ -58,6 +58,9 @@ struct BadInputTests {
             ["--memory", "12Q"], "--memory: '12Q' is not a size (a number with an optional K, M or G suffix)", status: 2
         )
     }
+    @Test func memoryBeyondAnyNumber() throws {
+        try expectError(["--memory", "99999999999G"], "--memory: '99999999999G' is too large: at most 3G", status: 2)
+    }
     @Test func unknownArchitecture() throws {
         try expectError(["--arch", "arm64"], "--arch: unknown architecture 'arm64' (use amd64 or i686)", status: 2)
     }
