@@ -81,12 +81,13 @@ extension GuestPageTables {
 public final class AMD64PageTables: GuestPageTables {
     public var tables: PageTable<GuestTableOps<AMD64>>
     /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
-    public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
-        throws(PageTableError)
-    {
+    public init(
+        memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes,
+        walkableLeafSizes: AllowedLeafSizes? = nil
+    ) throws(PageTableError) {
         tables = PageTable(
             ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
-            allowedLeafSizes: allowedLeafSizes)
+            allowedLeafSizes: allowedLeafSizes, walkableLeafSizes: walkableLeafSizes)
     }
 }
 
@@ -94,27 +95,33 @@ public final class AMD64PageTables: GuestPageTables {
 public final class I686PageTables: GuestPageTables {
     public var tables: PageTable<GuestTableOps<I686>>
     /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
-    public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes)
-        throws(PageTableError)
-    {
+    public init(
+        memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes,
+        walkableLeafSizes: AllowedLeafSizes? = nil
+    ) throws(PageTableError) {
         tables = PageTable(
             ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
-            allowedLeafSizes: allowedLeafSizes)
+            allowedLeafSizes: allowedLeafSizes, walkableLeafSizes: walkableLeafSizes)
     }
 }
 
 /// Makes the address space for `architecture`.
+///
+/// - Parameter walkableLeafSizes: the large leaves the vCPU walks (see ``PageTable/walkableLeafSizes``);
+///   by default the allowed ones (plus 2 MiB on amd64).
 public func makeAddressSpace(
     architecture: Architecture, memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64,
-    allowedLeafSizes: AllowedLeafSizes
+    allowedLeafSizes: AllowedLeafSizes, walkableLeafSizes: AllowedLeafSizes? = nil
 ) throws(PageTableError) -> any AddressSpace {
     switch architecture {
     case .amd64:
         try AMD64PageTables(
-            memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+            memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes,
+            walkableLeafSizes: walkableLeafSizes)
     case .i686:
         try I686PageTables(
-            memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes)
+            memory: memory, arenaBase: arenaBase, arenaSize: arenaSize, allowedLeafSizes: allowedLeafSizes,
+            walkableLeafSizes: walkableLeafSizes)
     }
 }
 

@@ -25,9 +25,12 @@ public final class BootImage {
     /// - Throws: ``MachineError`` naming the first thing wrong with the configuration.
     /// - Parameter memory: RAM to build in (e.g. a shared mapping another process also runs); by default
     ///   fresh anonymous memory. It must be zero-filled and exactly `configuration.memorySize` bytes.
-    public init(configuration: MachineConfiguration, allowedLeafSizes: AllowedLeafSizes, memory: GuestMemory? = nil)
-        throws(MachineError)
-    {
+    ///   - walkableLeafSizes: the large leaves the vCPU walks, if it is not just the allowed ones (plus
+    ///     2 MiB on amd64): on amd64 the CPU's own (1 GiB with Page1GB) even when `--page-size 4k` allows none.
+    public init(
+        configuration: MachineConfiguration, allowedLeafSizes: AllowedLeafSizes, memory: GuestMemory? = nil,
+        walkableLeafSizes: AllowedLeafSizes? = nil
+    ) throws(MachineError) {
         self.configuration = configuration
         let plan = try MemoryPlan(configuration)
         let memory = try { () throws(MachineError) -> GuestMemory in
@@ -45,7 +48,7 @@ public final class BootImage {
         do {
             addressSpace = try makeAddressSpace(
                 architecture: configuration.architecture, memory: memory, arenaBase: plan.arenaBase,
-                arenaSize: plan.arenaSize, allowedLeafSizes: allowedLeafSizes)
+                arenaSize: plan.arenaSize, allowedLeafSizes: allowedLeafSizes, walkableLeafSizes: walkableLeafSizes)
             for mapping in plan.defaultMappings { try addressSpace.map(mapping) }
         } catch {
             throw .tablesFailed(error)

@@ -74,7 +74,12 @@ public final class Machine {
         self.host = host
         let allowed: AllowedLeafSizes =
             configuration.pageSizePolicy == .automatic ? host.allowedLeafSizes(for: configuration.architecture) : []
-        image = try BootImage(configuration: configuration, allowedLeafSizes: allowed)
+        // What the vCPU walks: on amd64 whatever its CPUID offers, whatever the policy; on i686 4 MiB leaves
+        // exactly when CR4.PSE is set, which is when they are allowed.
+        let capable = host.allowedLeafSizes(for: configuration.architecture)
+        image = try BootImage(
+            configuration: configuration, allowedLeafSizes: allowed,
+            walkableLeafSizes: configuration.architecture == .amd64 ? capable : allowed)
         try image.setProbes(probes)
 
         do {

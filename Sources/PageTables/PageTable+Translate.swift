@@ -76,7 +76,7 @@ extension PageTable {
             let entryBase = bases[level] &+ (UInt64(truncatingIfNeeded: index) &<< shift)
             let entry = ops.readEntry(at: ops.entryAddress(in: tables[level], byteOffset: index &* entryBytes))
             guard entry & EntryBits.present != 0 else { continue }
-            if entry & EntryBits.pageSize == 0 {
+            guard let size = try largeLeafSize(of: entry, level: level, virtualAddress: entryBase) else {
                 guard let child = ops.table(atPhysicalAddress: entry & Mode.frameAddressMask) else {
                     throw .entryOutsideTableMemory(
                         virtualAddress: Mode.canonical(max(first, entryBase)), level: level, entry: entry)
@@ -94,9 +94,6 @@ extension PageTable {
                 next[level] = Int(truncatingIfNeeded: (max(first, entryBase) &>> childShift) & indexMask)
                 lastIndex[level] = Int(truncatingIfNeeded: (min(last, entryLast) &>> childShift) & indexMask)
                 continue
-            }
-            guard let size = Mode.largeLeaf(atLevel: level) else {
-                throw .malformedEntry(virtualAddress: Mode.canonical(entryBase), level: level, entry: entry)
             }
             let leaf = (entry & ~(permissionBits & ~allowed[level])) | denied[level]
             let start = max(first, entryBase)

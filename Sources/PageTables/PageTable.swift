@@ -17,12 +17,35 @@ public struct PageTable<Ops: TableOps> {
     public var ops: Ops
     /// Which large leaves `map` may write; 4 KiB leaves are always allowed.
     public let allowedLeafSizes: AllowedLeafSizes
+    /// Which large leaves the processor walks as leaves: what decides how an entry with PS set is read.
+    public let walkableLeafSizes: AllowedLeafSizes
 
     /// Wraps `ops`, whose root table must already exist.
+    ///
+    /// - Parameter walkableLeafSizes: the large leaves the processor treats as leaves (amd64: 2 MiB always,
+    ///   1 GiB with CPUID Page1GB; i686: 4 MiB only with CR4.PSE). By default the allowed sizes, plus 2 MiB
+    ///   on amd64. A PS entry of another size is what the CPU makes of it: a reserved-bit fault on amd64
+    ///   (``PageTableError/malformedEntry(virtualAddress:level:entry:)``), an ordinary table reference on
+    ///   i686 without PSE.
     @inlinable
-    public init(ops: Ops, allowedLeafSizes: AllowedLeafSizes) {
+    public init(ops: Ops, allowedLeafSizes: AllowedLeafSizes, walkableLeafSizes: AllowedLeafSizes? = nil) {
         self.ops = ops
         self.allowedLeafSizes = allowedLeafSizes
+        self.walkableLeafSizes =
+            walkableLeafSizes ?? allowedLeafSizes.union(Mode.architecture == .amd64 ? .size2M : [])
+    }
+
+    /// The size of the large leaf `entry` (present, at `level` > 0) maps, or `nil` when it references a
+    /// table, as the processor reads it.
+    /// - Throws: ``PageTableError/malformedEntry(virtualAddress:level:entry:)`` for PS where the CPU faults.
+    @inlinable
+    func largeLeafSize(of entry: UInt64, level: Int, virtualAddress: UInt64) throws(PageTableError) -> LeafSize? {
+        guard entry & EntryBits.pageSize != 0 else { return nil }
+        if let size = Mode.largeLeaf(atLevel: level) {
+            if walkableLeafSizes.allows(size) { return size }
+            if Mode.architecture == .i686 { return nil }  // without CR4.PSE the CPU ignores PS
+        }
+        throw .malformedEntry(virtualAddress: Mode.canonical(virtualAddress), level: level, entry: entry)
     }
 
     /// The physical address of the root table: the value for CR3.
@@ -211,10 +234,8 @@ extension PageTable {
             let offset = index &* entryBytes
             let old = empty ? 0 : ops.readEntry(at: ops.entryAddress(in: table, byteOffset: offset))
             let present = old & EntryBits.present != 0
-            let isLeaf = present && old & EntryBits.pageSize != 0
-            if isLeaf && largeLeaf == nil {
-                throw .malformedEntry(virtualAddress: Mode.canonical(entryBase), level: level, entry: old)
-            }
+            var isLeaf = false
+            if present { isLeaf = try largeLeafSize(of: old, level: level, virtualAddress: entryBase) != nil }
 
             switch operation {
             case .map(let delta, let flags, _):
@@ -345,7 +366,8 @@ extension PageTable {
     /// Frees the table `entry` references (and everything below it), if it references one.
     @inlinable
     mutating func freeSubtree(ofEntry entry: UInt64, level: Int) {
-        guard level > 0, entry & EntryBits.present != 0, entry & EntryBits.pageSize == 0,
+        guard level > 0, entry & EntryBits.present != 0,
+            (try? largeLeafSize(of: entry, level: level, virtualAddress: 0)) == .some(nil),
             let child = ops.table(atPhysicalAddress: entry & Mode.frameAddressMask)
         else { return }
         freeSubtree(table: child, level: level &- 1)

@@ -90,6 +90,34 @@ struct HostileTableTests {
         }
     }
 
+    @Test("PS is read as the CPU reads it: a 1 GiB leaf the CPU cannot walk is malformed on amd64")
+    func unwalkableGigabyteLeaf() throws {
+        var ops = ArrayTableOps<AMD64>()
+        var tables = PageTable(ops: ops, allowedLeafSizes: [.size2M, .size1G])
+        try tables.map(.identity(0x4000_0000, length: 0x4000_0000, kind: .readWrite))
+        ops = tables.ops
+        #expect(try tables.lookup(0x4000_0000)?.leafSize == .size1G)
+        let noPage1GB = PageTable(ops: ops, allowedLeafSizes: [.size2M])
+        #expect(
+            throws: PageTableError.malformedEntry(virtualAddress: 0x4000_0000, level: 2, entry: 0x8000_0000_4000_00E3)
+        ) {
+            try noPage1GB.lookup(0x4000_0000)
+        }
+    }
+
+    @Test("without CR4.PSE an i686 directory entry with PS references a table")
+    func pageSizeBitIgnoredWithoutPSE() throws {
+        var ops = ArrayTableOps<I686>()
+        var tables = PageTable(ops: ops, allowedLeafSizes: [.size4M])
+        try tables.map(.identity(0x40_0000, length: 0x40_0000, kind: .readWrite))  // PDE 1 = 4 MiB leaf
+        ops = tables.ops
+        // The same entry read with PSE off points at "the table" at 0x400000, outside table memory.
+        let withoutPSE = PageTable(ops: ops, allowedLeafSizes: .smallPagesOnly)
+        #expect(throws: PageTableError.entryOutsideTableMemory(virtualAddress: 0x40_0000, level: 1, entry: 0x40_00E3)) {
+            try withoutPSE.lookup(0x40_0000)
+        }
+    }
+
     @Test("a self-referencing root is walked in bounded time")
     func selfReference() throws {
         var ops = ArrayTableOps<AMD64>()
