@@ -79,32 +79,9 @@ enum PageTableBench {
         for size in sizes {
             let mapping = Mapping.identity(0, length: size, kind: .readWrite)
             let arena = arenaBytes(mode, length: size)
-            // Estimate one map to choose the batch size (warm-up, discarded).
             var swift = SetupRunner<Mode>(arena: arena, mapping: mapping, allowed: policy, fresh: fresh)
             var c = CSetupRunner(arena: arena, mapping: mapping, large: large, fresh: fresh, map: cMap(mode))
-            _ = swift.sample(batch: 1)
-            _ = c.sample(batch: 1)
-            let estimate = min(swift.sample(batch: 1), c.sample(batch: 1))
-            // >= 20 us per sample, arenas together <= 32 MiB, at most 2,000 per batch.
-            var batch = Int((20_000 / max(estimate, 1)).rounded(.up))
-            batch = max(1, min(batch, 2000, Int((32 << 20) / arena)))
-            swift.prepare(batch: batch)
-            c.prepare(batch: batch)
-            for _ in 0..<2 {  // warm-up at the final batch size
-                _ = swift.sample(batch: batch)
-                _ = c.sample(batch: batch)
-            }
-            var swiftTimes: [Double] = [], cTimes: [Double] = []
-            for i in 0..<samples {
-                // Alternate which goes first, so neither always runs on the other's leftovers.
-                if i % 2 == 0 {
-                    swiftTimes.append(swift.sample(batch: batch))
-                    cTimes.append(c.sample(batch: batch))
-                } else {
-                    cTimes.append(c.sample(batch: batch))
-                    swiftTimes.append(swift.sample(batch: batch))
-                }
-            }
+            let (batch, swiftTimes, cTimes) = compareBatches(&swift, &c, arena: arena, samples: samples)
             guard swift.lastBytesUsed == c.lastBytesUsed else {
                 Harness.fail("\(name) \(size): engine used \(swift.lastBytesUsed) arena bytes, C \(c.lastBytesUsed)")
             }
@@ -119,7 +96,7 @@ enum PageTableBench {
     }
 
     /// The same maps through the path `Machine` takes: `makeAddressSpace` -> `any AddressSpace` ->
-    /// `AMD64PageTables.map` / `I686PageTables.map` (through `any AddressSpace`) (group `setup-product`), 1 MiB .. 1 GiB, pre-faulted.
+    /// `AMD64PageTables.map` / `I686PageTables.map` (group `setup-product`), 1 MiB .. 1 GiB, pre-faulted.
     static func productPathCases<Mode: PagingMode>(_ mode: Mode.Type, large: Bool, samples: Int) {
         let name = caseName(mode, large: large, backing: "prefaulted")
         guard selected(name) else { return }
@@ -131,26 +108,7 @@ enum PageTableBench {
             var product = AddressSpaceRunner(
                 architecture: Mode.architecture, arena: arena, mapping: mapping, allowed: policy)
             var c = CSetupRunner(arena: arena, mapping: mapping, large: large, fresh: false, map: cMap(mode))
-            _ = product.sample(batch: 1)
-            _ = c.sample(batch: 1)
-            let estimate = min(product.sample(batch: 1), c.sample(batch: 1))
-            let batch = max(1, min(Int((20_000 / max(estimate, 1)).rounded(.up)), 2000, Int((32 << 20) / arena)))
-            product.prepare(batch: batch)
-            c.prepare(batch: batch)
-            for _ in 0..<2 {
-                _ = product.sample(batch: batch)
-                _ = c.sample(batch: batch)
-            }
-            var productTimes: [Double] = [], cTimes: [Double] = []
-            for i in 0..<samples {
-                if i % 2 == 0 {
-                    productTimes.append(product.sample(batch: batch))
-                    cTimes.append(c.sample(batch: batch))
-                } else {
-                    cTimes.append(c.sample(batch: batch))
-                    productTimes.append(product.sample(batch: batch))
-                }
-            }
+            let (batch, productTimes, cTimes) = compareBatches(&product, &c, arena: arena, samples: samples)
             guard product.lastBytesUsed == c.lastBytesUsed else {
                 Harness.fail(
                     "\(name) \(size): AddressSpace used \(product.lastBytesUsed) arena bytes, C \(c.lastBytesUsed)")
@@ -165,8 +123,43 @@ enum PageTableBench {
         }
     }
 
+    /// One side of a setup comparison: maps into `batch` arenas per sample.
+    protocol BatchRunner {
+        mutating func prepare(batch: Int)
+        mutating func sample(batch: Int) -> Double
+    }
+
+    /// Times `a` against `b`: one map each to choose the batch (>= 20 us per sample, arenas together
+    /// <= 32 MiB, at most 2,000 maps), two warm-up samples, then `samples` pairs whose order alternates so
+    /// neither side always runs on the other's leftovers.
+    static func compareBatches<A: BatchRunner, B: BatchRunner>(
+        _ a: inout A, _ b: inout B, arena: UInt64, samples: Int
+    ) -> (batch: Int, a: [Double], b: [Double]) {
+        _ = a.sample(batch: 1)
+        _ = b.sample(batch: 1)
+        let estimate = min(a.sample(batch: 1), b.sample(batch: 1))
+        let batch = max(1, min(Int((20_000 / max(estimate, 1)).rounded(.up)), 2000, Int((32 << 20) / arena)))
+        a.prepare(batch: batch)
+        b.prepare(batch: batch)
+        for _ in 0..<2 {
+            _ = a.sample(batch: batch)
+            _ = b.sample(batch: batch)
+        }
+        var aTimes: [Double] = [], bTimes: [Double] = []
+        for i in 0..<samples {
+            if i % 2 == 0 {
+                aTimes.append(a.sample(batch: batch))
+                bTimes.append(b.sample(batch: batch))
+            } else {
+                bTimes.append(b.sample(batch: batch))
+                aTimes.append(a.sample(batch: batch))
+            }
+        }
+        return (batch, aTimes, bTimes)
+    }
+
     /// `any AddressSpace` (what `Machine` holds) over one populated memory holding `batch` arenas.
-    struct AddressSpaceRunner {
+    struct AddressSpaceRunner: BatchRunner {
         let architecture: Architecture
         let arena: UInt64
         let mapping: Mapping
@@ -219,7 +212,7 @@ enum PageTableBench {
     }
 
     /// The engine side of one setup case.
-    struct SetupRunner<Mode: PagingMode> {
+    struct SetupRunner<Mode: PagingMode>: BatchRunner {
         let arena: UInt64
         let mapping: Mapping
         let allowed: AllowedLeafSizes
@@ -294,7 +287,7 @@ enum PageTableBench {
     }
 
     /// The C side of one setup case.
-    struct CSetupRunner {
+    struct CSetupRunner: BatchRunner {
         let arena: UInt64
         let mapping: Mapping
         let large: Bool
