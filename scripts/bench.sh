@@ -12,7 +12,7 @@
 # the C host process and QEMU (`-M microvm -accel kvm`, booting the same guest through a tiny -bios stub).
 #
 # Output: the table on stdout; Benchmarks/results/report.md, results.tsv and pagetable-setup.svg (also
-# copied to docs/bench/pagetable-setup.svg when the setup group ran).
+# copied to docs/bench/pagetable-setup.svg when the setup group ran without --quick).
 # Env: MICROVM_LINK_FLAGS (how the microvm CLI is linked; default "-Xswiftc -static-executable", as the README).
 # Needs: the Swift toolchain on PATH, python3, /dev/kvm; for the process group hyperfine and
 # qemu-system-x86 (installed with apt-get when missing; without hyperfine a fork/exec loop is used).
@@ -180,7 +180,8 @@ fi
 
 # ---- report ----
 svg_copy=()
-if wants setup; then
+# Only a full run replaces the committed plot: --quick figures are a smoke test, not for quoting.
+if wants setup && (( ! quick )); then
     mkdir -p "$ROOT/docs/bench"
     svg_copy=(--svg-copy "$ROOT/docs/bench/pagetable-setup.svg")
 fi
