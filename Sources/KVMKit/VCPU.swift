@@ -150,6 +150,27 @@ public final class VCPU {
         }
     }
 
+    /// Answers the ``VCPUExit/ioInString(port:size:count:)`` exit just returned: the guest's `REP INS`
+    /// stores `bytes` (exactly `count × size` of them) when it next runs.
+    ///
+    /// Writes the data area of `kvm_run` that the exit described (`io.data_offset`). Calling it after any
+    /// other exit, or with the wrong number of bytes, is a programmer error and traps.
+    public func completeIOReadString(_ bytes: [UInt8]) {
+        let run = mapping.run
+        // SAFETY: as in completeIORead(_:): the vCPU thread owns kvm_run between runs.
+        let io = run.pointee.io
+        precondition(
+            run.pointee.exit_reason == UInt32(KVM_EXIT_IO) && io.direction == UInt8(KVM_EXIT_IO_IN) && io.count > 1,
+            "completeIOReadString(_:) must answer an ioInString exit")
+        let offset = Int(io.data_offset)
+        precondition(bytes.count == Int(io.count) * Int(io.size), "completeIOReadString(_:) needs count x size bytes")
+        precondition(offset >= 0 && offset + bytes.count <= mapping.size, "IO data area outside kvm_run")
+        // SAFETY: the destination range lies inside the mapping (checked above).
+        bytes.withUnsafeBytes { source in
+            UnsafeMutableRawPointer(run).advanced(by: offset).copyMemory(from: source.baseAddress!, byteCount: source.count)
+        }
+    }
+
     /// Answers the MMIO read (``VCPUExit/mmio(address:size:writeValue:)`` with `writeValue == nil`) just
     /// returned: the guest's load reads `value` (truncated to the access size) when it next runs.
     ///

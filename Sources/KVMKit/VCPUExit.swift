@@ -12,9 +12,13 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
     case ioOutString(port: UInt16, size: Int, bytes: [UInt8])
 
     /// The guest executed `IN` of `size` bytes from `port`; answer with ``VCPU/completeIORead(_:)`` before
-    /// running again. `KVM_EXIT_IO` with direction `KVM_EXIT_IO_IN` and a count of 1 (string input,
-    /// `REP INS`, is reported as ``unsupported(reason:)``).
+    /// running again. `KVM_EXIT_IO` with direction `KVM_EXIT_IO_IN` and a count of 1.
     case ioIn(port: UInt16, size: Int)
+
+    /// The guest executed `REP INS`: `count` reads of `size` bytes from `port`, which the host answers by
+    /// filling the exit's data area with ``VCPU/completeIOReadString(_:)``. `KVM_EXIT_IO` with direction
+    /// `KVM_EXIT_IO_IN` and a count above 1.
+    case ioInString(port: UInt16, size: Int, count: Int)
 
     /// The guest accessed `size` bytes at a guest-physical `address` that no memory slot backs (or wrote
     /// a read-only slot). `writeValue` is the stored value for a write, `nil` for a read, which is answered
@@ -31,8 +35,16 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
     /// vendor-specific code. `KVM_EXIT_FAIL_ENTRY`.
     case failedEntry(hardwareReason: UInt64)
 
-    /// KVM could not handle an exit, e.g. failed to emulate an instruction (`suberror` is a
-    /// `KVM_INTERNAL_ERROR_*` value, 1 = emulation). `KVM_EXIT_INTERNAL_ERROR`.
+    /// KVM's instruction emulator could not execute the guest's next instruction. KVMs that emulate
+    /// guest code (`kvm_pvm` emulates every instruction) cannot do x87, most SSE, `popcnt` or `crc32`.
+    /// `instructionBytes` are the bytes KVM fetched at RIP, when it reports them
+    /// (`KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`), else `nil`. `KVM_EXIT_INTERNAL_ERROR` with
+    /// suberror `KVM_INTERNAL_ERROR_EMULATION`.
+    case emulationFailure(instructionBytes: [UInt8]?)
+
+    /// KVM could not handle an exit for another reason (`suberror` is a `KVM_INTERNAL_ERROR_*` value:
+    /// 2 a nested exception, 3 an event it could not deliver, 4 an exit reason it did not expect).
+    /// `KVM_EXIT_INTERNAL_ERROR`.
     case internalError(suberror: UInt32)
 
     /// The guest requested a system event (`type` is a `KVM_SYSTEM_EVENT_*` value: 1 shutdown, 2 reset,
@@ -58,6 +70,8 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
             "io out string port \(hex(port)) size \(size) count \(bytes.count / Swift.max(size, 1))"
         case .ioIn(let port, let size):
             "io in port \(hex(port)) size \(size)"
+        case .ioInString(let port, let size, let count):
+            "io in string port \(hex(port)) size \(size) count \(count)"
         case .mmio(let address, let size, nil):
             "mmio read address \(hex(address)) size \(size)"
         case .mmio(let address, let size, let value?):
@@ -68,6 +82,10 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
             "shutdown (triple fault)"
         case .failedEntry(let reason):
             "failed entry, hardware reason \(hex(reason))"
+        case .emulationFailure(let bytes?):
+            "emulation failure, instruction bytes \(bytes.map { byte in hexByte(byte) }.joined(separator: " "))"
+        case .emulationFailure(nil):
+            "emulation failure"
         case .internalError(let suberror):
             "internal error, suberror \(suberror)"
         case .systemEvent(let type):
@@ -84,6 +102,11 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
 
 private func hex<T: BinaryInteger>(_ value: T) -> String {
     "0x" + String(value, radix: 16)
+}
+
+/// Two lowercase hex digits.
+private func hexByte(_ byte: UInt8) -> String {
+    (byte < 0x10 ? "0" : "") + String(byte, radix: 16)
 }
 
 extension VCPUExit {
@@ -116,6 +139,8 @@ extension VCPUExit {
                 self = .ioOutString(port: io.port, size: size, bytes: Array(data))
             case (KVM_EXIT_IO_IN, 1):
                 self = .ioIn(port: io.port, size: size)
+            case (KVM_EXIT_IO_IN, _):
+                self = .ioInString(port: io.port, size: size, count: count)
             default:
                 self = .unsupported(reason: reason)
             }
@@ -134,6 +159,18 @@ extension VCPUExit {
             self = .shutdown
         case KVM_EXIT_FAIL_ENTRY:
             self = .failedEntry(hardwareReason: run.pointee.fail_entry.hardware_entry_failure_reason)
+        case KVM_EXIT_INTERNAL_ERROR where run.pointee.internal.suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION):
+            let failure = run.pointee.emulation_failure
+            // `ndata` counts the 64-bit words after it: `flags`, then the size byte and 15 instruction
+            // bytes (two words), present only when `flags` says so.
+            if failure.ndata >= 3, failure.flags & UInt64(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 {
+                let size = Swift.min(Int(failure.insn_size), 15)
+                // SAFETY: `insn_bytes` is a 15-byte tuple inside a local copy; at most 15 bytes are read.
+                self = .emulationFailure(
+                    instructionBytes: withUnsafeBytes(of: failure.insn_bytes) { Array($0.prefix(size)) })
+            } else {
+                self = .emulationFailure(instructionBytes: nil)
+            }
         case KVM_EXIT_INTERNAL_ERROR:
             self = .internalError(suberror: run.pointee.internal.suberror)
         case KVM_EXIT_SYSTEM_EVENT:

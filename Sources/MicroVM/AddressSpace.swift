@@ -15,6 +15,8 @@ public protocol AddressSpace: AnyObject {
     var tableBytesInUse: UInt64 { get }
     /// The canonical ranges of the whole virtual space (one on i686, two halves on amd64).
     var virtualSpace: [(base: UInt64, length: UInt64)] { get }
+    /// The large leaves the processor walks (see ``PageTable/walkableLeafSizes``).
+    var walkableLeafSizes: AllowedLeafSizes { get }
 
     /// See ``PageTable/map(_:)``.
     func map(_ mapping: Mapping) throws(PageTableError)
@@ -28,6 +30,13 @@ public protocol AddressSpace: AnyObject {
     func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
     /// See ``PageTable/coalescedTranslate(virtualBase:length:)``.
     func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
+    /// See ``PageTable/forEachLeaf(virtualBase:length:maximumTables:_:)``.
+    func forEachLeaf(
+        virtualBase: UInt64, length: UInt64, maximumTables: Int, _ body: (Translation) -> Void
+    ) throws(PageTableError)
+    /// The tables under another root in the same memory, read where they are (a root the guest built and
+    /// loaded into CR3): walks and lookups work; maps that need a new table fail.
+    func view(root: UInt64) -> any AddressSpace
     /// Tells the arena that the guest has run and may have written anywhere in RAM.
     func arenaMayBeDirty()
 }
@@ -47,6 +56,7 @@ extension GuestPageTables {
     @inline(__always) public var rootPhysicalAddress: UInt64 { tables.rootPhysicalAddress }
     @inline(__always) public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
     @inline(__always) public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
+    @inline(__always) public var walkableLeafSizes: AllowedLeafSizes { tables.walkableLeafSizes }
     @inline(__always) public var virtualSpace: [(base: UInt64, length: UInt64)] {
         PageTable<GuestTableOps<Mode>>.virtualSpace
     }
@@ -74,12 +84,26 @@ extension GuestPageTables {
     {
         try tables.coalescedTranslate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
+    @inline(__always) public func forEachLeaf(
+        virtualBase: UInt64, length: UInt64, maximumTables: Int, _ body: (Translation) -> Void
+    ) throws(PageTableError) {
+        try tables.forEachLeaf(
+            virtualBase: virtualBase, length: length, maximumTables: min(maximumTables, walkLimit), body)
+    }
     @inline(__always) public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
 }
 
 /// amd64 4-level tables in guest RAM.
 public final class AMD64PageTables: GuestPageTables {
     public var tables: PageTable<GuestTableOps<AMD64>>
+    /// Wraps tables already built.
+    public init(tables: PageTable<GuestTableOps<AMD64>>) { self.tables = tables }
+    public func view(root: UInt64) -> any AddressSpace {
+        AMD64PageTables(
+            tables: PageTable(
+                ops: GuestTableOps(memory: tables.ops.memory, root: root & AMD64.frameAddressMask),
+                allowedLeafSizes: tables.allowedLeafSizes, walkableLeafSizes: tables.walkableLeafSizes))
+    }
     /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
     public init(
         memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes,
@@ -94,6 +118,14 @@ public final class AMD64PageTables: GuestPageTables {
 /// i686 2-level tables in guest RAM.
 public final class I686PageTables: GuestPageTables {
     public var tables: PageTable<GuestTableOps<I686>>
+    /// Wraps tables already built.
+    public init(tables: PageTable<GuestTableOps<I686>>) { self.tables = tables }
+    public func view(root: UInt64) -> any AddressSpace {
+        I686PageTables(
+            tables: PageTable(
+                ops: GuestTableOps(memory: tables.ops.memory, root: root & I686.frameAddressMask),
+                allowedLeafSizes: tables.allowedLeafSizes, walkableLeafSizes: tables.walkableLeafSizes))
+    }
     /// An empty address space whose tables live in `[arenaBase, arenaBase + arenaSize)` of `memory`.
     public init(
         memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, allowedLeafSizes: AllowedLeafSizes,
@@ -132,28 +164,61 @@ extension AddressSpace {
     /// ```
     /// 0x0000000000001000-0x00000000000fffff -> 0x0000000000001000-0x00000000000fffff   1020 KiB  rw--  4 KiB
     /// ```
-    public func dump() throws(PageTableError) -> String {
+    ///
+    /// Bounded whatever the tables say (a guest can point many entries at one table, or at its own
+    /// ancestors): at most `lineLimit` lines, then one line counting the ranges not shown; the walk enters
+    /// at most `tableLimit` tables, and a walk that would enter more, or meets an entry it cannot follow,
+    /// ends the dump with one line saying so.
+    public func dump(lineLimit: Int = 1000, tableLimit: Int = 4096) -> String {
         let digits = architecture == .amd64 ? 16 : 8
         func address(_ value: UInt64) -> String {
             let text = String(value, radix: 16)
             return "0x" + String(repeating: "0", count: max(0, digits - text.count)) + text
         }
-        var lines: [String] = []
+        var text = ""
+        var lines = 0
+        var hidden = 0
+        func emit(_ run: Translation) {
+            guard lines < lineLimit else {
+                hidden += 1
+                return
+            }
+            lines += 1
+            let permissions =
+                "r" + (run.kind.isWritable ? "w" : "-") + (run.kind.isExecutable ? "x" : "-")
+                + (run.userAccessible ? "u" : "-")
+                + ({ if case .copyOnWrite = run.kind { return "c" } else { return "" } }())
+            let size = byteSize(run.length)
+            let padded = String(repeating: " ", count: max(0, 10 - size.count)) + size
+            text += "\(address(run.virtualAddress))-\(address(run.virtualAddress &+ run.length &- 1)) -> "
+            text += "\(address(run.physicalAddress))-\(address(run.physicalAddress &+ run.length &- 1)) "
+            text += "\(padded)  \(permissions.padding(5))  \(run.leafSize)\n"
+        }
+        var pending: Translation? = nil
+        var failure: PageTableError? = nil
         for range in virtualSpace {
-            for run in try coalescedTranslate(virtualBase: range.base, length: range.length) {
-                let permissions =
-                    "r" + (run.kind.isWritable ? "w" : "-") + (run.kind.isExecutable ? "x" : "-")
-                    + (run.userAccessible ? "u" : "-")
-                    + ({ if case .copyOnWrite = run.kind { return "c" } else { return "" } }())
-                let size = byteSize(run.length)
-                let padded = String(repeating: " ", count: max(0, 10 - size.count)) + size
-                lines.append(
-                    "\(address(run.virtualAddress))-\(address(run.virtualAddress &+ run.length &- 1)) -> "
-                        + "\(address(run.physicalAddress))-\(address(run.physicalAddress &+ run.length &- 1)) "
-                        + "\(padded)  \(permissions.padding(5))  \(run.leafSize)")
+            do {
+                try forEachLeaf(virtualBase: range.base, length: range.length, maximumTables: tableLimit) { leaf in
+                    if var run = pending, run.virtualAddress &+ run.length == leaf.virtualAddress,
+                        run.physicalAddress &+ run.length == leaf.physicalAddress, run.kind == leaf.kind,
+                        run.userAccessible == leaf.userAccessible, run.leafSize == leaf.leafSize
+                    {
+                        run.length &+= leaf.length
+                        pending = run
+                    } else {
+                        if let run = pending { emit(run) }
+                        pending = leaf
+                    }
+                }
+            } catch {
+                failure = error
+                break
             }
         }
-        return lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")
+        if let run = pending { emit(run) }
+        if hidden > 0 { text += "... \(hidden) more range\(hidden == 1 ? "" : "s") not shown (at most \(lineLimit) lines)\n" }
+        if let failure { text += "... the walk stopped: \(failure)\n" }
+        return text
     }
 }
 

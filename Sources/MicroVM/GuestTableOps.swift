@@ -47,6 +47,19 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         self.root = try allocateTable()
     }
 
+    /// Reads the tables under `root` where they are, with no arena: for walking tables the guest built
+    /// itself (the root it loaded into CR3). Allocation fails with ``PageTableError/outOfTableMemory``, and
+    /// no table is ever freed, so maps that need a new table fail instead of writing outside the tables.
+    public init(memory: GuestMemory, root: UInt64) {
+        self.memory = memory
+        self.arenaBase = 0
+        self.arenaEnd = 0
+        self.next = 0
+        self.populatedEnd = 0
+        self.untouchedArenaIsZero = false
+        self.root = root
+    }
+
     /// Bytes of the arena in use (tables allocated and not freed).
     public var bytesInUse: UInt64 { next - arenaBase - UInt64(freeTables.count) * 4096 }
 

@@ -11,13 +11,23 @@ public struct MachineConfiguration: Sendable {
     }
 
     /// Where the guest's console bytes go.
+    ///
+    /// The machine holds at most ``Machine/consoleBufferLimit`` bytes before it hands them on, so a guest
+    /// that prints without end never grows host memory: a sink that cannot keep up slows the guest down
+    /// (the vCPU waits while the sink runs), and capture keeps the first ``captureLimit`` bytes and counts
+    /// the rest in ``Machine/consoleBytesDropped``.
     public enum Console: Sendable {
-        /// To the host process's standard output, flushed at each newline and at the end of the run.
-        case standardOutput
-        /// Into ``Machine/consoleOutput``.
-        case capture
+        /// Handed to `sink` in chunks: at each newline, whenever ``Machine/consoleBufferLimit`` bytes are
+        /// pending, and at the end of the run. An error the sink throws ends the run with
+        /// ``MachineError/consoleFailed(_:)`` (or with the timeout or interruption that made the sink give up).
+        case sink(@Sendable (_ bytes: [UInt8]) throws -> Void)
+        /// Into ``Machine/consoleOutput``, up to `limit` bytes.
+        case capture(limit: Int)
         /// Nowhere.
         case discard
+
+        /// Capture up to 1 MiB.
+        public static var capture: Console { .capture(limit: 1 << 20) }
     }
 
     /// The guest's architecture.
@@ -36,10 +46,11 @@ public struct MachineConfiguration: Sendable {
     public var pageSizePolicy: PageSizePolicy = .automatic
     /// How long the guest may run; `nil` for ever.
     public var timeout: Duration? = .seconds(10)
-    /// Console destination.
-    public var console: Console = .standardOutput
-    /// Print every exit to standard error.
-    public var trace: Bool = false
+    /// Console destination (by default the bytes are dropped).
+    public var console: Console = .discard
+    /// Called with one line per VM exit (`[exit 3] io out port 0x3f8 size 1 value 0x68 (RIP 0x100012)`),
+    /// for tracing; `nil` for none.
+    public var trace: (@Sendable (_ line: String) -> Void)? = nil
     /// The KVM device.
     public var kvmPath: String = "/dev/kvm"
 

@@ -32,15 +32,25 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     case tripleFault(diagnosis: String)
     case unbackedMemoryAccess(address: UInt64, size: Int, write: UInt64?, rip: UInt64)
     case unknownPort(port: UInt16, size: Int, value: UInt32?, rip: UInt64)
+    /// `REP OUTS` (`input == false`) or `REP INS` of `count` units of `size` bytes to a port no device serves.
+    case unknownPortString(port: UInt16, size: Int, count: Int, input: Bool, rip: UInt64)
     case pageFault(description: String)
     case guestException(description: String)
     case entryFailed(hardwareReason: UInt64, rip: UInt64)
     case internalError(suberror: UInt32, rip: UInt64)
+    /// KVM's instruction emulator could not run the instruction at `rip`. `bytes` are the first bytes at
+    /// `rip` (as KVM fetched them, or read through the tables in CR3), `nil` when neither is available.
+    case emulationFailed(rip: UInt64, bytes: [UInt8]?)
     case unexpectedExit(String, rip: UInt64)
     case badHypercall(String)
     case timeout(seconds: Double, rip: UInt64, exits: Int)
+    /// ``Interrupter/interrupt()`` stopped the run.
+    case interrupted(rip: UInt64, exits: Int)
+    /// The console sink threw: the guest's output could not be delivered.
+    case consoleFailed(String)
 
-    /// The process exit status for this error: 2 bad input, 3 KVM, 124 timeout, 125 guest failure.
+    /// The process exit status for this error: 2 bad input, 3 KVM, 74 console output lost, 124 timeout,
+    /// 125 guest failure, 130 interrupted.
     public var exitStatus: Int32 {
         switch self {
         case .memoryTooSmall, .memoryTooLarge, .memoryNotPageMultiple, .memoryUnavailable, .emptyImage,
@@ -51,9 +61,10 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             2
         case .kvmUnavailable, .kvmFailed, .pagingModeUnsupported: 3
         case .timeout: 124
-        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .pageFault, .guestException, .entryFailed,
-            .internalError,
-            .unexpectedExit, .badHypercall:
+        case .consoleFailed: 74
+        case .interrupted: 130
+        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .unknownPortString, .pageFault, .guestException,
+            .entryFailed, .internalError, .emulationFailed, .unexpectedExit, .badHypercall:
             125
         }
     }
@@ -112,6 +123,10 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             } else {
                 "unknown port: in of \(size) byte\(size == 1 ? "" : "s") from port \(hex(UInt64(port))) at RIP \(hex(rip))"
             }
+        case .unknownPortString(let port, let size, let count, let input, let rip):
+            input
+                ? "unknown port: rep ins of \(count) x \(size) byte\(size == 1 ? "" : "s") from port \(hex(UInt64(port))) at RIP \(hex(rip))"
+                : "unknown port: rep outs of \(count) x \(size) byte\(size == 1 ? "" : "s") to port \(hex(UInt64(port))) at RIP \(hex(rip))"
         case .pageFault(let description):
             "page fault: \(description)"
         case .guestException(let description):
@@ -120,12 +135,20 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             "entry failed: KVM_EXIT_FAIL_ENTRY, hardware reason \(hex(reason)), RIP \(hex(rip))"
         case .internalError(let suberror, let rip):
             "KVM internal error (suberror \(suberror)) at RIP \(hex(rip))"
+        case .emulationFailed(let rip, let bytes):
+            "this KVM could not emulate the instruction at RIP \(hex(rip))"
+                + (bytes.map { " (bytes \($0.map(hexByte).joined(separator: " ")) ...)" } ?? "")
+                + ": KVMs that emulate guest code, as kvm_pvm does, cannot run x87, SSE arithmetic, popcnt or crc32"
         case .unexpectedExit(let exit, let rip):
             "unexpected exit: \(exit) at RIP \(hex(rip))"
         case .badHypercall(let detail):
             "bad hypercall: \(detail)"
         case .timeout(let seconds, let rip, let exits):
             "timeout: the guest was still running after \(formatSeconds(seconds)) (RIP \(hex(rip)), \(exits) exit\(exits == 1 ? "" : "s"))"
+        case .interrupted(let rip, let exits):
+            "interrupted: the guest was stopped at RIP \(hex(rip)) after \(exits) exit\(exits == 1 ? "" : "s")"
+        case .consoleFailed(let detail):
+            "cannot deliver the guest's console output: \(detail)"
         }
     }
 }
@@ -133,17 +156,21 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
 /// `0x` and lowercase hex digits.
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
-/// `16 MiB`, `4 KiB`, `1.5 GiB`, or bytes.
+/// `16 MiB`, `1.5 GiB`, `3073 MiB`, `1424 KiB`, or bytes: always exact, in the largest unit that says the
+/// value with at most one decimal.
 func byteSize(_ value: UInt64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] where value >= 1 << UInt64(shift) {
         let whole = value >> UInt64(shift)
         let rest = value & ((1 << UInt64(shift)) - 1)
         if rest == 0 { return "\(whole) \(unit)" }
-        let tenths = (rest * 10) >> UInt64(shift)
-        return "\(whole).\(tenths) \(unit)"
+        let (tenths, remainder) = (rest * 10).quotientAndRemainder(dividingBy: 1 << UInt64(shift))
+        if remainder == 0 { return "\(whole).\(tenths) \(unit)" }
     }
     return "\(value) bytes"
 }
+
+/// Two lowercase hex digits.
+func hexByte(_ byte: UInt8) -> String { (byte < 0x10 ? "0" : "") + String(byte, radix: 16) }
 
 func formatSeconds(_ seconds: Double) -> String {
     seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(Int((seconds * 1000).rounded())) ms"

@@ -1,63 +1,55 @@
-@preconcurrency import Glibc
 // Boots a guest N times in one process, one machine after another, and prints the process's open file
 // descriptors and resident memory before and after: a leak check that no other thread can disturb.
 //
-//   microvm-soak GUEST.bin [COUNT]
+//   microvm-soak GUEST.bin [COUNT]      COUNT from 1 to 10,000,000 (default 1000)
 //   prints: fds <before> <after> rss <before> <after>
+import Foundation
 import MicroVM
 import PageTables
 
+let usage = "usage: microvm-soak GUEST.bin [COUNT]   (COUNT from 1 to 10000000, default 1000)\n"
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("microvm-soak: error: \(message)\n".utf8))
+    exit(2)
+}
+
 func openDescriptors() -> Int {
-    guard let directory = opendir("/proc/self/fd") else { return -1 }
-    defer { closedir(directory) }
-    var count = 0
-    while readdir(directory) != nil { count += 1 }
-    return count - 3  // ".", ".." and the directory's own descriptor
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count ?? 0) - 1  // minus the listing's own
 }
 
 func residentBytes() -> Int {
-    guard let file = fopen("/proc/self/statm", "r") else { return -1 }
-    defer { fclose(file) }
-    var size = 0, resident = 0
-    guard
-        withUnsafeMutablePointer(
-            to: &size,
-            { s in
-                withUnsafeMutablePointer(to: &resident) { r in
-                    fscanfTwo(file, s, r)
-                }
-            })
-    else { return -1 }
-    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return -1 }
+    let fields = text.split(separator: " ")
+    guard fields.count >= 2, let pages = Int(fields[1]) else { return -1 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
-/// Reads two integers from statm without the variadic fscanf.
-func fscanfTwo(_ file: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>, _ b: UnsafeMutablePointer<Int>)
-    -> Bool
-{
-    var buffer = [CChar](repeating: 0, count: 128)
-    guard fgets(&buffer, 128, file) != nil else { return false }
-    let fields = String(cString: buffer).split(separator: " ")
-    guard fields.count >= 2, let x = Int(fields[0]), let y = Int(fields[1]) else { return false }
-    a.pointee = x
-    b.pointee = y
-    return true
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("-h") || arguments.contains("--help") {
+    FileHandle.standardOutput.write(Data(usage.utf8))
+    exit(0)
 }
-
-let arguments = CommandLine.arguments
-guard arguments.count >= 2 else {
-    writeStandardError("usage: microvm-soak GUEST.bin [COUNT]\n")
-    exit(2)
+guard (1...2).contains(arguments.count), !arguments[0].hasPrefix("-") else { fail(usage.dropLast() + "") }
+var count = 1000
+if arguments.count == 2 {
+    guard let parsed = Int(arguments[1]), (1...10_000_000).contains(parsed) else {
+        fail("'\(arguments[1])' is not a count from 1 to 10000000")
+    }
+    count = parsed
 }
-let count = arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000
+guard let data = FileManager.default.contents(atPath: arguments[0]), !data.isEmpty else {
+    fail("cannot read a guest from '\(arguments[0])'")
+}
+let image = [UInt8](data)
 do {
-    let image = try GuestFile.read(path: arguments[1])
     let host = try KVMHost()
     func bootOnce() throws {
         var configuration = MachineConfiguration(architecture: .amd64, image: image)
         configuration.console = .discard
         let machine = try Machine(configuration: configuration, host: host)
-        guard try machine.run() == .halted else { throw MachineError.emptyImage }
+        let outcome = try machine.run()
+        guard outcome == .halted else { fail("the guest ended with \(outcome), not hlt") }
     }
     for _ in 0..<20 { try bootOnce() }
     Machine.waitForTeardown()
@@ -67,6 +59,5 @@ do {
     let fdsAfter = openDescriptors(), rssAfter = residentBytes()
     print("fds \(fdsBefore) \(fdsAfter) rss \(rssBefore) \(rssAfter)")
 } catch {
-    writeStandardError("microvm-soak: \(error)\n")
-    exit(1)
+    fail("\(error)")
 }

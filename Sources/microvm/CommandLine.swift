@@ -4,8 +4,10 @@ import PageTables
 /// The parsed command line.
 struct Options {
     var configuration: MachineConfiguration
-    var guestPath: String?
+    /// The guest file's name exactly as given: bytes, which go to the kernel unchanged.
+    var guestPath: [UInt8]?
     var dumpTables = false
+    var trace = false
     var showHelp = false
 }
 
@@ -34,90 +36,115 @@ let usage = """
       -h, --help              show this help
 
     EXIT STATUS: 0 after hlt; the value written to port 0xF4; 2 bad input; 3 KVM unusable;
-    124 timeout; 125 the guest failed (triple fault, unbacked memory, unknown port).
+    74 the console output could not be written; 124 timeout; 125 the guest failed (triple fault,
+    unbacked memory, unknown port, ...); 128+N stopped by signal N (130 SIGINT, 143 SIGTERM).
     """
 
-/// Parses `arguments` (without the program name).
-func parseOptions(_ arguments: [String]) throws(UsageError) -> Options {
+/// Parses `arguments` (without the program name), each as the bytes the kernel passed.
+///
+/// Every option may be given once, except `--map`; options that take no value refuse `--flag=value`.
+func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
     var options = Options(configuration: MachineConfiguration(architecture: .amd64, image: []))
+    var seen: Set<String> = []
     var index = 0
-    func value(_ flag: String) throws(UsageError) -> String {
-        index += 1
-        guard index < arguments.count else { throw UsageError("\(flag) needs a value") }
-        return arguments[index]
-    }
     while index < arguments.count {
-        let argument = arguments[index]
+        let raw = arguments[index]
+        let argument = String(decoding: raw, as: UTF8.self)
         var flag = argument
         var inline: String? = nil
         if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
             flag = String(argument[..<equals])
             inline = String(argument[argument.index(after: equals)...])
         }
-        func next() throws(UsageError) -> String {
+        /// The option's value: after `=`, or the next argument.
+        func value() throws(UsageError) -> String {
             if let inline { return inline }
-            return try value(flag)
+            index += 1
+            guard index < arguments.count else { throw UsageError("\(flag) needs a value") }
+            return String(decoding: arguments[index], as: UTF8.self)
+        }
+        /// Refuses `--flag=value` for an option that takes none.
+        func noValue() throws(UsageError) {
+            if let inline { throw UsageError("\(flag) takes no value (got \(quoted(inline)))") }
+        }
+        let isOption = argument.hasPrefix("-") && argument != "-"
+        if isOption && flag != "--map" {
+            let name = flag == "-h" ? "--help" : flag
+            guard seen.insert(name).inserted || !knownOptions.contains(name) else {
+                throw UsageError("\(name) is given more than once")
+            }
         }
         switch flag {
         case "-h", "--help":
+            try noValue()
             options.showHelp = true
         case "--arch":
-            let text = try next()
+            let text = try value()
             guard let arch = Architecture(rawValue: text) else {
-                throw UsageError("--arch: unknown architecture '\(text)' (use amd64 or i686)")
+                throw UsageError("--arch: unknown architecture \(quoted(text)) (use amd64 or i686)")
             }
             options.configuration.architecture = arch
         case "--memory":
-            let text = try next()
-            let digits = text.last.map({ "KkMmGg".contains($0) }) == true ? text.dropLast() : Substring(text)
-            let looksDecimal = digits.contains(where: \.isNumber) && digits.allSatisfy { $0.isNumber || $0 == "_" }
-            if parseSize(text) == nil && looksDecimal {
-                throw UsageError("--memory: '\(text)' is too large: at most 3G")
-            }
-            guard let size = parseSize(text), size > 0 else {
-                throw UsageError("--memory: '\(text)' is not a size (a number with an optional K, M or G suffix)")
-            }
-            options.configuration.memorySize = size
+            options.configuration.memorySize = try parseMemorySize(try value())
         case "--load":
-            options.configuration.loadAddress = try parseAddress(try next(), flag: flag)
+            options.configuration.loadAddress = try parseAddress(try value(), flag: flag)
         case "--entry":
-            options.configuration.entryPoint = try parseAddress(try next(), flag: flag)
+            options.configuration.entryPoint = try parseAddress(try value(), flag: flag)
         case "--map":
-            options.configuration.extraMappings.append(try parseMapping(try next()))
+            options.configuration.extraMappings.append(try parseMapping(try value()))
         case "--page-size":
-            let text = try next()
+            let text = try value()
             guard let policy = MachineConfiguration.PageSizePolicy(rawValue: text.lowercased()) else {
-                throw UsageError("--page-size: '\(text)' is not 4k or auto")
+                throw UsageError("--page-size: \(quoted(text)) is not 4k or auto")
             }
             options.configuration.pageSizePolicy = policy
         case "--timeout":
-            let text = try next()
+            let text = try value()
             guard let duration = parseDuration(text) else {
                 throw UsageError(
-                    "--timeout: '\(text)' is not a duration from 0 to 100 years (e.g. 10s, 500ms, 0 for none)")
+                    "--timeout: \(quoted(text)) is not a duration from 0 to 100 years (e.g. 10s, 500ms, 0 for none)")
             }
             options.configuration.timeout = duration == .zero ? nil : duration
         case "--trace":
-            options.configuration.trace = true
+            try noValue()
+            options.trace = true
         case "--dump-tables":
+            try noValue()
             options.dumpTables = true
         case "--kvm":
-            options.configuration.kvmPath = try next()
+            options.configuration.kvmPath = try value()
         default:
-            if argument.hasPrefix("-") && argument != "-" {
-                throw UsageError("unknown option '\(argument)' (see --help)")
+            if isOption { throw UsageError("unknown option \(quoted(raw)) (see --help)") }
+            if let first = options.guestPath {
+                throw UsageError("more than one guest file given (\(quoted(first)) and \(quoted(raw)))")
             }
-            guard options.guestPath == nil else {
-                throw UsageError("more than one guest file given ('\(options.guestPath!)' and '\(argument)')")
-            }
-            options.guestPath = argument
+            options.guestPath = raw
         }
         index += 1
     }
     return options
 }
 
-/// `4096`, `0x1000`, `16M`, `4K`, `1G` (binary multiples).
+/// The options ``parseOptions(_:)`` knows, by their long names.
+let knownOptions: Set<String> = [
+    "--help", "--arch", "--memory", "--load", "--entry", "--map", "--page-size", "--timeout", "--trace",
+    "--dump-tables", "--kvm",
+]
+
+/// `--memory`'s value: a size of at most 3 GiB.
+func parseMemorySize(_ text: String) throws(UsageError) -> UInt64 {
+    if let size = parseSize(text), size > 0 { return size }
+    // All ASCII digits (and separators) but no size: the number itself is too large for any integer.
+    let digits = text.last.map({ "KkMmGg".contains($0) }) == true ? text.dropLast() : Substring(text)
+    if digits.contains(where: isASCIIDigit) && digits.allSatisfy({ isASCIIDigit($0) || $0 == "_" }) {
+        throw UsageError("--memory: \(quoted(text)) is too large: at most 3G")
+    }
+    throw UsageError("--memory: \(quoted(text)) is not a size (a number with an optional K, M or G suffix)")
+}
+
+func isASCIIDigit(_ character: Character) -> Bool { character.isASCII && character.isNumber }
+
+/// `4096`, `0x1000`, `16M`, `4K`, `1G` (binary multiples); ASCII digits only.
 func parseSize(_ text: String) -> UInt64? {
     guard let last = text.last else { return nil }
     let shifts: [Character: UInt64] = ["K": 10, "k": 10, "M": 20, "m": 20, "G": 30, "g": 30]
@@ -128,20 +155,22 @@ func parseSize(_ text: String) -> UInt64? {
     return parseNumber(text)
 }
 
-/// Decimal or `0x` hexadecimal, `_` allowed as a separator.
+/// Decimal or `0x` hexadecimal, `_` allowed as a separator; ASCII digits only.
 func parseNumber(_ text: String) -> UInt64? {
-    let cleaned = text.replacingOccurrences(of: "_", with: "")
+    let cleaned = String(text.filter { $0 != "_" })
+    guard !cleaned.isEmpty, cleaned.allSatisfy(\.isASCII) else { return nil }
     if cleaned.hasPrefix("0x") || cleaned.hasPrefix("0X") { return UInt64(cleaned.dropFirst(2), radix: 16) }
     return UInt64(cleaned, radix: 10)
 }
 
 func parseAddress(_ text: String, flag: String) throws(UsageError) -> UInt64 {
-    guard let address = parseNumber(text) else { throw UsageError("\(flag): '\(text)' is not an address") }
+    guard let address = parseNumber(text) else { throw UsageError("\(flag): \(quoted(text)) is not an address") }
     return address
 }
 
 /// `10s`, `500ms`, `2` (seconds), `0`; `nil` for anything else, negative, or beyond 100 years.
 func parseDuration(_ text: String) -> Duration? {
+    guard text.allSatisfy(\.isASCII) else { return nil }
     let limit: Double = 100 * 365 * 24 * 3600 * 1000  // milliseconds
     var milliseconds: Double
     if text.hasSuffix("ms"), let ms = Double(text.dropLast(2)) {
@@ -162,36 +191,29 @@ func parseDuration(_ text: String) -> Duration? {
 /// `VA=PA:LEN:PERMS`, e.g. `0x40000000=0x200000:2M:rw`.
 func parseMapping(_ text: String) throws(UsageError) -> Mapping {
     let malformed = UsageError(
-        "--map: '\(text)' is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw")
+        "--map: \(quoted(text)) is malformed: expected VA=PA:LEN:PERMS, e.g. 0x40000000=0x200000:2M:rw")
     let halves = text.split(separator: "=", omittingEmptySubsequences: false)
     guard halves.count == 2 else { throw malformed }
     let parts = halves[1].split(separator: ":", omittingEmptySubsequences: false)
     guard parts.count == 3, let va = parseNumber(String(halves[0])), let pa = parseNumber(String(parts[0])),
         let length = parseSize(String(parts[1]))
     else { throw malformed }
-    var read = false, write = false, execute = false, cow = false, user = false
+    var write = false, execute = false, cow = false, user = false
     for letter in parts[2] {
         switch letter {
-        case "r": read = true
+        case "r": break  // every present x86 page is readable
         case "w": write = true
         case "x": execute = true
         case "c": cow = true
         case "u": user = true
         default:
-            throw UsageError("--map: '\(text)': unknown permission '\(letter)' (use r, w, x, c, u)")
+            throw UsageError("--map: \(quoted(text)): unknown permission \(quoted(String(letter))) (use r, w, x, c, u)")
         }
     }
-    _ = read  // every present x86 page is readable
     guard !(cow && write) else {
-        throw UsageError("--map: '\(text)': c (copy-on-write) pages are read-only until written; drop w")
+        throw UsageError("--map: \(quoted(text)): c (copy-on-write) pages are read-only until written; drop w")
     }
-    guard length > 0 else { throw UsageError("--map: '\(text)': length is zero") }
+    guard length > 0 else { throw UsageError("--map: \(quoted(text)): length is zero") }
     let kind: MappingKind = cow ? .copyOnWrite(executable: execute) : .basic(writable: write, executable: execute)
     return Mapping(physicalBase: pa, virtualBase: va, length: length, kind: kind, userAccessible: user)
-}
-
-extension String {
-    func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
-    }
 }

@@ -1,28 +1,50 @@
 @preconcurrency import Glibc
+import KVMKit
 import MicroVM
 import PageTables
 
+// The command line: parses, reads the guest file, runs a machine, prints one line and exits with a status
+// for anything that is not a normal end (README, "Exit status and errors").
+
+claimStandardDescriptors()
+TerminationSignals.install()
+// A stray kick signal from outside must not end the process before the first machine installs its handler.
+KVMSystem.installKickSignalHandler()
+
 /// Prints `microvm: error: <message>` to standard error and exits with `status`.
 func fail(_ message: String, status: Int32) -> Never {
+    TerminationSignals.finishing()
     writeStandardError("microvm: error: \(message)\n")
     exit(status)
 }
 
+let arguments = (1..<Int(CommandLine.argc)).map { index in
+    // SAFETY: argv holds argc NUL-terminated strings that live for the whole process.
+    let argument = CommandLine.unsafeArgv[index]!
+    return Array(UnsafeBufferPointer(start: argument, count: strlen(argument))).map { UInt8(bitPattern: $0) }
+}
+
 let options: Options
-do {
-    options = try parseOptions(Array(CommandLine.arguments.dropFirst()))
+do throws(UsageError) {
+    options = try parseOptions(arguments)
 } catch {
     fail(error.message, status: 2)
 }
 if options.showHelp {
-    print(usage)
+    TerminationSignals.finishing()
+    try? writeAll(fd: STDOUT_FILENO, Array((usage + "\n").utf8))
     exit(0)
 }
 
 var configuration = options.configuration
 if let path = options.guestPath {
-    do {
-        configuration.image = try GuestFile.read(path: path)
+    // A flat image never holds more than RAM: the size is checked before a byte is read.
+    let memory = configuration.memorySize
+    let load = configuration.loadAddress
+    do throws(GuestFileError) {
+        configuration.image = try GuestFile.read(path: path, limit: min(memory, Layout.maximumMemorySize)) { size in
+            MachineError.imageTooLarge(imageSize: size, loadAddress: load, memorySize: memory).description
+        }
     } catch {
         fail(error.description, status: 2)
     }
@@ -30,18 +52,33 @@ if let path = options.guestPath {
     configuration.image = DemoGuest.image(for: configuration.architecture)
 }
 
+/// When the run's timeout passes: a console write blocked on a full pipe gives up then.
+nonisolated(unsafe) var runDeadline: ContinuousClock.Instant? = nil
+configuration.console = .sink(standardOutputSink { runDeadline })
+if options.trace {
+    configuration.trace = { line in writeStandardError(line + "\n") }
+}
+
 /// Builds and runs the machine, dumping the tables around the run when asked.
 func boot(_ configuration: MachineConfiguration, dumpTables: Bool) throws(MachineError) -> RunOutcome {
     let machine = try Machine(configuration: configuration)
     if dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
+    TerminationSignals.running(machine.interrupter)
+    runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
     defer {
+        TerminationSignals.finishing()
         if dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
     }
     return try machine.run()
 }
 
-do {
+do throws(MachineError) {
     exit(try boot(configuration, dumpTables: options.dumpTables).exitStatus)
+} catch .interrupted(let rip, let exits) {
+    let signal = TerminationSignals.received ?? SIGINT
+    fail(
+        "stopped by \(TerminationSignals.name(signal)): the guest was at RIP 0x\(String(rip, radix: 16)) after \(exits) exit\(exits == 1 ? "" : "s")",
+        status: 128 + signal)
 } catch {
     fail(error.description, status: error.exitStatus)
 }

@@ -70,13 +70,30 @@ struct VCPUExitDecodingTests {
                 == .ioOutString(port: 0x3F8, size: 2, bytes: [1, 2, 3, 4]))
     }
 
-    @Test("IN is decoded, REP INS is unsupported")
+    @Test("IN and REP INS are decoded with their size and count")
     func ioIn() {
         let fake = FakeRun()
         #expect(fake.io(direction: KVM_EXIT_IO_IN, size: 1, port: 0x60, count: 1) == .ioIn(port: 0x60, size: 1))
         #expect(
-            fake.io(direction: KVM_EXIT_IO_IN, size: 1, port: 0x60, count: 4)
-                == .unsupported(reason: UInt32(KVM_EXIT_IO)))
+            fake.io(direction: KVM_EXIT_IO_IN, size: 2, port: 0x3F8, count: 4)
+                == .ioInString(port: 0x3F8, size: 2, count: 4))
+    }
+
+    @Test("an emulation failure carries the instruction bytes when KVM reports them")
+    func emulationFailure() {
+        let fake = FakeRun()
+        fake.run.pointee.exit_reason = UInt32(KVM_EXIT_INTERNAL_ERROR)
+        fake.run.pointee.internal.suberror = UInt32(KVM_INTERNAL_ERROR_EMULATION)
+        fake.run.pointee.internal.ndata = 1
+        #expect(fake.decode() == .emulationFailure(instructionBytes: nil))
+        // flags = INSTRUCTION_BYTES, then the size byte and the bytes of `pxor %xmm0, %xmm0`.
+        fake.run.pointee.internal.ndata = 3
+        fake.run.pointee.internal.data.0 = UInt64(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)
+        fake.run.pointee.internal.data.1 = 0xC0_EF_0F_66_04
+        #expect(fake.decode() == .emulationFailure(instructionBytes: [0x66, 0x0F, 0xEF, 0xC0]))
+        #expect(
+            VCPUExit.emulationFailure(instructionBytes: [0x66, 0x0F, 0xEF, 0xC0]).description
+                == "emulation failure, instruction bytes 66 0f ef c0")
     }
 
     @Test("MMIO writes carry the value, reads carry nil")
@@ -105,8 +122,8 @@ struct VCPUExitDecodingTests {
         #expect(decode(KVM_EXIT_INTR) == .interrupted)
         fake.run.pointee.fail_entry.hardware_entry_failure_reason = 0x21
         #expect(decode(KVM_EXIT_FAIL_ENTRY) == .failedEntry(hardwareReason: 0x21))
-        fake.run.pointee.internal.suberror = 1
-        #expect(decode(KVM_EXIT_INTERNAL_ERROR) == .internalError(suberror: 1))
+        fake.run.pointee.internal.suberror = 3
+        #expect(decode(KVM_EXIT_INTERNAL_ERROR) == .internalError(suberror: 3))
         fake.run.pointee.system_event.type = 2
         #expect(decode(KVM_EXIT_SYSTEM_EVENT) == .systemEvent(type: 2))
         #expect(decode(KVM_EXIT_HYPERCALL) == .unsupported(reason: 3))
@@ -129,7 +146,7 @@ struct VCPUExitDecodingTests {
         #expect(VCPUExit.halt.description == "hlt")
         #expect(VCPUExit.shutdown.description == "shutdown (triple fault)")
         #expect(VCPUExit.failedEntry(hardwareReason: 0x21).description == "failed entry, hardware reason 0x21")
-        #expect(VCPUExit.internalError(suberror: 1).description == "internal error, suberror 1")
+        #expect(VCPUExit.internalError(suberror: 3).description == "internal error, suberror 3")
         #expect(VCPUExit.systemEvent(type: 2).description == "system event type 2")
         #expect(VCPUExit.debug.description == "debug")
         #expect(VCPUExit.interrupted.description == "interrupted")

@@ -15,12 +15,6 @@ struct AMD64BootTests {
         #expect(machine.exitCount == 28)
     }
 
-    @Test("the built-in demo guest is hello64")
-    func demo() throws {
-        #expect(DemoGuest.image(for: .amd64) == (try guest("hello64")))
-        #expect(DemoGuest.image(for: .i686) == (try guest("hello32")))
-    }
-
     @Test("exit64 ends with the status written to port 0xF4")
     func exitPort() throws {
         let machine = try Machine(configuration: try configuration("exit64"))

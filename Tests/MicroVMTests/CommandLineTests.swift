@@ -47,7 +47,7 @@ struct BadInputTests {
     @Test func memoryTooSmall() throws {
         try expectError(
             ["--memory", "64K", "Guests/hello64.bin"],
-            "memory 64 KiB is too small: this guest and its page tables need at least 1.5 MiB", status: 2)
+            "memory 64 KiB is too small: this guest and its page tables need at least 1568 KiB", status: 2)
     }
     @Test func memoryNotPageMultiple() throws {
         try expectError(
@@ -188,7 +188,7 @@ struct CommandLineRunTests {
             0x0000000000100000-0x0000000000100fff -> 0x0000000000100000-0x0000000000100fff      4 KiB  rwx-   4 KiB
             0x0000000000101000-0x00000000001fffff -> 0x0000000000101000-0x00000000001fffff   1020 KiB  rw--   4 KiB
             0x0000000000200000-0x0000000000dfffff -> 0x0000000000200000-0x0000000000dfffff     12 MiB  rw--   2 MiB
-            0x0000000000e00000-0x0000000000f69fff -> 0x0000000000e00000-0x0000000000f69fff    1.4 MiB  rw--   4 KiB
+            0x0000000000e00000-0x0000000000f69fff -> 0x0000000000e00000-0x0000000000f69fff   1448 KiB  rw--   4 KiB
             0x0000000000faa000-0x0000000000ffffff -> 0x0000000000faa000-0x0000000000ffffff    344 KiB  rw--   4 KiB
             0x0000000040000000-0x00000000401fffff -> 0x0000000000200000-0x00000000003fffff      2 MiB  r---c  2 MiB
 

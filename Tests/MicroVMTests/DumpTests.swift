@@ -34,7 +34,7 @@ struct DumpTests {
                 0x0000000000100000-0x0000000000100fff -> 0x0000000000100000-0x0000000000100fff      4 KiB  rwx-   4 KiB
                 0x0000000000101000-0x00000000001fffff -> 0x0000000000101000-0x00000000001fffff   1020 KiB  rw--   4 KiB
                 0x0000000000200000-0x00000000005fffff -> 0x0000000000200000-0x00000000005fffff      4 MiB  rw--   2 MiB
-                0x0000000000600000-0x0000000000766fff -> 0x0000000000600000-0x0000000000766fff    1.4 MiB  rw--   4 KiB
+                0x0000000000600000-0x0000000000766fff -> 0x0000000000600000-0x0000000000766fff   1436 KiB  rw--   4 KiB
                 0x00000000007a7000-0x00000000007fffff -> 0x00000000007a7000-0x00000000007fffff    356 KiB  rw--   4 KiB
                 0x0000000100000000-0x0000000100000fff -> 0x0000000000300000-0x0000000000300fff      4 KiB  r--uc  4 KiB
                 0xffff800000000000-0xffff8000003fffff -> 0x0000000000200000-0x00000000005fffff      4 MiB  rwx-   2 MiB
@@ -54,7 +54,7 @@ struct DumpTests {
         #expect(image.addressSpace.requiresPageSizeExtension)
         #expect(
             try image.addressSpace.dump() == """
-                0x00001000-0x00777fff -> 0x00001000-0x00777fff    7.4 MiB  rwx-   4 KiB
+                0x00001000-0x00777fff -> 0x00001000-0x00777fff   7644 KiB  rwx-   4 KiB
                 0x007b8000-0x007fffff -> 0x007b8000-0x007fffff    288 KiB  rwx-   4 KiB
                 0xc0000000-0xc03fffff -> 0x00400000-0x007fffff      4 MiB  r-x-   4 MiB
 
@@ -75,4 +75,66 @@ func readmeExample() throws {
     let t = try #require(try tables.lookup(0x20_1234))
     #expect(t.physicalAddress == 0x20_1234 && t.kind == .readOnly && t.leafSize == .size4K)
     #expect(try tables.coalescedTranslate(virtualBase: 0, length: 1 << 47).count == 4)
+}
+
+/// A guest can rewrite its tables into shapes whose full dump would be billions of lines: the dump stays
+/// bounded in lines, tables walked and memory, and says where it stopped.
+@Suite("table dump over tables a guest rewrote")
+struct HostileDumpTests {
+    /// An amd64 image with 4 KiB leaves, and the physical addresses of its PML4, the PDPT and PD below
+    /// entry 0, and the PT that maps 2-4 MiB.
+    func image() throws -> (image: BootImage, pml4: UInt64, pdpt: UInt64, pd: UInt64, pt: UInt64) {
+        var configuration = MachineConfiguration(architecture: .amd64, image: [0xF4])
+        configuration.memorySize = 64 << 20
+        let image = try BootImage(configuration: configuration, allowedLeafSizes: [])
+        let memory = image.memory
+        let pml4 = image.addressSpace.rootPhysicalAddress
+        let pdpt = memory.load(UInt64.self, at: pml4)! & AMD64.frameAddressMask
+        let pd = memory.load(UInt64.self, at: pdpt)! & AMD64.frameAddressMask
+        let pt = memory.load(UInt64.self, at: pd + 8)! & AMD64.frameAddressMask
+        return (image, pml4, pdpt, pd, pt)
+    }
+
+    @Test("every PML4, PDPT and PD entry aliased onto one page table: 1,000 lines, then counts and a stop")
+    func aliasedTables() throws {
+        let (image, pml4, pdpt, pd, pt) = try image()
+        let memory = image.memory
+        for index in UInt64(0)..<256 { memory.store(pdpt | 0x7, at: pml4 + index * 8) }
+        for index in UInt64(0)..<512 {
+            memory.store(pd | 0x7, at: pdpt + index * 8)
+            memory.store(pt | 0x7, at: pd + index * 8)
+        }
+        let dump = image.addressSpace.dump()
+        let lines = dump.split(separator: "\n")
+        #expect(lines.count == 1002)
+        #expect(lines[1000].hasPrefix("... ") && lines[1000].hasSuffix(" more ranges not shown (at most 1000 lines)"))
+        #expect(
+            lines[1001]
+                == "... the walk stopped: the walk entered more than 4096 tables: the tables reference themselves or each other"
+        )
+        #expect(dump.utf8.count < 150_000)
+    }
+
+    @Test("a PML4 entry that points at the PML4 itself: a finite walk, a bounded dump")
+    func selfReference() throws {
+        let (image, pml4, _, _, _) = try image()
+        // Each step through the entry goes one level down, so the walk ends; its leaves are the root's
+        // tables read as pages, and the dump stays within its line budget.
+        image.memory.store(pml4 | 0x3, at: pml4 + 8 * 5)
+        let dump = image.addressSpace.dump()
+        #expect(dump.split(separator: "\n").count <= 1002)
+        #expect(dump.utf8.count < 150_000)
+        #expect(dump.contains("0x0000028000000000-"))  // PML4 entry 5 maps from 5 << 39
+    }
+
+    @Test("an entry pointing outside RAM ends the dump with one line naming it")
+    func outsideRAM() throws {
+        let (image, pml4, _, _, _) = try image()
+        image.memory.store(UInt64(0x7_0000_0000) | 0x3, at: pml4 + 8 * 7)
+        let lines = image.addressSpace.dump().split(separator: "\n")
+        #expect(
+            lines.last
+                == "... the walk stopped: entry 0x700000003 at level 3 for 0x38000000000 references a table outside table memory"
+        )
+    }
 }

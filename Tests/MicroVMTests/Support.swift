@@ -55,20 +55,30 @@ func runMicrovm(_ arguments: [String]) throws -> CommandResult {
 
 /// Runs one of the package's executables, built next to the test bundle.
 func runProgram(_ name: String, _ arguments: [String]) throws -> CommandResult {
-    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        .deletingLastPathComponent().appendingPathComponent(name)
-    let fallback = URL(fileURLWithPath: "\(packageRoot)/.build/debug/\(name)")
     let process = Process()
-    process.executableURL = FileManager.default.isExecutableFile(atPath: executable.path) ? executable : fallback
+    process.executableURL = URL(fileURLWithPath: executablePath(name))
     process.arguments = arguments
+    return try run(process)
+}
+
+/// Runs `process` in the package root, collecting both output streams at once (a child that fills one
+/// pipe while the parent waits on the other would never finish).
+func run(_ process: Process) throws -> CommandResult {
     process.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    // Standard error is read on a second thread while this one reads standard output.
+    nonisolated(unsafe) var stderr = Data()
+    let finished = DispatchSemaphore(value: 0)
+    Thread {
+        stderr = err.fileHandleForReading.readDataToEndOfFile()
+        finished.signal()
+    }.start()
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    finished.wait()
     process.waitUntilExit()
     return CommandResult(
         status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
@@ -78,4 +88,27 @@ func runProgram(_ name: String, _ arguments: [String]) throws -> CommandResult {
 /// A scratch file path under the system temporary directory.
 func temporaryPath(_ name: String) -> String {
     NSTemporaryDirectory() + "microvm-tests-\(getpid())-\(name)"
+}
+
+/// The built `microvm` executable.
+var microvmPath: String { executablePath("microvm") }
+
+/// The path of one of the package's executables, built next to the test bundle.
+func executablePath(_ name: String) -> String {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent(name)
+    return FileManager.default.isExecutableFile(atPath: executable.path)
+        ? executable.path : "\(packageRoot)/.build/debug/\(name)"
+}
+
+/// Runs `command` with `/bin/sh -c` in the package root, `$MICROVM` naming the built `microvm`.
+func runShell(_ command: String) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    var environment = ProcessInfo.processInfo.environment
+    environment["MICROVM"] = microvmPath
+    environment["MICROVM_SOAK"] = executablePath("microvm-soak")
+    process.environment = environment
+    return try run(process)
 }

@@ -1,0 +1,91 @@
+@preconcurrency import Glibc
+import MicroVM
+import Synchronization
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT end the command cleanly: one line and exit status 128 + N.
+///
+/// The signals are blocked in every thread and taken by one thread waiting in `sigwait`, so nothing runs in
+/// a signal handler and the Swift runtime's crash reporter (which claims SIGQUIT) never sees them. While a
+/// guest runs, that thread interrupts the machine (``Interrupter/interrupt()``) and the run ends with the
+/// guest's RIP on the error line; before the run starts, or after it ended, the process exits at once.
+/// SIGPIPE is ignored, so a console write to a closed pipe fails with EPIPE and is reported like any other
+/// write error.
+enum TerminationSignals {
+    static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
+    /// What the command is doing, as the waiting thread needs to know it.
+    enum Phase {
+        case starting
+        case running(Interrupter)
+        case finishing
+    }
+
+    static let state = Mutex<(phase: Phase, received: Int32?)>((.starting, nil))
+
+    /// The first terminating signal received, if any.
+    static var received: Int32? { state.withLock { $0.received } }
+
+    /// Blocks the signals in the calling thread (threads started later inherit the mask) and starts the
+    /// thread that waits for them. Call it first thing, before any other thread exists.
+    static func install() {
+        signal(SIGPIPE, SIG_IGN)
+        var set = signalSet()
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        var thread = pthread_t()
+        let started = pthread_create(&thread, nil, { _ in TerminationSignals.wait() }, nil)
+        if started == 0 { pthread_detach(thread) }
+    }
+
+    /// While the guest runs, a signal interrupts it instead of ending the process.
+    static func running(_ interrupter: Interrupter) {
+        state.withLock { state in
+            state.phase = .running(interrupter)
+            if state.received != nil { interrupter.interrupt() }
+        }
+    }
+
+    /// The run is over: a signal from now on ends the process at once.
+    static func finishing() {
+        state.withLock { $0.phase = .finishing }
+    }
+
+    /// `SIGTERM`, or `signal N`.
+    static func name(_ signal: Int32) -> String {
+        switch signal {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        case SIGHUP: "SIGHUP"
+        case SIGQUIT: "SIGQUIT"
+        default: "signal \(signal)"
+        }
+    }
+
+    private static func signalSet() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in signals { sigaddset(&set, signal) }
+        return set
+    }
+
+    private static func wait() -> Never {
+        var set = signalSet()
+        while true {
+            var signal: Int32 = 0
+            guard sigwait(&set, &signal) == 0 else { continue }
+            let exitNow = state.withLock { state -> Bool in
+                if state.received == nil { state.received = signal }
+                switch state.phase {
+                case .running(let interrupter):
+                    interrupter.interrupt()
+                    return false
+                case .starting:
+                    writeStandardError("microvm: error: stopped by \(name(signal)) before the guest ran\n")
+                    return true
+                case .finishing:
+                    return true
+                }
+            }
+            if exitNow { _exit(128 + signal) }
+        }
+    }
+}
