@@ -168,7 +168,7 @@ public final class Machine {
                 throw .entryFailed(hardwareReason: reason, rip: rip())
             case .internalError(let suberror):
                 throw .internalError(suberror: suberror, rip: rip())
-            case .systemEvent, .debug, .unsupported:
+            case .systemEvent, .debug, .dirtyRingFull, .unsupported:
                 throw .unexpectedExit(exit.description, rip: rip())
             }
         }
