@@ -80,9 +80,9 @@ extension VirtualMachine {
     ///
     /// - Parameter byteCount: a power of two from 4096 up to what `KVM_CHECK_EXTENSION` reports for
     ///   ``KVMCapability/dirtyLogRingAcqRel`` (1 MiB on kvm_pvm).
-    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_ENABLE_CAP` (EINVAL for a bad size or a
-    ///   kernel without a ring; EINVAL or E2BIG... once a vCPU exists), or naming `KVM_CAP_DIRTY_LOG_RING`
-    ///   with ENOTSUP when neither capability is reported.
+    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_ENABLE_CAP` (EINVAL for a size that is
+    ///   not a power of two of at least 4096 or once a vCPU exists, E2BIG above the maximum), or naming
+    ///   `KVM_CAP_DIRTY_LOG_RING` with ENOTSUP when neither capability is reported.
     public func enableDirtyRing(byteCount: Int) throws(KVMError) {
         precondition(byteCount > 0 && byteCount <= Int(UInt32.max))
         let capability: KVMCapability

@@ -26,7 +26,7 @@ extension VirtualMachine {
     /// - Parameter bitmap: at least one word per 64 pages of the slot; traps if shorter, or if `slot` was
     ///   not made through this object.
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_GET_DIRTY_LOG` (ENOENT for a slot
-    ///   without dirty logging, EINVAL in a VM with a dirty ring).
+    ///   without dirty logging, ENXIO in a VM with a dirty ring).
     public func dirtyLog(slot: UInt32, into bitmap: inout [UInt64]) throws(KVMError) {
         guard let pages = slotPageCounts[slot] else { preconditionFailure("no memory slot \(slot)") }
         precondition(UInt64(bitmap.count) * 64 >= pages, "the dirty bitmap needs one word per 64 pages")

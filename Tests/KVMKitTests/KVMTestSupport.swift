@@ -10,9 +10,18 @@ final class RealModeGuest {
     let vcpu: VCPU
     let memory: UnsafeMutableRawPointer
 
-    init(code: [UInt8], entry: UInt64 = 0x1000, data: [UInt64: [UInt8]] = [:]) throws {
+    /// - Parameters:
+    ///   - slotFlags: the memory slot's flags (dirty logging, read-only).
+    ///   - dirtyRingBytes: if nonzero, the VM gets a dirty ring of this size before the vCPU is made.
+    ///   - manualDirtyLogProtection: enable KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 before the slot is made.
+    init(
+        code: [UInt8], entry: UInt64 = 0x1000, data: [UInt64: [UInt8]] = [:],
+        slotFlags: VirtualMachine.MemoryRegionFlags = [], dirtyRingBytes: Int = 0, manualDirtyLogProtection: Bool = false
+    ) throws {
         system = try KVMSystem()
         vm = try system.makeVM()
+        if dirtyRingBytes > 0 { try vm.enableDirtyRing(byteCount: dirtyRingBytes) }
+        if manualDirtyLogProtection { try vm.enableManualDirtyLogProtection() }
         // SAFETY: a fresh private anonymous mapping, read-write, zero-filled by the kernel; unmapped in
         // deinit only after the memory slot that refers to it has been deleted.
         let address = mmap(nil, Self.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -20,7 +29,7 @@ final class RealModeGuest {
         memory = address
         vcpu = try vm.makeVCPU()
         try vm.setUserMemoryRegion(
-            slot: 0, guestPhysicalAddress: 0, size: UInt64(Self.memorySize), hostAddress: memory)
+            slot: 0, guestPhysicalAddress: 0, size: UInt64(Self.memorySize), hostAddress: memory, flags: slotFlags)
         write(code, at: entry)
         for (address, bytes) in data { write(bytes, at: address) }
 
@@ -49,6 +58,13 @@ final class RealModeGuest {
         precondition(Int(address) + bytes.count <= Self.memorySize)
         // SAFETY: the destination range lies inside the mapping (checked above).
         memory.advanced(by: Int(address)).copyMemory(from: bytes, byteCount: bytes.count)
+    }
+
+    /// Points the vCPU at `rip` again (real mode, CS base 0), as at creation, with `KVM_SET_REGS`.
+    func restart(at rip: UInt64 = 0x1000) throws {
+        var registers = Registers()
+        registers.rip = rip
+        try vcpu.setRegisters(registers)
     }
 
     /// Runs until a halt, a shutdown or a failure, or `limit` exits; returns every exit in order.
