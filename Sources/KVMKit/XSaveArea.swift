@@ -27,8 +27,11 @@ public struct XSaveArea: Hashable, Sendable, KVMByteEncodable {
         set { for index in 0..<4 { region[24 + index] = UInt8(truncatingIfNeeded: newValue >> (8 * index)) } }
     }
 
-    /// XSTATE_BV, the bitmap of components present in the area (bytes 512-519, the XSAVE header).
+    /// XSTATE_BV, the bitmap of components present in the area (bytes 512-519, the XSAVE header): a
+    /// component whose bit is clear is restored to its initial state, whatever its bytes say (MXCSR is
+    /// restored when bit 1, SSE, or bit 2, AVX, is set).
     public var xstateBV: UInt64 {
-        decodeBytes(region) { r in r.skip(512); return r.read(UInt64.self) }
+        get { decodeBytes(region) { r in r.skip(512); return r.read(UInt64.self) } }
+        set { for index in 0..<8 { region[512 + index] = UInt8(truncatingIfNeeded: newValue >> (8 * index)) } }
     }
 }

@@ -82,6 +82,31 @@ final class RealModeGuest {
     }
 }
 
+extension RealModeGuest {
+    /// Whether /dev/kvm is served by kvm_pvm, which emulates every guest instruction and lacks a few
+    /// debug features (INT3 and data watchpoints do not stop the vCPU).
+    static var isPVM: Bool { access("/sys/module/kvm_pvm", F_OK) == 0 }
+
+    /// Switches the vCPU to 64-bit long mode at `entry`: the first 2 MiB identity-mapped by one 2 MiB leaf
+    /// with A and D pre-set (tables at 0x8000-0xAFFF), flat 64-bit code and data segments.
+    func enterLongMode(entry: UInt64 = 0x1000) throws {
+        func entry64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        write(entry64(0x9000 | 0x23), at: 0x8000)  // PML4[0]: P | RW | A
+        write(entry64(0xA000 | 0x23), at: 0x9000)  // PDPT[0]: P | RW | A
+        write(entry64(0x0 | 0xE3), at: 0xA000)  // PD[0]: P | RW | A | D | PS, 2 MiB at 0
+        var special = try vcpu.specialRegisters()
+        special.cs = Segment(base: 0, limit: 0xFFFF_FFFF, selector: 8, type: 11, present: true, s: true, l: true, g: true)
+        let data = Segment(base: 0, limit: 0xFFFF_FFFF, selector: 16, type: 3, present: true, db: true, s: true, g: true)
+        special.ds = data; special.es = data; special.ss = data; special.fs = data; special.gs = data
+        special.cr3 = 0x8000
+        special.cr4 = [.pae, .osfxsr, .osxmmexcpt]
+        special.cr0 = [.protectionEnable, .monitorCoprocessor, .extensionType, .numericError, .writeProtect, .paging]
+        special.efer = [.lme, .lma]
+        try vcpu.setSpecialRegisters(special)
+        try restart(at: entry)
+    }
+}
+
 /// Starts `body` on a new detached POSIX thread (not a Swift concurrency task, so it cannot be starved
 /// by tests blocking the cooperative pool in KVM_RUN) and returns its id for `pthread_join`.
 func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
