@@ -37,6 +37,7 @@ struct ByteReader {
     /// The next `count` bytes, copied.
     mutating func readBytes(_ count: Int) -> [UInt8] {
         precondition(count >= 0 && count <= buffer.count - offset, "read past the end of an encoding")
+        // SAFETY: the range lies inside the buffer (checked above).
         let bytes = Array(buffer[offset..<offset + count])
         offset += count
         return bytes
@@ -70,6 +71,7 @@ struct ByteWriter {
     mutating func write(bytes: [UInt8], count: Int) {
         precondition(bytes.count == count && count <= buffer.count - offset, "wrong byte count in an encoding")
         for (index, byte) in bytes.enumerated() {
+            // SAFETY: `offset + index` < `offset + count` <= `buffer.count` (checked above).
             buffer[offset + index] = byte
         }
         offset += count

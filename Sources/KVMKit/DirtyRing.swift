@@ -122,7 +122,9 @@ extension VirtualMachine {
     ///
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_RESET_DIRTY_RINGS`.
     @discardableResult
-    public func harvestDirtyRing(of vcpu: VCPU, _ body: (_ slot: UInt32, _ pageOffset: UInt64) -> Void) throws(KVMError) -> Int {
+    public func harvestDirtyRing(of vcpu: VCPU, _ body: (_ slot: UInt32, _ pageOffset: UInt64) -> Void) throws(KVMError)
+        -> Int
+    {
         let harvested = vcpu.collectDirtyRing(body)
         if harvested > 0 { try resetDirtyRings() }
         return harvested

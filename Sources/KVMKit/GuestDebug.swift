@@ -79,7 +79,9 @@ public struct GuestDebug: Hashable, Sendable {
     public var hardwareBreakpoints: [HardwareBreakpoint]
 
     /// Makes a debug configuration; traps if there are more than four hardware breakpoints.
-    public init(singleStep: Bool = false, softwareBreakpoints: Bool = false, hardwareBreakpoints: [HardwareBreakpoint] = []) {
+    public init(
+        singleStep: Bool = false, softwareBreakpoints: Bool = false, hardwareBreakpoints: [HardwareBreakpoint] = []
+    ) {
         precondition(hardwareBreakpoints.count <= Self.hardwareBreakpointLimit, "x86 has four hardware breakpoints")
         self.singleStep = singleStep
         self.softwareBreakpoints = softwareBreakpoints

@@ -32,12 +32,16 @@ public struct ModelSpecificRegisters: Hashable, Sendable, KVMByteEncodable {
 
     public init?(bytes: [UInt8]) {
         guard bytes.count >= 8, (bytes.count - 8) % 16 == 0 else { return nil }
-        guard let value = decodeBytes(bytes, { r -> Self? in
-            let count = Int(r.read(UInt32.self))
-            guard count == (bytes.count - 8) / 16 else { return nil }
-            r.skip(4)
-            return Self(reading: &r, count: count)
-        }) else { return nil }
+        guard
+            let value = decodeBytes(
+                bytes,
+                { r -> Self? in
+                    let count = Int(r.read(UInt32.self))
+                    guard count == (bytes.count - 8) / 16 else { return nil }
+                    r.skip(4)
+                    return Self(reading: &r, count: count)
+                })
+        else { return nil }
         self = value
     }
 

@@ -10,7 +10,9 @@ extension VCPU {
     /// The corresponding KVM ioctl is `KVM_ENABLE_CAP` on the vCPU descriptor (``KVMCapability/enableCap``).
     ///
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_ENABLE_CAP`.
-    public func enableCapability(_ capability: KVMCapability, flags: UInt32 = 0, arguments: [UInt64] = []) throws(KVMError) {
+    public func enableCapability(_ capability: KVMCapability, flags: UInt32 = 0, arguments: [UInt64] = [])
+        throws(KVMError)
+    {
         try KVMKit.enableCapability(fd: fd, capability, flags: flags, arguments: arguments)
     }
 

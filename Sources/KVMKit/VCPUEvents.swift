@@ -23,7 +23,10 @@ public struct VCPUEvents: Hashable, Sendable, KVMByteEncodable {
         /// The error code pushed with it.
         public var errorCode: UInt32 = 0
         /// Makes an exception record; all fields zero by default.
-        public init(injected: Bool = false, vector: UInt8 = 0, hasErrorCode: Bool = false, pending: Bool = false, errorCode: UInt32 = 0) {
+        public init(
+            injected: Bool = false, vector: UInt8 = 0, hasErrorCode: Bool = false, pending: Bool = false,
+            errorCode: UInt32 = 0
+        ) {
             self.injected = injected
             self.vector = vector
             self.hasErrorCode = hasErrorCode

@@ -87,7 +87,9 @@ public final class VirtualMachine {
     ///
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_ENABLE_CAP` (EINVAL for an unknown
     ///   capability or bad arguments).
-    public func enableCapability(_ capability: KVMCapability, flags: UInt32 = 0, arguments: [UInt64] = []) throws(KVMError) {
+    public func enableCapability(
+        _ capability: KVMCapability, flags: UInt32 = 0, arguments: [UInt64] = []
+    ) throws(KVMError) {
         try KVMKit.enableCapability(fd: fd, capability, flags: flags, arguments: arguments)
     }
 

@@ -23,7 +23,11 @@ public struct XSaveArea: Hashable, Sendable, KVMByteEncodable {
 
     /// MXCSR, the SSE control and status register (bytes 24-27 of the legacy region).
     public var mxcsr: UInt32 {
-        get { decodeBytes(region) { r in r.skip(24); return r.read(UInt32.self) } }
+        get {
+            decodeBytes(region) { r in
+                r.skip(24); return r.read(UInt32.self)
+            }
+        }
         set { for index in 0..<4 { region[24 + index] = UInt8(truncatingIfNeeded: newValue >> (8 * index)) } }
     }
 
@@ -31,7 +35,11 @@ public struct XSaveArea: Hashable, Sendable, KVMByteEncodable {
     /// component whose bit is clear is restored to its initial state, whatever its bytes say (MXCSR is
     /// restored when bit 1, SSE, or bit 2, AVX, is set).
     public var xstateBV: UInt64 {
-        get { decodeBytes(region) { r in r.skip(512); return r.read(UInt64.self) } }
+        get {
+            decodeBytes(region) { r in
+                r.skip(512); return r.read(UInt64.self)
+            }
+        }
         set { for index in 0..<8 { region[512 + index] = UInt8(truncatingIfNeeded: newValue >> (8 * index)) } }
     }
 }

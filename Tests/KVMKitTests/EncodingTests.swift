@@ -39,7 +39,9 @@ struct EncodingTests {
         kernel.exception_payload = 0x1122_3344_5566_7788
 
         let events = VCPUEvents(kernel)
-        #expect(events.exception == .init(injected: true, vector: 14, hasErrorCode: true, pending: true, errorCode: 0xDEAD_BEEF))
+        #expect(
+            events.exception
+                == .init(injected: true, vector: 14, hasErrorCode: true, pending: true, errorCode: 0xDEAD_BEEF))
         #expect(events.interrupt == .init(injected: true, vector: 0x20, soft: true, shadow: 2))
         #expect(events.nmi == .init(injected: true, pending: true, masked: true))
         #expect(events.smi == .init(smm: true, pending: true, smmInsideNMI: true, latchedInit: true))
@@ -65,7 +67,9 @@ struct EncodingTests {
         kernel.dr6 = 0xFFFF_0FF0
         kernel.dr7 = 0x0400
         let registers = DebugRegisters(kernel)
-        #expect(registers.dr0 == 0x1000 && registers.dr3 == 0x4000 && registers.dr6 == 0xFFFF_0FF0 && registers.dr7 == 0x400)
+        #expect(
+            registers.dr0 == 0x1000 && registers.dr3 == 0x4000 && registers.dr6 == 0xFFFF_0FF0 && registers.dr7 == 0x400
+        )
         #expect(registers.bytes == rawBytes(of: kernel))
         #expect(registers.bytes.count == 128)
         #expect(DebugRegisters(bytes: registers.bytes) == registers)

@@ -11,7 +11,9 @@ struct GuestDebugTests {
         #expect(GuestDebug(singleStep: true).control == 0x3)
         #expect(GuestDebug(softwareBreakpoints: true).control == 0x1_0001)
         #expect(GuestDebug(hardwareBreakpoints: [.execute(0x1000)]).control == 0x2_0001)
-        #expect(GuestDebug(singleStep: true, softwareBreakpoints: true, hardwareBreakpoints: [.execute(0)]).control == 0x3_0003)
+        #expect(
+            GuestDebug(singleStep: true, softwareBreakpoints: true, hardwareBreakpoints: [.execute(0)]).control
+                == 0x3_0003)
     }
 
     @Test("no hardware breakpoints: DR7 is zero")
@@ -35,7 +37,8 @@ struct GuestDebugTests {
             HardwareBreakpoint(address: 0x3000, kind: .readWrite, length: .eight),  // DR2: RW=11 LEN=10
             HardwareBreakpoint(address: 0x4002, kind: .write, length: .two),  // DR3: RW=01 LEN=01
         ])
-        let expected: UInt64 = 0x0600 | 0b10 | 0b1000 | 0b10_0000 | 0b1000_0000
+        let expected: UInt64 =
+            0x0600 | 0b10 | 0b1000 | 0b10_0000 | 0b1000_0000
             | (0b1101 << 20) | (0b1011 << 24) | (0b0101 << 28)
         #expect(debug.dr7 == expected)
         let registers = debug.kernelValue.arch.debugreg

@@ -70,9 +70,11 @@ struct KVMDirtyTrackingTests {
         var largestHarvest = 0
         for _ in 0..<8 {
             let exit = try guest.vcpu.run()
-            largestHarvest = max(largestHarvest, try guest.vm.harvestDirtyRing(of: guest.vcpu) { _, page in
-                #expect(page == 2)
-            })
+            largestHarvest = max(
+                largestHarvest,
+                try guest.vm.harvestDirtyRing(of: guest.vcpu) { _, page in
+                    #expect(page == 2)
+                })
             if exit == .dirtyRingFull { sawFull = true; continue }
             #expect(exit == .halt)
             break

@@ -89,7 +89,8 @@ struct KVMGuestDebugTests {
     func hardwareExecuteBreakpointLongMode() throws {
         let guest = try RealModeGuest(code: Self.straightLine)
         try guest.enterLongMode()
-        try guest.vcpu.setGuestDebug(GuestDebug(hardwareBreakpoints: [.execute(0x7000), .execute(0x7001), .execute(0x1005)]))
+        try guest.vcpu.setGuestDebug(
+            GuestDebug(hardwareBreakpoints: [.execute(0x7000), .execute(0x7001), .execute(0x1005)]))
         let exit = try guest.vcpu.run()
         guard case .debug(let stop) = exit else {
             Issue.record("expected a debug exit, got \(exit)")
@@ -106,11 +107,13 @@ struct KVMGuestDebugTests {
             0x90,  // 0x1008: nop
             0xF4,  // 0x1009: hlt
         ])
-        try guest.vcpu.setGuestDebug(GuestDebug(hardwareBreakpoints: [
-            .execute(0x3000),  // never reached
-            HardwareBreakpoint(address: 0x2000, kind: .write, length: .two),
-        ]))
+        try guest.vcpu.setGuestDebug(
+            GuestDebug(hardwareBreakpoints: [
+                .execute(0x3000),  // never reached
+                HardwareBreakpoint(address: 0x2000, kind: .write, length: .two),
+            ]))
         let exit = try guest.vcpu.run()
+        // SAFETY: 0x2001 lies inside the guest's 64 KiB mapping.
         #expect(guest.memory.load(fromByteOffset: 0x2001, as: UInt8.self) == 0x55)
         withKnownIssue("kvm_pvm does not stop on data watchpoints: the guest runs on to HLT", isIntermittent: true) {
             guard case .debug(let stop) = exit else {

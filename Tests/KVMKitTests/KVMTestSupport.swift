@@ -16,7 +16,8 @@ final class RealModeGuest {
     ///   - manualDirtyLogProtection: enable KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 before the slot is made.
     init(
         code: [UInt8], entry: UInt64 = 0x1000, data: [UInt64: [UInt8]] = [:],
-        slotFlags: VirtualMachine.MemoryRegionFlags = [], dirtyRingBytes: Int = 0, manualDirtyLogProtection: Bool = false
+        slotFlags: VirtualMachine.MemoryRegionFlags = [], dirtyRingBytes: Int = 0,
+        manualDirtyLogProtection: Bool = false
     ) throws {
         system = try KVMSystem()
         vm = try system.makeVM()
@@ -95,8 +96,10 @@ extension RealModeGuest {
         write(entry64(0xA000 | 0x23), at: 0x9000)  // PDPT[0]: P | RW | A
         write(entry64(0x0 | 0xE3), at: 0xA000)  // PD[0]: P | RW | A | D | PS, 2 MiB at 0
         var special = try vcpu.specialRegisters()
-        special.cs = Segment(base: 0, limit: 0xFFFF_FFFF, selector: 8, type: 11, present: true, s: true, l: true, g: true)
-        let data = Segment(base: 0, limit: 0xFFFF_FFFF, selector: 16, type: 3, present: true, db: true, s: true, g: true)
+        special.cs = Segment(
+            base: 0, limit: 0xFFFF_FFFF, selector: 8, type: 11, present: true, s: true, l: true, g: true)
+        let data = Segment(
+            base: 0, limit: 0xFFFF_FFFF, selector: 16, type: 3, present: true, db: true, s: true, g: true)
         special.ds = data; special.es = data; special.ss = data; special.fs = data; special.gs = data
         special.cr3 = 0x8000
         special.cr4 = [.pae, .osfxsr, .osxmmexcpt]

@@ -117,7 +117,8 @@ struct VCPUExitDecodingTests {
     func debug() {
         let fake = FakeRun()
         fake.run.pointee.exit_reason = UInt32(KVM_EXIT_DEBUG)
-        fake.run.pointee.debug.arch = kvm_debug_exit_arch(exception: 1, pad: 0, pc: 0x1002, dr6: 0xFFFF_4FF0, dr7: 0x400)
+        fake.run.pointee.debug.arch = kvm_debug_exit_arch(
+            exception: 1, pad: 0, pc: 0x1002, dr6: 0xFFFF_4FF0, dr7: 0x400)
         #expect(fake.decode() == .debug(DebugExit(exception: 1, pc: 0x1002, dr6: 0xFFFF_4FF0, dr7: 0x400)))
     }
 
