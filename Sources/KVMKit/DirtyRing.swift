@@ -116,9 +116,12 @@ extension VirtualMachine {
     /// The same page may be reported more than once: on kvm_pvm every emulated write adds an entry.
     /// Allocates nothing: a microsecond-scale reset path can call it every cycle.
     ///
-    /// On kvm_pvm the ring can overflow: writes beyond the ring's capacity within one `KVM_RUN` overwrite
-    /// unharvested entries and no ``VCPUExit/dirtyRingFull`` comes in time. A result equal to
-    /// ``VCPU/dirtyRingCapacity`` means that may have happened, and the set of pages is not trustworthy.
+    /// On kvm_pvm (measured 2026-12-01) the ring's soft limit is not checked within a run: a `KVM_RUN` that
+    /// logs up to ``VCPU/dirtyRingCapacity`` writes is reported in full, but one more write is lost and
+    /// wedges the ring for the VM's life (later writes are never reported; runs keep exiting with
+    /// ``VCPUExit/dirtyRingFull``). A result equal to the capacity therefore means the page set may be
+    /// incomplete: fall back to a full copy and a new VM. Size the ring above the writes a run can make, or
+    /// use the dirty bitmap, which cannot overflow.
     ///
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_RESET_DIRTY_RINGS`.
     @discardableResult
