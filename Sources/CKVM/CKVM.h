@@ -15,6 +15,13 @@
 // - `kvm_run.immediate_exit` is written by a kicking thread while the vCPU thread may be inside KVM_RUN
 //   or about to enter it. A plain Swift store to that byte would be a data race; the kernel reads it with
 //   READ_ONCE, so an atomic store from C is the sound way to publish it across threads.
+// - The dirty ring (`struct kvm_dirty_gfn` entries shared with the kernel) is a producer/consumer queue:
+//   the kernel publishes an entry by storing its `flags` with release semantics after writing `slot` and
+//   `offset`, and collects harvested entries by reading `flags` with acquire semantics. Swift has no
+//   atomic access to a field of an imported C struct in shared memory, so the two sides of that protocol
+//   (load-acquire of `flags`, store-release of the reset mark) are C helpers.
+// - `kvm_run.s.regs` sits inside a union Swift imports as a computed property (reading it copies the whole
+//   2 KiB union); `ckvm_sync_regs` hands Swift a pointer to it instead, at the compiler's offset.
 // - VCPUAlarm's `SIGEV_THREAD_ID` timer needs the kernel thread id (`gettid` is declared only under
 //   _GNU_SOURCE) and `sigev_notify_thread_id`, a macro over an anonymous union member.
 //
@@ -39,12 +46,17 @@ static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
 static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
 static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
 static const unsigned long CKVM_GET_SUPPORTED_CPUID = KVM_GET_SUPPORTED_CPUID;
+static const unsigned long CKVM_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
 
 // MARK: - VM requests
 
 static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
 static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
 static const unsigned long CKVM_SET_TSS_ADDR = KVM_SET_TSS_ADDR;
+static const unsigned long CKVM_ENABLE_CAP = KVM_ENABLE_CAP;  // also a vCPU request
+static const unsigned long CKVM_GET_DIRTY_LOG = KVM_GET_DIRTY_LOG;
+static const unsigned long CKVM_CLEAR_DIRTY_LOG = KVM_CLEAR_DIRTY_LOG;
+static const unsigned long CKVM_RESET_DIRTY_RINGS = KVM_RESET_DIRTY_RINGS;
 
 // MARK: - vCPU requests
 
@@ -56,11 +68,45 @@ static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
 static const unsigned long CKVM_SET_CPUID2 = KVM_SET_CPUID2;
 static const unsigned long CKVM_TRANSLATE = KVM_TRANSLATE;
 static const unsigned long CKVM_SET_SIGNAL_MASK = KVM_SET_SIGNAL_MASK;
+static const unsigned long CKVM_GET_XSAVE = KVM_GET_XSAVE;
+static const unsigned long CKVM_GET_XSAVE2 = KVM_GET_XSAVE2;
+static const unsigned long CKVM_SET_XSAVE = KVM_SET_XSAVE;
+static const unsigned long CKVM_GET_XCRS = KVM_GET_XCRS;
+static const unsigned long CKVM_SET_XCRS = KVM_SET_XCRS;
+static const unsigned long CKVM_GET_MSRS = KVM_GET_MSRS;
+static const unsigned long CKVM_SET_MSRS = KVM_SET_MSRS;
+static const unsigned long CKVM_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+static const unsigned long CKVM_SET_VCPU_EVENTS = KVM_SET_VCPU_EVENTS;
+static const unsigned long CKVM_GET_FPU = KVM_GET_FPU;
+static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long CKVM_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long CKVM_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+static const unsigned long CKVM_SET_GUEST_DEBUG = KVM_SET_GUEST_DEBUG;
 
 // MARK: - Flags the importer skips
 
 /// `kvm_userspace_memory_region.flags`: the guest may read but not write the slot (writes exit as MMIO).
 static const unsigned int CKVM_MEM_READONLY = KVM_MEM_READONLY;
+/// `kvm_userspace_memory_region.flags`: KVM logs the guest's writes to the slot (dirty bitmap or ring).
+static const unsigned int CKVM_MEM_LOG_DIRTY_PAGES = KVM_MEM_LOG_DIRTY_PAGES;
+/// `kvm_dirty_gfn.flags`: the entry holds a page the guest dirtied, not yet harvested.
+static const unsigned int CKVM_DIRTY_GFN_F_DIRTY = KVM_DIRTY_GFN_F_DIRTY;
+/// `kvm_dirty_gfn.flags`: userspace harvested the entry; KVM_RESET_DIRTY_RINGS may recycle it.
+static const unsigned int CKVM_DIRTY_GFN_F_RESET = KVM_DIRTY_GFN_F_RESET;
+/// The page offset of the dirty ring in a vCPU descriptor's mapping (64 on x86).
+static const unsigned long CKVM_DIRTY_LOG_PAGE_OFFSET = KVM_DIRTY_LOG_PAGE_OFFSET;
+/// `kvm_run.kvm_valid_regs` / `kvm_dirty_regs` bits.
+static const unsigned long long CKVM_SYNC_X86_REGS = KVM_SYNC_X86_REGS;
+static const unsigned long long CKVM_SYNC_X86_SREGS = KVM_SYNC_X86_SREGS;
+static const unsigned long long CKVM_SYNC_X86_EVENTS = KVM_SYNC_X86_EVENTS;
+/// `kvm_guest_debug.control` bits.
+static const unsigned int CKVM_GUESTDBG_ENABLE = KVM_GUESTDBG_ENABLE;
+static const unsigned int CKVM_GUESTDBG_SINGLESTEP = KVM_GUESTDBG_SINGLESTEP;
+static const unsigned int CKVM_GUESTDBG_USE_SW_BP = KVM_GUESTDBG_USE_SW_BP;
+static const unsigned int CKVM_GUESTDBG_USE_HW_BP = KVM_GUESTDBG_USE_HW_BP;
+/// `KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE`: the first argument of KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 that
+/// makes KVM_GET_DIRTY_LOG stop re-protecting pages (KVM_CLEAR_DIRTY_LOG does it instead).
+static const unsigned long long CKVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE;
 
 // MARK: - Helpers
 
@@ -79,6 +125,24 @@ static inline int ckvm_ioctl_int(int fd, unsigned long req, unsigned long arg) {
 /// room for `cpuid->nent` elements after the header.
 static inline struct kvm_cpuid_entry2 *ckvm_cpuid2_entries(struct kvm_cpuid2 *cpuid) {
     return cpuid->entries;
+}
+
+/// `&run->s.regs`: the registers KVM copies out after KVM_RUN (`kvm_valid_regs`) and loads before it
+/// (`kvm_dirty_regs`).
+static inline struct kvm_sync_regs *ckvm_sync_regs(struct kvm_run *run) {
+    return &run->s.regs;
+}
+
+/// Loads a dirty-ring entry's `flags` with acquire semantics: if it says dirty, the `slot` and `offset`
+/// the kernel wrote before publishing are visible afterwards.
+static inline __u32 ckvm_dirty_gfn_load_flags(const struct kvm_dirty_gfn *gfn) {
+    return __atomic_load_n(&gfn->flags, __ATOMIC_ACQUIRE);
+}
+
+/// Marks a harvested dirty-ring entry for reset with release semantics: the reads of `slot` and `offset`
+/// happen before the kernel can see the entry as free and overwrite it.
+static inline void ckvm_dirty_gfn_mark_reset(struct kvm_dirty_gfn *gfn) {
+    __atomic_store_n(&gfn->flags, KVM_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 }
 
 /// Atomically stores `kvm_run.immediate_exit`: safe to call from a thread other than the vCPU's.

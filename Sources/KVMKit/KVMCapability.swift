@@ -41,4 +41,48 @@ public struct KVMCapability: RawRepresentable, Hashable, Sendable {
     /// `kvm_run.immediate_exit`, which makes `KVM_RUN` return EINTR at once. The kernel name is
     /// `KVM_CAP_IMMEDIATE_EXIT`.
     public static let immediateExit = Self(rawValue: KVM_CAP_IMMEDIATE_EXIT)
+
+    /// `KVM_ENABLE_CAP` on a vCPU descriptor. The kernel name is `KVM_CAP_ENABLE_CAP`.
+    public static let enableCap = Self(rawValue: KVM_CAP_ENABLE_CAP)
+
+    /// `KVM_ENABLE_CAP` on a VM descriptor. The kernel name is `KVM_CAP_ENABLE_CAP_VM`.
+    public static let enableCapVM = Self(rawValue: KVM_CAP_ENABLE_CAP_VM)
+
+    /// `kvm_run.kvm_valid_regs` / `kvm_dirty_regs`; the check returns the mask of supported
+    /// ``SyncRegisterSet`` bits (7 = registers, special registers, events). The kernel name is
+    /// `KVM_CAP_SYNC_REGS`.
+    public static let syncRegs = Self(rawValue: KVM_CAP_SYNC_REGS)
+
+    /// `KVM_GET_XSAVE` / `KVM_SET_XSAVE`. The kernel name is `KVM_CAP_XSAVE`.
+    public static let xsave = Self(rawValue: KVM_CAP_XSAVE)
+
+    /// `KVM_GET_XSAVE2`; the check (on a VM descriptor) returns the size in bytes of the XSAVE buffer, at
+    /// least 4096. The kernel name is `KVM_CAP_XSAVE2`.
+    public static let xsave2 = Self(rawValue: KVM_CAP_XSAVE2)
+
+    /// `KVM_GET_XCRS` / `KVM_SET_XCRS`. The kernel name is `KVM_CAP_XCRS`.
+    public static let xcrs = Self(rawValue: KVM_CAP_XCRS)
+
+    /// `KVM_GET_VCPU_EVENTS` / `KVM_SET_VCPU_EVENTS`. The kernel name is `KVM_CAP_VCPU_EVENTS`.
+    public static let vcpuEvents = Self(rawValue: KVM_CAP_VCPU_EVENTS)
+
+    /// `KVM_GET_DEBUGREGS` / `KVM_SET_DEBUGREGS`. The kernel name is `KVM_CAP_DEBUGREGS`.
+    public static let debugRegs = Self(rawValue: KVM_CAP_DEBUGREGS)
+
+    /// The per-vCPU dirty ring, with plain (non acquire/release) ordering; the check returns the maximum
+    /// ring size in bytes. The kernel name is `KVM_CAP_DIRTY_LOG_RING`.
+    public static let dirtyLogRing = Self(rawValue: KVM_CAP_DIRTY_LOG_RING)
+
+    /// The per-vCPU dirty ring with acquire/release ordering on entry flags (what KVMKit's harvest uses);
+    /// the check returns the maximum ring size in bytes. The kernel name is `KVM_CAP_DIRTY_LOG_RING_ACQ_REL`.
+    public static let dirtyLogRingAcqRel = Self(rawValue: KVM_CAP_DIRTY_LOG_RING_ACQ_REL)
+
+    /// `KVM_CLEAR_DIRTY_LOG`, and `KVM_GET_DIRTY_LOG` that no longer re-protects pages once enabled; the
+    /// check returns the supported flags (1 = manual protect, 2 = initially all set). The kernel name is
+    /// `KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2`.
+    public static let manualDirtyLogProtect2 = Self(rawValue: KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2)
+
+    /// `kvm_run.internal.ndata` and `data` are filled for internal errors. The kernel name is
+    /// `KVM_CAP_INTERNAL_ERROR_DATA`.
+    public static let internalErrorData = Self(rawValue: KVM_CAP_INTERNAL_ERROR_DATA)
 }

@@ -15,11 +15,16 @@ struct KVMRequest: Sendable {
     static let checkExtension = Self(code: CKVM_CHECK_EXTENSION, name: "KVM_CHECK_EXTENSION")
     static let getVCPUMmapSize = Self(code: CKVM_GET_VCPU_MMAP_SIZE, name: "KVM_GET_VCPU_MMAP_SIZE")
     static let getSupportedCPUID = Self(code: CKVM_GET_SUPPORTED_CPUID, name: "KVM_GET_SUPPORTED_CPUID")
+    static let getMSRIndexList = Self(code: CKVM_GET_MSR_INDEX_LIST, name: "KVM_GET_MSR_INDEX_LIST")
 
     // VM.
     static let setUserMemoryRegion = Self(code: CKVM_SET_USER_MEMORY_REGION, name: "KVM_SET_USER_MEMORY_REGION")
     static let createVCPU = Self(code: CKVM_CREATE_VCPU, name: "KVM_CREATE_VCPU")
     static let setTSSAddress = Self(code: CKVM_SET_TSS_ADDR, name: "KVM_SET_TSS_ADDR")
+    static let enableCapability = Self(code: CKVM_ENABLE_CAP, name: "KVM_ENABLE_CAP")  // VM and vCPU
+    static let getDirtyLog = Self(code: CKVM_GET_DIRTY_LOG, name: "KVM_GET_DIRTY_LOG")
+    static let clearDirtyLog = Self(code: CKVM_CLEAR_DIRTY_LOG, name: "KVM_CLEAR_DIRTY_LOG")
+    static let resetDirtyRings = Self(code: CKVM_RESET_DIRTY_RINGS, name: "KVM_RESET_DIRTY_RINGS")
 
     // vCPU.
     static let run = Self(code: CKVM_RUN, name: "KVM_RUN")
@@ -30,6 +35,20 @@ struct KVMRequest: Sendable {
     static let setCPUID2 = Self(code: CKVM_SET_CPUID2, name: "KVM_SET_CPUID2")
     static let translate = Self(code: CKVM_TRANSLATE, name: "KVM_TRANSLATE")
     static let setSignalMask = Self(code: CKVM_SET_SIGNAL_MASK, name: "KVM_SET_SIGNAL_MASK")
+    static let getXSave = Self(code: CKVM_GET_XSAVE, name: "KVM_GET_XSAVE")
+    static let getXSave2 = Self(code: CKVM_GET_XSAVE2, name: "KVM_GET_XSAVE2")
+    static let setXSave = Self(code: CKVM_SET_XSAVE, name: "KVM_SET_XSAVE")
+    static let getXCRs = Self(code: CKVM_GET_XCRS, name: "KVM_GET_XCRS")
+    static let setXCRs = Self(code: CKVM_SET_XCRS, name: "KVM_SET_XCRS")
+    static let getMSRs = Self(code: CKVM_GET_MSRS, name: "KVM_GET_MSRS")
+    static let setMSRs = Self(code: CKVM_SET_MSRS, name: "KVM_SET_MSRS")
+    static let getVCPUEvents = Self(code: CKVM_GET_VCPU_EVENTS, name: "KVM_GET_VCPU_EVENTS")
+    static let setVCPUEvents = Self(code: CKVM_SET_VCPU_EVENTS, name: "KVM_SET_VCPU_EVENTS")
+    static let getFPU = Self(code: CKVM_GET_FPU, name: "KVM_GET_FPU")
+    static let setFPU = Self(code: CKVM_SET_FPU, name: "KVM_SET_FPU")
+    static let getDebugRegisters = Self(code: CKVM_GET_DEBUGREGS, name: "KVM_GET_DEBUGREGS")
+    static let setDebugRegisters = Self(code: CKVM_SET_DEBUGREGS, name: "KVM_SET_DEBUGREGS")
+    static let setGuestDebug = Self(code: CKVM_SET_GUEST_DEBUG, name: "KVM_SET_GUEST_DEBUG")
 }
 
 /// The outcome of one ioctl: its non-negative result, or the `errno` it failed with.
@@ -93,6 +112,21 @@ func invoke<T>(_ fd: Int32, _ request: KVMRequest, _ value: inout T) throws(KVME
     // closure; the ioctl is synchronous and does not retain it. `T` is a kernel struct of the size the
     // request encodes, so the pointer is never empty.
     let outcome = withUnsafeMutableBytes(of: &value) { bytes in
+        Result { () throws(KVMError) -> Int32 in try invoke(fd, request, pointer: bytes.baseAddress!) }
+    }
+    return try outcome.get()
+}
+
+/// Performs `request` with a pointer to the storage of `buffer` (a variable-length kernel structure laid
+/// out in an array: `kvm_xsave`, `kvm_msrs`, `kvm_msr_list`), retrying EINTR, and returns its result.
+///
+/// - Throws: ``KVMError/callFailed(call:errno:)`` naming the request.
+@discardableResult
+func invoke<Element>(_ fd: Int32, _ request: KVMRequest, buffer: inout [Element]) throws(KVMError) -> Int32 {
+    precondition(!buffer.isEmpty, "an ioctl buffer is never empty")
+    // SAFETY: the array's storage stays valid and exclusively ours for the closure; the caller sized it
+    // for everything the kernel reads or writes for `request`, and the ioctl is synchronous.
+    let outcome = buffer.withUnsafeMutableBytes { bytes in
         Result { () throws(KVMError) -> Int32 in try invoke(fd, request, pointer: bytes.baseAddress!) }
     }
     return try outcome.get()

@@ -93,6 +93,31 @@ public final class KVMSystem {
         }
     }
 
+    /// The MSRs KVM can save and restore for a vCPU: the indices to pass to
+    /// ``VCPU/modelSpecificRegisters(_:)`` for a snapshot.
+    ///
+    /// The corresponding KVM ioctl is `KVM_GET_MSR_INDEX_LIST`.
+    ///
+    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_GET_MSR_INDEX_LIST`.
+    public func msrIndexList() throws(KVMError) -> [UInt32] {
+        // `struct kvm_msr_list` is a u32 count followed by that many u32 indices; the kernel answers E2BIG
+        // and the count it needs while the buffer is too small.
+        var capacity = 128
+        while true {
+            var buffer = [UInt32](repeating: 0, count: 1 + capacity)
+            buffer[0] = UInt32(capacity)
+            do throws(KVMError) {
+                try invoke(fd, .getMSRIndexList, buffer: &buffer)
+            } catch let error where error.errno == E2BIG && capacity < 65536 {
+                capacity = Swift.max(Int(buffer[0]), capacity * 2)
+                continue
+            }
+            let count = Int(buffer[0])
+            precondition(count <= capacity, "kernel reported more MSR indices than the buffer holds")
+            return Array(buffer[1..<1 + count])
+        }
+    }
+
     /// Creates an empty virtual machine (no memory, no vCPUs).
     ///
     /// The corresponding KVM ioctl is `KVM_CREATE_VM` (machine type 0, the default).

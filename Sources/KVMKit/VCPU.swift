@@ -11,10 +11,16 @@ public final class VCPU {
     let fd: Int32
     /// The shared `kvm_run` mapping.
     let mapping: RunMapping
+    /// The dirty ring, if the VM enabled one before this vCPU was made.
+    let dirtyRing: DirtyRing?
+    /// The XSAVE buffer size `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)` reported on the VM, 0 without XSAVE2.
+    let xsave2Size: Int
 
-    init(fd: Int32, mapping: RunMapping) {
+    init(fd: Int32, mapping: RunMapping, dirtyRing: DirtyRing? = nil, xsave2Size: Int = 0) {
         self.fd = fd
         self.mapping = mapping
+        self.dirtyRing = dirtyRing
+        self.xsave2Size = xsave2Size
     }
 
     deinit {

@@ -51,8 +51,13 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
     /// 3 crash). `KVM_EXIT_SYSTEM_EVENT`.
     case systemEvent(type: UInt32)
 
-    /// A guest-debug event (single step, breakpoint). `KVM_EXIT_DEBUG`.
-    case debug
+    /// A guest-debug stop (single step, software or hardware breakpoint; see ``GuestDebug``), with the
+    /// exception, address and debug registers. `KVM_EXIT_DEBUG`.
+    case debug(DebugExit)
+
+    /// The vCPU's dirty ring is (nearly) full: harvest it (``VirtualMachine/harvestDirtyRing(of:_:)``)
+    /// before running again. `KVM_EXIT_DIRTY_RING_FULL`.
+    case dirtyRingFull
 
     /// `KVM_RUN` was interrupted (EINTR, `KVM_EXIT_INTR`): a signal such as a ``VCPUKicker``'s arrived or
     /// ``VCPU/immediateExit`` was set. The guest state is intact; running again resumes it.
@@ -90,8 +95,10 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
             "internal error, suberror \(suberror)"
         case .systemEvent(let type):
             "system event type \(type)"
-        case .debug:
-            "debug"
+        case .debug(let stop):
+            "debug exception \(stop.exception) pc \(hex(stop.pc)) dr6 \(hex(stop.dr6))"
+        case .dirtyRingFull:
+            "dirty ring full"
         case .interrupted:
             "interrupted"
         case .unsupported(let reason):
@@ -176,7 +183,10 @@ extension VCPUExit {
         case KVM_EXIT_SYSTEM_EVENT:
             self = .systemEvent(type: run.pointee.system_event.type)
         case KVM_EXIT_DEBUG:
-            self = .debug
+            let arch = run.pointee.debug.arch
+            self = .debug(DebugExit(exception: arch.exception, pc: arch.pc, dr6: arch.dr6, dr7: arch.dr7))
+        case KVM_EXIT_DIRTY_RING_FULL:
+            self = .dirtyRingFull
         case KVM_EXIT_INTR:
             self = .interrupted
         default:

@@ -195,7 +195,7 @@ public final class Machine {
                 throw .emulationFailed(rip: rip, bytes: bytes.flatMap { $0.isEmpty ? nil : $0 })
             case .internalError(let suberror):
                 throw .internalError(suberror: suberror, rip: rip())
-            case .systemEvent, .debug, .unsupported:
+            case .systemEvent, .debug, .dirtyRingFull, .unsupported:
                 throw .unexpectedExit(exit.description, rip: rip())
             }
         }

@@ -10,9 +10,19 @@ final class RealModeGuest {
     let vcpu: VCPU
     let memory: UnsafeMutableRawPointer
 
-    init(code: [UInt8], entry: UInt64 = 0x1000, data: [UInt64: [UInt8]] = [:]) throws {
+    /// - Parameters:
+    ///   - slotFlags: the memory slot's flags (dirty logging, read-only).
+    ///   - dirtyRingBytes: if nonzero, the VM gets a dirty ring of this size before the vCPU is made.
+    ///   - manualDirtyLogProtection: enable KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 before the slot is made.
+    init(
+        code: [UInt8], entry: UInt64 = 0x1000, data: [UInt64: [UInt8]] = [:],
+        slotFlags: VirtualMachine.MemoryRegionFlags = [], dirtyRingBytes: Int = 0,
+        manualDirtyLogProtection: Bool = false
+    ) throws {
         system = try KVMSystem()
         vm = try system.makeVM()
+        if dirtyRingBytes > 0 { try vm.enableDirtyRing(byteCount: dirtyRingBytes) }
+        if manualDirtyLogProtection { try vm.enableManualDirtyLogProtection() }
         // SAFETY: a fresh private anonymous mapping, read-write, zero-filled by the kernel; unmapped in
         // deinit only after the memory slot that refers to it has been deleted.
         let address = mmap(nil, Self.memorySize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -20,7 +30,7 @@ final class RealModeGuest {
         memory = address
         vcpu = try vm.makeVCPU()
         try vm.setUserMemoryRegion(
-            slot: 0, guestPhysicalAddress: 0, size: UInt64(Self.memorySize), hostAddress: memory)
+            slot: 0, guestPhysicalAddress: 0, size: UInt64(Self.memorySize), hostAddress: memory, flags: slotFlags)
         write(code, at: entry)
         for (address, bytes) in data { write(bytes, at: address) }
 
@@ -51,6 +61,13 @@ final class RealModeGuest {
         memory.advanced(by: Int(address)).copyMemory(from: bytes, byteCount: bytes.count)
     }
 
+    /// Points the vCPU at `rip` again (real mode, CS base 0), as at creation, with `KVM_SET_REGS`.
+    func restart(at rip: UInt64 = 0x1000) throws {
+        var registers = Registers()
+        registers.rip = rip
+        try vcpu.setRegisters(registers)
+    }
+
     /// Runs until a halt, a shutdown or a failure, or `limit` exits; returns every exit in order.
     func runToHalt(limit: Int = 16) throws -> [VCPUExit] {
         var exits: [VCPUExit] = []
@@ -63,6 +80,33 @@ final class RealModeGuest {
             }
         }
         return exits
+    }
+}
+
+extension RealModeGuest {
+    /// Whether /dev/kvm is served by kvm_pvm, which emulates every guest instruction and lacks a few
+    /// debug features (INT3 and data watchpoints do not stop the vCPU).
+    static var isPVM: Bool { access("/sys/module/kvm_pvm", F_OK) == 0 }
+
+    /// Switches the vCPU to 64-bit long mode at `entry`: the first 2 MiB identity-mapped by one 2 MiB leaf
+    /// with A and D pre-set (tables at 0x8000-0xAFFF), flat 64-bit code and data segments.
+    func enterLongMode(entry: UInt64 = 0x1000) throws {
+        func entry64(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        write(entry64(0x9000 | 0x23), at: 0x8000)  // PML4[0]: P | RW | A
+        write(entry64(0xA000 | 0x23), at: 0x9000)  // PDPT[0]: P | RW | A
+        write(entry64(0x0 | 0xE3), at: 0xA000)  // PD[0]: P | RW | A | D | PS, 2 MiB at 0
+        var special = try vcpu.specialRegisters()
+        special.cs = Segment(
+            base: 0, limit: 0xFFFF_FFFF, selector: 8, type: 11, present: true, s: true, l: true, g: true)
+        let data = Segment(
+            base: 0, limit: 0xFFFF_FFFF, selector: 16, type: 3, present: true, db: true, s: true, g: true)
+        special.ds = data; special.es = data; special.ss = data; special.fs = data; special.gs = data
+        special.cr3 = 0x8000
+        special.cr4 = [.pae, .osfxsr, .osxmmexcpt]
+        special.cr0 = [.protectionEnable, .monitorCoprocessor, .extensionType, .numericError, .writeProtect, .paging]
+        special.efer = [.lme, .lma]
+        try vcpu.setSpecialRegisters(special)
+        try restart(at: entry)
     }
 }
 

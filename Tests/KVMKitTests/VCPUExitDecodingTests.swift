@@ -118,7 +118,7 @@ struct VCPUExitDecodingTests {
         }
         #expect(decode(KVM_EXIT_HLT) == .halt)
         #expect(decode(KVM_EXIT_SHUTDOWN) == .shutdown)
-        #expect(decode(KVM_EXIT_DEBUG) == .debug)
+        #expect(decode(KVM_EXIT_DIRTY_RING_FULL) == .dirtyRingFull)
         #expect(decode(KVM_EXIT_INTR) == .interrupted)
         fake.run.pointee.fail_entry.hardware_entry_failure_reason = 0x21
         #expect(decode(KVM_EXIT_FAIL_ENTRY) == .failedEntry(hardwareReason: 0x21))
@@ -128,6 +128,15 @@ struct VCPUExitDecodingTests {
         #expect(decode(KVM_EXIT_SYSTEM_EVENT) == .systemEvent(type: 2))
         #expect(decode(KVM_EXIT_HYPERCALL) == .unsupported(reason: 3))
         #expect(decode(KVM_EXIT_X86_RDMSR) == .unsupported(reason: 29))
+    }
+
+    @Test("a debug exit carries kvm_debug_exit_arch")
+    func debug() {
+        let fake = FakeRun()
+        fake.run.pointee.exit_reason = UInt32(KVM_EXIT_DEBUG)
+        fake.run.pointee.debug.arch = kvm_debug_exit_arch(
+            exception: 1, pad: 0, pc: 0x1002, dr6: 0xFFFF_4FF0, dr7: 0x400)
+        #expect(fake.decode() == .debug(DebugExit(exception: 1, pc: 0x1002, dr6: 0xFFFF_4FF0, dr7: 0x400)))
     }
 
     @Test("descriptions are one short line for --trace")
@@ -148,7 +157,10 @@ struct VCPUExitDecodingTests {
         #expect(VCPUExit.failedEntry(hardwareReason: 0x21).description == "failed entry, hardware reason 0x21")
         #expect(VCPUExit.internalError(suberror: 3).description == "internal error, suberror 3")
         #expect(VCPUExit.systemEvent(type: 2).description == "system event type 2")
-        #expect(VCPUExit.debug.description == "debug")
+        #expect(
+            VCPUExit.debug(DebugExit(exception: 3, pc: 0x1004, dr6: 0xFFFF_0FF0, dr7: 0)).description
+                == "debug exception 3 pc 0x1004 dr6 0xffff0ff0")
+        #expect(VCPUExit.dirtyRingFull.description == "dirty ring full")
         #expect(VCPUExit.interrupted.description == "interrupted")
         #expect(VCPUExit.unsupported(reason: 29).description == "unsupported exit reason 29")
     }
