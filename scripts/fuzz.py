@@ -1541,13 +1541,58 @@ def print_verbose(r: Result):
 # Main
 # ---------------------------------------------------------------------------------------------------------
 
+def check_classifier() -> int:
+    """The contract table applied to synthetic endings: each must land in the expected category."""
+    def ending(status, stderr=b"", **kw):
+        case = Case("selftest", 0, [], **{k: v for k, v in kw.items() if k in Case.__dataclass_fields__})
+        r = Result(case, [], Path("."), returncode=status)
+        r.stderr.add(stderr)
+        r.sent = kw.get("sent", [])
+        r.killed = kw.get("killed")
+        r.maxrss = kw.get("maxrss", 20000)
+        return classify(r).category
+
+    e = ERROR_PREFIX.encode()
+    table = [
+        (ending(0), ""), (ending(42), ""), (ending(2), ""),                       # guest-chosen statuses
+        (ending(125, e + b"triple fault: RIP 0x100000\n"), ""),
+        (ending(2, e + b"unknown option '--x' (see --help)\n"), ""),
+        (ending(74, e + b"console output could not be written: Broken pipe\n"), ""),
+        (ending(130, e + b"interrupted by SIGINT\n", sent=[signal.SIGINT]), ""),
+        (ending(130, e + b"interrupted by SIGINT\n"), "status"),                 # SIGINT never sent
+        (ending(0, e + b"console: write failed\n"), "status"),
+        (ending(1, e + b"something\n"), "status"),
+        (ending(125, e + b"a\n" + e + b"b\n"), "stderr-form"),
+        (ending(2, e + b"guest file 'a\nb' does not exist\n"), "stderr-form"),
+        (ending(125, b"warning: x\n"), "stderr-form"),
+        (ending(125, e + b"no newline"), "stderr-form"),
+        (ending(0, b"address space at boot:\n0x1000 ...\n", verbose_stderr=True), ""),
+        (ending(125, b"dump\n" + e + b"triple fault: x\n", verbose_stderr=True), ""),
+        (ending(125, e + b"triple fault: x\ndump\n", verbose_stderr=True), "stderr-form"),
+        (ending(-signal.SIGPIPE), "signal"), (ending(-signal.SIGTERM), "signal"),
+        (ending(-9, killed="hang"), "hang"),
+        (ending(131, e + b"x\n*** Program crashed: Terminated\n", sent=[signal.SIGQUIT]), "crash"),
+        (ending(0, maxrss=(16 * MiB + RSS_SLACK) // 1024 + 1), "rss"),
+        (ending(125, e + b"unexpected exit: unsupported exit reason 2 at RIP 0x100019\n"), "diagnosis"),
+        (ending(125, e + b"KVM internal error (suberror 1) at RIP 0x100000\n"), "diagnosis"),
+        (ending(125, e + b"KVM internal error (suberror 1) at RIP 0x100000: the instruction cannot be "
+                b"emulated by kvm_pvm (x87/SSE?)\n"), ""),
+        (ending(0, expect=Expect(statuses={2}, error_line=True)), "contract"),
+    ]
+    bad = [(i, got, want) for i, (got, want) in enumerate(table) if got != want]
+    for i, got, want in bad:
+        print(f"BAD classifier case {i}: got {got or 'OK'!r}, expected {want or 'OK'!r}")
+    print(f"classifier: {len(table)} synthetic endings, {len(bad)} misclassified")
+    return 1 if bad else 0
+
+
 def check_encodings(samples: int = 40) -> int:
     """Disassembles every instruction-dictionary entry and generated guests of the hand-encoded classes
     with GNU objdump (LLVM 14's llvm-objdump has no `-b binary`): each must decode to whole instructions,
     with no `(bad)`, ending exactly at the last byte."""
     objdump = shutil.which("objdump")
     if not objdump:
-        print("fuzz: --check-encodings needs GNU objdump (binutils)", file=sys.stderr)
+        print("fuzz: --self-test needs GNU objdump (binutils) to check the encodings", file=sys.stderr)
         return 2
     line = re.compile(r"\s+([0-9a-f]+):\t[0-9a-f ]+\t(.*)")
 
@@ -1601,6 +1646,11 @@ def ensure_binary(path: Path, explicit: bool):
 
 def main(argv=None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `scripts/fuzz.sh | head` ends quietly
+
+    def interrupted(signum, frame):                  # SIGTERM / SIGHUP: stop like ^C, killing the runs
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
     p = argparse.ArgumentParser(prog="scripts/fuzz.sh", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="classes: " + ", ".join(CLASSES) + "\n\n"
@@ -1621,11 +1671,12 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep every generated file")
     p.add_argument("--verbose", action="store_true", help="print every run in full")
     p.add_argument("--workdir", help="where generated files go (default: a new directory under $TMPDIR)")
-    p.add_argument("--check-encodings", action="store_true",
-                   help="disassemble the hand-encoded instructions and generated guests with objdump, then exit")
+    p.add_argument("--self-test", action="store_true",
+                   help="check the classifier on synthetic endings and disassemble the hand-encoded "
+                        "instructions and generated guests with objdump, then exit")
     args = p.parse_args(argv)
-    if args.check_encodings:
-        return check_encodings()
+    if args.self_test:
+        return check_classifier() | check_encodings()
 
     binary = Path(args.binary or (ROOT / DEFAULT_BINARY)).absolute()
     ensure_binary(binary, args.binary is not None)
@@ -1653,6 +1704,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     stopped = [0]
     skipped: list[str] = []
+    interrupted_at = [0.0]
 
     def worker():
         while True:
@@ -1674,6 +1726,8 @@ def main(argv=None) -> int:
             if not keep:
                 shutil.rmtree(r.workdir, ignore_errors=True)
             with lock:
+                if interrupted_at[0]:
+                    return                  # the fuzzer killed it: not an ending of microvm's
                 results.append(r)
                 if verbose:
                     print_verbose(r)
@@ -1691,6 +1745,7 @@ def main(argv=None) -> int:
             t.join()
     except KeyboardInterrupt:
         with lock:
+            interrupted_at[0] = time.monotonic()
             queue.clear()
         with _live_lock:
             for pid in list(_live):
