@@ -1,0 +1,1811 @@
+#!/usr/bin/env python3
+"""microvm fuzz suite: runs the `microvm` executable against seeded, reproducible generated inputs,
+classifies every ending against the CLI's contract (README "Exit status and errors") and fails on any bad
+ending, printing the class, the seed and a command that reproduces it.
+
+    scripts/fuzz.sh                                   # --budget short: about 90 s, every class (CI)
+    scripts/fuzz.sh --budget long                     # about 30 min, by hand
+    scripts/fuzz.sh --class vandal --count 200        # one class, seeds 0..199
+    scripts/fuzz.sh --class vandal --seed 1234 --count 1   # reproduce one case: verbose, files kept
+
+Python 3.11 standard library only. Every input is a pure function of (class, seed): the same seeds
+give the same guests, files and command lines on every machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import os
+import random
+import re
+import selectors
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+GUESTS = ROOT / "Guests"
+DEFAULT_BINARY = ".build/debug/microvm"
+
+MiB = 1 << 20
+GiB = 1 << 30
+OUTPUT_LIMIT = 16 * MiB          # per stream; a run that prints more is a failure (and is killed)
+RSS_SLACK = 256 * MiB            # peak RSS may be guest RAM + this much
+GRACE = 2.0                      # seconds a run may take beyond its --timeout (or a terminating signal)
+FILE_DEADLINE = 3.0              # a run whose file argument is a FIFO / device must end this quickly
+KEEP_HEAD = 64 * 1024            # bytes of each stream kept for the report (head) ...
+KEEP_TAIL = 16 * 1024            # ... and tail
+
+# ---------------------------------------------------------------------------------------------------------
+# The contract: how a run may end. ONE table; `classify` applies it.
+# ---------------------------------------------------------------------------------------------------------
+
+ERROR_PREFIX = "microvm: error: "
+
+#: status -> meaning, for endings WITH exactly one error line (`microvm: error: ...`) on stderr.
+#: 128+N is only valid when the fuzzer sent signal N. Any status WITHOUT an error line is the guest's own
+#: (hlt = 0, or the byte it wrote to port 0xF4), except that a documented error status never comes alone
+#: from the host... which the CLI cannot be checked for (a guest may write 2 to port 0xF4), so it is OK.
+ERROR_STATUSES = {
+    2: "bad input (command line, guest file, layout)",
+    3: "KVM unusable or unable to run the mode",
+    74: "console output could not be written (closed or full stdout, broken pipe)",
+    124: "timeout",
+    125: "the guest failed",
+    128 + signal.SIGHUP: "terminated by SIGHUP",
+    128 + signal.SIGINT: "terminated by SIGINT",
+    128 + signal.SIGQUIT: "terminated by SIGQUIT",
+    128 + signal.SIGTERM: "terminated by SIGTERM",
+}
+TERMINATING = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
+HARMLESS = (signal.SIGUSR1, signal.SIGWINCH)
+
+#: Failure categories, in the order they are checked (the first that applies names the failure).
+FAILURES = {
+    "hang": "ran longer than its --timeout + 2 s (or 2 s after a terminating signal, or 3 s on a FIFO/device "
+            "file argument): killed",
+    "rss": "peak RSS above guest RAM + 256 MiB",
+    "output": "stdout or stderr larger than 16 MiB: killed",
+    "signal": "died by a signal (Python returncode < 0; SIGPIPE is status 141 in a shell)",
+    "crash": "a crash signature on stderr (Fatal error, Backtrace, Stack dump, Segmentation fault, ...)",
+    "stderr-form": "stderr is not empty / one error line (or, with --dump-tables/--trace, their output and at "
+                   "most one error line, last)",
+    "status": "an error line with a status not in the table (or 128+N without signal N), or status 0 with "
+              "an error line",
+    "diagnosis": "an ending the CLI does not explain (raw KVM exit reason or internal error leaked)",
+    "contract": "an expectation of this case's class failed (e.g. `--trace=no` must be rejected)",
+}
+
+CRASH_SIGNATURES = (
+    "Fatal error", "Backtrace", "Stack dump", "Current stack trace", "Segmentation fault",
+    "Illegal instruction", "\U0001f4a3", "*** Program crashed",
+)
+
+#: Error lines that follow the form but leave the user with a raw KVM detail instead of a reason.
+DIAGNOSIS_RULES = (
+    (re.compile(r"unsupported exit reason"), "raw KVM exit reason"),
+    (re.compile(r"^KVM internal error \(suberror \d+\) at RIP 0x[0-9a-f]+$"), "bare KVM internal error"),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A case: everything needed to run one generated input, a pure function of (class, seed).
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Expect:
+    """Class-specific expectations on top of the contract table."""
+    statuses: set[int] | None = None        # the ending's status must be one of these
+    error_line: bool | None = None          # True: exactly one error line; False: none
+    forbid: str | None = None               # regex the error line must not match
+    require: str | None = None              # regex the error line must match
+    why: str = ""
+
+
+@dataclasses.dataclass
+class Case:
+    cls: str
+    seed: int
+    args: list                               # str or bytes, after the program name
+    description: str = ""
+    program: str = "microvm"                 # or "microvm-soak"
+    files: dict = dataclasses.field(default_factory=dict)     # name (str|bytes) -> bytes
+    setup: list = dataclasses.field(default_factory=list)     # special files: ("fifo", name, data|None), ...
+    stdout: str = "pipe"                     # pipe | blocked | full | closed | head10 | null
+    timeout: float | None = 10.0             # the run's --timeout in seconds (None: --timeout 0)
+    deadline: float | None = None            # overrides timeout + GRACE
+    ram: int = 16 * MiB                      # guest RAM, for the RSS bound
+    signals: list = dataclasses.field(default_factory=list)   # (delay after first stdout byte, [signals])
+    verbose_stderr: bool = False             # --dump-tables / --trace: stderr carries their output
+    driver: Callable | None = None           # driver(pid, workdir, stop: Event), run in a thread during the
+                                             # run: feeds a stream format (e.g. gdb packets over a socket)
+    expect: Expect = dataclasses.field(default_factory=Expect)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A tiny amd64 encoder (Intel SDM Vol. 2). Every byte sequence here was checked with llvm-objdump.
+# ---------------------------------------------------------------------------------------------------------
+
+RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 = range(16)
+CR0, CR2, CR3, CR4 = 0, 2, 3, 4
+M64 = (1 << 64) - 1
+
+
+def _rex(w: int, r: int, b: int, force: bool = False) -> bytes:
+    value = 0x40 | (w << 3) | ((r >> 3) << 2) | (b >> 3)
+    return bytes([value]) if value != 0x40 or force else b""
+
+
+def _mem(reg: int, base: int, disp: int) -> bytes:
+    """ModRM (+SIB) + disp32 for [base + disp] (mod=10: works for every base, rsp/r12 need a SIB)."""
+    out = bytes([0x80 | ((reg & 7) << 3) | (base & 7)])
+    if base & 7 == 4:
+        out += b"\x24"
+    return out + struct.pack("<i", disp)
+
+
+def _abs(reg: int, address: int) -> bytes:
+    """ModRM + SIB + disp32 for an absolute [disp32] (no base, no index; sign-extended)."""
+    return bytes([((reg & 7) << 3) | 4, 0x25]) + struct.pack("<i", address)
+
+
+def _rr(reg: int, rm: int) -> bytes:
+    return bytes([0xC0 | ((reg & 7) << 3) | (rm & 7)])
+
+
+class X:
+    """amd64 instruction encodings. Operands in Intel order (destination first)."""
+
+    @staticmethod
+    def mov_imm(r, v):        # mov r64, imm64
+        return _rex(1, 0, r) + bytes([0xB8 + (r & 7)]) + struct.pack("<Q", v & M64)
+
+    @staticmethod
+    def mov_imm32(r, v):      # mov r32, imm32 (zero-extends)
+        return _rex(0, 0, r) + bytes([0xB8 + (r & 7)]) + struct.pack("<I", v & 0xFFFFFFFF)
+
+    @staticmethod
+    def load(r, base, disp=0):     # mov r64, [base + disp]
+        return _rex(1, r, base) + b"\x8b" + _mem(r, base, disp)
+
+    @staticmethod
+    def store(base, disp, r):      # mov [base + disp], r64
+        return _rex(1, r, base) + b"\x89" + _mem(r, base, disp)
+
+    @staticmethod
+    def load8(r, base, disp=0):    # mov r8, [base + disp] (al..bl, or with REX)
+        return _rex(0, r, base, force=r >= 4) + b"\x8a" + _mem(r, base, disp)
+
+    @staticmethod
+    def store8(base, disp, r):     # mov [base + disp], r8
+        return _rex(0, r, base, force=r >= 4) + b"\x88" + _mem(r, base, disp)
+
+    @staticmethod
+    def store32(base, disp, r):    # mov [base + disp], r32
+        return _rex(0, r, base) + b"\x89" + _mem(r, base, disp)
+
+    @staticmethod
+    def load_abs(r, address):      # mov r64, [address]
+        return _rex(1, r, 0) + b"\x8b" + _abs(r, address)
+
+    @staticmethod
+    def mov(dst, src):             # mov r64, r64
+        return _rex(1, src, dst) + b"\x89" + _rr(src, dst)
+
+    @staticmethod
+    def alu(op, dst, src):         # add/or/and/xor r64, r64
+        opcode = {"add": 0x01, "or": 0x09, "and": 0x21, "xor": 0x31}[op]
+        return _rex(1, src, dst) + bytes([opcode]) + _rr(src, dst)
+
+    @staticmethod
+    def alu_imm(op, dst, imm32):   # add/or/and/xor r64, imm32 (sign-extended)
+        ext = {"add": 0, "or": 1, "and": 4, "xor": 6}[op]
+        return _rex(1, 0, dst) + b"\x81" + _rr(ext, dst) + struct.pack("<i", imm32)
+
+    @staticmethod
+    def mov_from_cr(r, cr):        # mov r64, crN
+        return _rex(0, 0, r) + b"\x0f\x20" + _rr(cr, r)
+
+    @staticmethod
+    def mov_to_cr(cr, r):          # mov crN, r64
+        return _rex(0, 0, r) + b"\x0f\x22" + _rr(cr, r)
+
+    @staticmethod
+    def push(r):
+        return _rex(0, 0, r) + bytes([0x50 + (r & 7)])
+
+    @staticmethod
+    def pop(r):
+        return _rex(0, 0, r) + bytes([0x58 + (r & 7)])
+
+    @staticmethod
+    def mov_dx(port):              # mov dx, imm16
+        return b"\x66\xba" + struct.pack("<H", port & 0xFFFF)
+
+    OUT = {1: b"\xee", 2: b"\x66\xef", 4: b"\xef"}          # out dx, al/ax/eax
+    IN = {1: b"\xec", 2: b"\x66\xed", 4: b"\xed"}           # in al/ax/eax, dx
+    OUT_IMM = {1: b"\xe6", 2: b"\x66\xe7", 4: b"\xe7"}      # out imm8, al/ax/eax
+    IN_IMM = {1: b"\xe4", 2: b"\x66\xe5", 4: b"\xe5"}       # in al/ax/eax, imm8
+
+    @staticmethod
+    def invlpg(base):              # invlpg [base + 0]
+        return _rex(0, 0, base) + b"\x0f\x01" + _mem(7, base, 0)
+
+    @staticmethod
+    def lidt(base):                # lidt [base + 0]
+        return _rex(0, 0, base) + b"\x0f\x01" + _mem(3, base, 0)
+
+    @staticmethod
+    def lgdt(base):                # lgdt [base + 0]
+        return _rex(0, 0, base) + b"\x0f\x01" + _mem(2, base, 0)
+
+    HLT = b"\xf4"
+    CLD = b"\xfc"
+    REP_STOSQ = b"\xf3\x48\xab"
+    REP_MOVSQ = b"\xf3\x48\xa5"
+    REP_OUTSB = b"\xf3\x6e"
+    REP_INSB = b"\xf3\x6c"
+
+
+def _jmp_back(size_so_far_after_jmp_target: int) -> bytes:
+    """A short `jmp` to a point `n` bytes before the end of this 2-byte jump."""
+    return b"\xeb" + struct.pack("<b", -size_so_far_after_jmp_target)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Interesting addresses and values
+# ---------------------------------------------------------------------------------------------------------
+
+def address_pool(ram: int) -> list[int]:
+    return [
+        0, 8, 0xFF8, 0x1000, 0x2000, 0x3000, 0x3800, 0x7FFF8, 0x80000, 0x100000, 0x100800, 0x200000,
+        ram // 2, ram - 0x1000, ram - 8, ram - 0x40, ram - 0x41000, ram, ram + 0x1000,
+        0x40000000, 0xD0000000, 0xFEC00000, 0xFEE00000, 0xFEE00030, 0xFFFFF000, 0xFFFFFFFF,
+        1 << 32, 1 << 40, 0x0000_7FFF_FFFF_F000, 0x0000_8000_0000_0000, 0xFFFF_8000_0000_0000,
+        0xFFFF_FFFF_FFFF_F000, 0xDEAD_BEEF_DEAD_BEEF, M64,
+    ]
+
+
+INTERESTING = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x3F8, 0x510, 0xF4, 0x1000, 0x100000, 0x7FFFFFFF,
+               0x80000000, 0xFFFFFFFF, 1 << 32, 0x7FFF_FFFF_FFFF_FFFF, 1 << 63, M64]
+
+
+def pick_address(rng: random.Random, ram: int) -> int:
+    if rng.random() < 0.15:
+        return rng.getrandbits(64)
+    if rng.random() < 0.15:
+        return rng.randrange(0, ram) & ~7
+    return rng.choice(address_pool(ram))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The mutator framework, shared by every file format (flat guests today; snapshots, ELF, gdb packets later)
+# ---------------------------------------------------------------------------------------------------------
+
+Mutator = Callable[[random.Random, bytearray, "FileFormat"], str]
+
+
+def m_bitflip(rng, data, fmt):
+    n = rng.choice((1, 1, 2, 4, 8))
+    for _ in range(n):
+        if data:
+            i = rng.randrange(len(data))
+            data[i] ^= 1 << rng.randrange(8)
+    return f"flip {n} bit(s)"
+
+
+def m_byte(rng, data, fmt):
+    if not data:
+        return "byte (empty)"
+    i = rng.randrange(len(data))
+    data[i] = rng.choice((0, 0xFF, 0x7F, 0x80, 0xCC, 0xF4, 0x90, rng.randrange(256)))
+    return f"set byte {i}"
+
+
+def m_int(rng, data, fmt):
+    width = rng.choice((2, 4, 8))
+    if len(data) < width:
+        return "int (too short)"
+    i = rng.randrange(len(data) - width + 1)
+    data[i:i + width] = (rng.choice(INTERESTING) & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+    return f"interesting u{8 * width} at {i}"
+
+
+def m_insert(rng, data, fmt):
+    i = rng.randrange(len(data) + 1)
+    n = rng.choice((1, 2, 4, 16, rng.randrange(1, 256)))
+    chunk = bytes(rng.getrandbits(8) for _ in range(n)) if rng.random() < 0.6 else bytes([rng.randrange(256)]) * n
+    data[i:i] = chunk
+    return f"insert {n} at {i}"
+
+
+def m_delete(rng, data, fmt):
+    if not data:
+        return "delete (empty)"
+    i = rng.randrange(len(data))
+    n = min(len(data) - i, rng.choice((1, 2, 4, 16, rng.randrange(1, 128))))
+    del data[i:i + n]
+    return f"delete {n} at {i}"
+
+
+def m_truncate(rng, data, fmt):
+    n = rng.randrange(0, len(data) + 1) if data else 0
+    del data[n:]
+    return f"truncate to {n}"
+
+
+def m_extend(rng, data, fmt):
+    n = rng.choice((1, 7, 64, 4096, rng.randrange(1, 20000)))
+    kind = rng.choice(("zero", "random", "cc", "f4"))
+    fill = {"zero": b"\0" * n, "cc": b"\xcc" * n, "f4": b"\xf4" * n}.get(kind) or rng.randbytes(n)
+    data.extend(fill)
+    return f"extend by {n} {kind}"
+
+
+def m_splice(rng, data, fmt):
+    name, other = rng.choice(fmt.corpus())
+    if not other:
+        return "splice (empty)"
+    i = rng.randrange(len(data) + 1)
+    a = rng.randrange(len(other))
+    b = rng.randrange(a, len(other) + 1)
+    if rng.random() < 0.5:
+        data[i:] = other[a:b]              # head of this file + a piece of another
+    else:
+        data[i:i] = other[a:b]
+    return f"splice {name}[{a}:{b}] at {i}"
+
+
+def m_duplicate(rng, data, fmt):
+    if not data:
+        return "duplicate (empty)"
+    a = rng.randrange(len(data))
+    b = rng.randrange(a, min(len(data), a + 256) + 1)
+    i = rng.randrange(len(data) + 1)
+    data[i:i] = data[a:b]
+    return f"duplicate [{a}:{b}] at {i}"
+
+
+GENERIC_MUTATORS: list[tuple[int, Mutator]] = [
+    (6, m_bitflip), (4, m_byte), (4, m_int), (3, m_insert), (3, m_delete), (1, m_truncate),
+    (1, m_extend), (2, m_splice), (2, m_duplicate),
+]
+
+
+class FileFormat:
+    """A file format the fuzzer can feed microvm. Subclasses give a corpus, extra (structure-aware)
+    mutators, and how to run one file (`case`). A new format is a subclass plus one line in `CLASSES`,
+    e.g. `"snapshots": MutationClass("snapshots", Snapshot())`:
+
+    - snapshot files: corpus = snapshots saved by `microvm --save-snapshot` from the committed guests;
+      mutators += header-field mutators (magic, version, sizes, offsets); case = `--restore snap.bin`.
+    - ELF guests: corpus = the Embedded Swift ELF guests; mutators += ELF header / program header field
+      mutators (e_entry, p_offset, p_filesz > p_memsz, overlapping segments); case = `guest.elf`.
+    - gdb packets: corpus = recorded packet streams; mutators += checksum / length / escape mutators;
+      case = `--gdb 127.0.0.1:PORT guest.bin` with `Case.driver` connecting and sending the packets.
+    """
+    name = "bytes"
+
+    def corpus(self) -> list[tuple[str, bytes]]:
+        return []
+
+    def mutators(self) -> list[tuple[int, Mutator]]:
+        return GENERIC_MUTATORS
+
+    def mutate(self, rng: random.Random, data: bytes, rounds: int) -> tuple[bytes, list[str]]:
+        out = bytearray(data)
+        table = self.mutators()
+        weights = [w for w, _ in table]
+        notes = []
+        for _ in range(rounds):
+            mutator = rng.choices([m for _, m in table], weights)[0]
+            notes.append(mutator(rng, out, self))
+        return bytes(out), notes
+
+    def case(self, cls: str, seed: int, rng: random.Random, data: bytes, description: str) -> Case:
+        raise NotImplementedError
+
+
+class FlatGuest(FileFormat):
+    """A flat amd64 / i686 guest binary (README "The guest contract")."""
+    name = "flat-guest"
+    _corpus: list[tuple[str, bytes]] | None = None
+
+    def corpus(self):
+        if FlatGuest._corpus is None:
+            FlatGuest._corpus = [(p.name, p.read_bytes()) for p in sorted(GUESTS.glob("*.bin"))]
+        return FlatGuest._corpus
+
+    def mutators(self):
+        return GENERIC_MUTATORS + [(3, m_insert_instruction)]
+
+    def case(self, cls, seed, rng, data, description):
+        ram = rng.choice((4 * MiB, 8 * MiB, 16 * MiB, 16 * MiB, 32 * MiB, 64 * MiB))
+        timeout = rng.choice((0.3, 0.5, 1.0))
+        args = ["--memory", f"{ram // MiB}M", "--timeout", f"{int(timeout * 1000)}ms"]
+        if rng.random() < 0.1:
+            args[0:0] = ["--arch", "i686"]
+        if rng.random() < 0.3:
+            args += ["--page-size", rng.choice(("4k", "auto"))]
+        if rng.random() < 0.05:
+            args += ["--trace"]
+        args.append("guest.bin")
+        return Case(cls, seed, args, description=description, files={"guest.bin": data}, timeout=timeout,
+                    ram=ram, verbose_stderr="--trace" in args)
+
+
+def m_insert_instruction(rng, data, fmt):
+    """Structure-aware for flat guests: splice in one instruction from the `instructions` dictionary."""
+    name, code = instruction(rng, 16 * MiB)
+    i = rng.randrange(len(data) + 1)
+    data[i:i] = code
+    return f"insert instruction {name} at {i}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generator classes. Each is `generate(seed) -> Case`, deterministic from (class, seed).
+# ---------------------------------------------------------------------------------------------------------
+
+def rng_for(cls: str, seed: int) -> random.Random:
+    return random.Random(f"microvm-fuzz:{cls}:{seed}")
+
+
+# --- random-bytes --------------------------------------------------------------------------------------
+
+def gen_random_bytes(seed: int) -> Case:
+    rng = rng_for("random-bytes", seed)
+    n = rng.choice((1, 2, rng.randrange(1, 64), rng.randrange(1, 1024), rng.randrange(1, 8193)))
+    data = rng.randbytes(n)
+    return FlatGuest().case("random-bytes", seed, rng, data, f"{n} random bytes")
+
+
+# --- instructions --------------------------------------------------------------------------------------
+
+def _ports(rng):
+    return rng.choice((0x3F8, 0x3F8, 0xF4, 0x510, 0x80, 0x3FD, 0x70, 0xCF8, rng.randrange(0x10000)))
+
+
+def instruction(rng: random.Random, ram: int) -> tuple[str, bytes]:
+    """One entry of the instruction dictionary (some entries are a few instructions: set-up + the one)."""
+    r = lambda: rng.choice([x for x in range(16) if x != RSP])  # noqa: E731
+    choice = rng.choices(list(INSTRUCTIONS), [w for w, _ in INSTRUCTIONS.values()])[0]
+    return choice, INSTRUCTIONS[choice][1](rng, ram, r)
+
+
+def _i_load(rng, ram, r):
+    base, dst = r(), r()
+    return X.mov_imm(base, pick_address(rng, ram)) + X.load(dst, base, rng.choice((0, 8, -8, 0x7F8)))
+
+
+def _i_store(rng, ram, r):
+    base, src = r(), r()
+    value = X.mov_imm(src, rng.choice(INTERESTING)) if rng.random() < 0.5 else b""
+    return value + X.mov_imm(base, pick_address(rng, ram)) + X.store(base, rng.choice((0, 8, -8)), src)
+
+
+def _i_out(rng, ram, r):
+    size = rng.choice((1, 2, 4))
+    value = X.mov_imm32(RAX, rng.choice((0, 0x41, 0x0A, 0x2A, rng.getrandbits(32))))
+    if rng.random() < 0.2:
+        return value + X.OUT_IMM[size] + bytes([rng.choice((0xF4, 0x80, 0x70, rng.randrange(256)))])
+    return value + X.mov_dx(_ports(rng)) + X.OUT[size]
+
+
+def _i_in(rng, ram, r):
+    size = rng.choice((1, 2, 4))
+    if rng.random() < 0.2:
+        return X.IN_IMM[size] + bytes([rng.randrange(256)])
+    return X.mov_dx(_ports(rng)) + X.IN[size]
+
+
+def _i_rep_outsb(rng, ram, r):
+    source = rng.choice((0x100000, 0x2000, 0x200000, pick_address(rng, ram)))
+    count = rng.choice((1, 5, 64, 300, rng.getrandbits(16)))
+    return X.mov_imm(RSI, source) + X.mov_imm(RCX, count) + X.mov_dx(rng.choice((0x3F8, 0x3F8, 0x80))) \
+        + X.CLD + X.REP_OUTSB
+
+
+def _i_rep_insb(rng, ram, r):
+    target = rng.choice((0x3000, 0x200000, pick_address(rng, ram)))
+    count = rng.choice((1, 5, 64, rng.getrandbits(12)))
+    return X.mov_imm(RDI, target) + X.mov_imm(RCX, count) + X.mov_dx(rng.choice((0x3F8, 0x3F8, 0x80))) \
+        + X.CLD + X.REP_INSB
+
+
+def _i_descriptor_table(rng, ram, r):
+    pointer = rng.choice((0x3000, 0x3000, pick_address(rng, ram)))
+    fill = b""
+    if pointer == 0x3000:   # a random 10-byte descriptor (limit, base) at 0x3000
+        fill = X.mov_imm(RAX, rng.getrandbits(64)) + X.mov_imm(RBX, 0x3000) + X.store(RBX, 0, RAX) \
+            + X.mov_imm(RAX, rng.getrandbits(16)) + X.store(RBX, 8, RAX)
+    op = X.lidt if rng.random() < 0.5 else X.lgdt
+    return fill + X.mov_imm(RAX, pointer) + op(RAX)
+
+
+def _i_mov_cr(rng, ram, r):
+    cr = rng.choice((CR0, CR3, CR4))
+    typical = {CR0: 0x80050033, CR3: ram - 0x40000, CR4: 0x620}[cr]
+    value = rng.choice((typical ^ (1 << rng.randrange(64)), typical, 0, rng.getrandbits(64),
+                        rng.randrange(0, ram) & ~0xFFF))
+    reg = r()
+    return X.mov_imm(reg, value) + X.mov_to_cr(cr, reg)
+
+
+def _i_msr(rng, ram, r):
+    msr = rng.choice((0xC0000080, 0x1B, 0x10, 0xC0000100, 0xC0000081, 0xC0000082, 0x174, 0x277, 0x3A,
+                      rng.getrandbits(32)))
+    out = X.mov_imm32(RCX, msr)
+    if rng.random() < 0.5:
+        return out + b"\x0f\x32"                     # rdmsr
+    return out + X.mov_imm32(RAX, rng.getrandbits(32)) + X.mov_imm32(RDX, rng.getrandbits(32)) + b"\x0f\x30"
+
+
+def _i_jump(rng, ram, r):
+    return b"\xeb" + struct.pack("<b", rng.randint(-24, 24))
+
+
+def _i_call(rng, ram, r):
+    return b"\xe8" + struct.pack("<i", rng.choice((0, 0, 2, rng.randint(-40, 40))))
+
+
+def _i_invlpg(rng, ram, r):
+    return X.mov_imm(RAX, pick_address(rng, ram)) + X.invlpg(RAX)
+
+
+def _fixed(code: bytes):
+    return lambda rng, ram, r: code
+
+
+INSTRUCTIONS: dict[str, tuple[int, Callable]] = {
+    "mov reg,imm64": (6, lambda rng, ram, r: X.mov_imm(r(), pick_address(rng, ram))),
+    "load": (6, _i_load),
+    "store": (6, _i_store),
+    "push": (2, lambda rng, ram, r: X.push(rng.randrange(16))),
+    "pop": (2, lambda rng, ram, r: X.pop(r())),
+    "jmp short": (2, _i_jump),
+    "call": (1, _i_call),
+    "ret": (1, _fixed(b"\xc3")),
+    "out": (5, _i_out),
+    "in": (2, _i_in),
+    "rep outsb": (2, _i_rep_outsb),
+    "rep insb": (1, _i_rep_insb),
+    "hlt": (1, _fixed(X.HLT)),
+    "int3": (1, _fixed(b"\xcc")),
+    "ud2": (1, _fixed(b"\x0f\x0b")),
+    "int n": (1, lambda rng, ram, r: b"\xcd" + bytes([rng.randrange(256)])),
+    "cli": (1, _fixed(b"\xfa")),
+    "sti": (1, _fixed(b"\xfb")),
+    "lidt/lgdt": (2, _i_descriptor_table),
+    "mov crN": (2, _i_mov_cr),
+    "mov reg,cr": (1, lambda rng, ram, r: X.mov_from_cr(r(), rng.choice((CR0, CR2, CR3, CR4)))),
+    "rdmsr/wrmsr": (2, _i_msr),
+    "cpuid": (1, lambda rng, ram, r: X.mov_imm32(RAX, rng.choice((0, 1, 7, 0x80000001, 0x40000000)))
+              + b"\x0f\xa2"),
+    "rdtsc": (1, _fixed(b"\x0f\x31")),
+    "invlpg": (1, _i_invlpg),
+    "syscall": (1, _fixed(b"\x0f\x05")),
+    "iretq": (1, _fixed(b"\x48\xcf")),
+    "fld1": (1, _fixed(b"\xd9\xe8")),
+    "pxor xmm0,xmm0": (1, _fixed(b"\x66\x0f\xef\xc0")),
+    "addps xmm0,xmm1": (1, _fixed(b"\x0f\x58\xc1")),
+    "popcnt rax,rbx": (1, _fixed(b"\xf3\x48\x0f\xb8\xc3")),
+    "crc32 eax,ebx": (1, _fixed(b"\xf2\x0f\x38\xf1\xc3")),
+    "div by zero": (1, _fixed(b"\x31\xc9\x48\xf7\xf1")),         # xor ecx,ecx; div rcx
+    "jmp $": (1, _fixed(b"\xeb\xfe")),
+}
+
+
+def gen_instructions(seed: int) -> Case:
+    rng = rng_for("instructions", seed)
+    ram = rng.choice((16 * MiB, 16 * MiB, 32 * MiB, 64 * MiB))
+    n = rng.choice((1, 2, 4, rng.randrange(1, 40)))
+    names, code = [], b""
+    for _ in range(n):
+        name, piece = instruction(rng, ram)
+        names.append(name)
+        code += piece
+    code += X.HLT
+    timeout = rng.choice((0.3, 0.5, 1.0))
+    args = ["--memory", f"{ram // MiB}M", "--timeout", f"{int(timeout * 1000)}ms"]
+    if rng.random() < 0.2:
+        args += ["--page-size", "4k"]
+    args.append("guest.bin")
+    return Case("instructions", seed, args, description="; ".join(names), files={"guest.bin": code},
+                timeout=timeout, ram=ram)
+
+
+# --- hypercalls ----------------------------------------------------------------------------------------
+
+def gen_hypercalls(seed: int) -> Case:
+    """N records, each written by the guest (when the guest can write there) and issued with `out dx, eax`
+    to 0x510. Records before `hostile_from` are well formed (ops 1 and 3 at aligned addresses in RAM), so
+    the host sees many before the first hostile one; some guests repeat one report in a loop past the
+    host's bound on reports."""
+    rng = rng_for("hypercalls", seed)
+    ram = rng.choice((16 * MiB, 16 * MiB, 32 * MiB, 64 * MiB))
+    n = rng.choice((1, 2, 5, rng.randrange(1, 40), rng.randrange(1, 300)))
+    hostile_from = rng.choice((0, rng.randrange(n + 1), n))
+    code = b""
+    notes = []
+    for k in range(n):
+        hostile = k >= hostile_from
+        if hostile:
+            where = rng.choices(
+                ("scratch", "stack", "ram", "arena", "ramtop", "misaligned", "outside", "page0", "apic", "huge"),
+                (6, 2, 3, 1, 1, 2, 2, 1, 1, 1))[0]
+        else:
+            where = rng.choice(("scratch", "stack", "ram", "ramtop"))
+        writable = True
+        if where == "scratch":
+            code += X.mov_imm(RDI, 0x3000 + 64 * rng.randrange(60))
+        elif where == "stack":
+            code += X.mov_imm(RDI, rng.randrange(0x8000, 0x7FFC0) & ~7)
+        elif where == "ram":
+            code += X.mov_imm(RDI, rng.randrange(0x200000, ram // 2) & ~7)
+        elif where == "arena":       # boot info +24: arena base
+            code += X.load_abs(RDI, 0x2000 + 24) + X.alu_imm("add", RDI, rng.randrange(0, 0x4000) & ~7)
+        elif where == "ramtop":      # boot info +8: RAM size; the last bytes of RAM
+            back = rng.choice((64, 72, 8, 1, 0x1000)) if hostile else 64
+            code += X.load_abs(RDI, 0x2000 + 8) + X.alu_imm("add", RDI, -back)
+            writable = not hostile or rng.random() < 0.5
+        elif where == "misaligned":
+            code += X.mov_imm(RDI, 0x3000 + rng.choice((1, 2, 4, 7, 0x3C)))
+        else:
+            value = {"outside": rng.choice((ram, ram + 0x1000, ram - 32, 0x7FFFFFC0, 0xC0000000)),
+                     "page0": rng.choice((0, 8, 0xFC0)), "apic": 0xFEE00000,
+                     "huge": rng.choice((0xFFFFFFC0, 0xFFFFFFF8, 0xFFFFFFFF))}[where]
+            code += X.mov_imm(RDI, value)
+            writable = False
+        if hostile:
+            op = rng.choices((1, 3, 2, 0, 4, rng.randrange(5, 11), 0xFFFFFFFF, 0x80000001),
+                             (4, 4, 2, 1, 1, 1, 1, 1))[0]
+            argc = rng.choices((rng.randrange(0, 7), 7, 8, 0xFFFFFFFF, 0x10000), (6, 1, 1, 1, 1))[0]
+        else:
+            op, argc = rng.choice((1, 1, 3)), rng.randrange(0, 7)
+        words = [op | (argc << 32), rng.choice((0, M64))] + [
+            rng.choice((rng.getrandbits(64), rng.choice(INTERESTING), pick_address(rng, ram), 14, 0x40000000))
+            for _ in range(6)]
+        if op == 1 and rng.random() < 0.5:
+            words[2] = k                    # a probe-like index
+        if writable:
+            nwords = rng.choice((8, 8, 8, 1, 2)) if hostile else 8
+            for i in range(nwords):
+                code += X.mov_imm(RAX, words[i]) + X.store(RDI, 8 * i, RAX)
+        size = rng.choices((4, 1, 2), (12, 1, 1))[0] if hostile else 4
+        repeat = 1
+        if op == 1 and argc <= 6 and not hostile and rng.random() < 0.05:
+            repeat = rng.choice((1000, 70000))          # the host keeps at most 65,536 reports
+        code += X.mov(RAX, RDI) + X.mov_dx(0x510)
+        if repeat > 1:
+            # mov ecx, repeat; 1: out dx, eax; dec ecx; jnz 1b
+            code += X.mov_imm32(RCX, repeat) + X.OUT[4] + b"\xff\xc9" + b"\x75\xfb"
+        else:
+            code += X.OUT[size]
+        if writable and rng.random() < 0.3:   # print the result's low byte as a digit
+            code += X.load8(RAX, RDI, 8) + b"\x04\x30" + X.mov_dx(0x3F8) + X.OUT[1]  # add al, '0'
+        notes.append(f"{where} op={op:#x} argc={argc:#x} out{size}" + (f" x{repeat}" if repeat > 1 else ""))
+    code += X.HLT
+    args = ["--memory", f"{ram // MiB}M", "--timeout", "2s"]
+    if rng.random() < 0.3:
+        args += ["--map", rng.choice(("0x40000000=0x200000:2M:rc", "0x40000000=0x200000:4K:rc",
+                                      "0xffff800000000000=0x300000:8K:rc"))]
+    args.append("guest.bin")
+    return Case("hypercalls", seed, args, description=f"{n} records, hostile from {hostile_from}: "
+                + ", ".join(notes[max(0, hostile_from - 2):hostile_from + 4]) + (" ..." if n > 6 else ""),
+                files={"guest.bin": code}, timeout=2.0, ram=ram)
+
+
+# --- vandal --------------------------------------------------------------------------------------------
+
+ADDRESS_MASK = 0x000F_FFFF_FFFF_F000
+P, RW, US, PS, NX = 1, 2, 4, 0x80, 1 << 63
+
+
+def _walk(va: int, level: int) -> bytes:
+    """RSI = the table at `level` (0 PML4 .. 3 PT) on the walk for `va`, from R15 (root) with R14 the
+    address mask; each step reads whatever entry is there."""
+    code = X.mov(RSI, R15)
+    for depth in range(level):
+        index = (va >> (39 - 9 * depth)) & 511
+        code += X.load(RSI, RSI, 8 * index) + X.alu("and", RSI, R14)
+    return code
+
+
+def _index(va: int, level: int) -> int:
+    return (va >> (39 - 9 * level)) & 511
+
+
+def gen_vandal(seed: int) -> Case:
+    rng = rng_for("vandal", seed)
+    ram = rng.choices((16 * MiB, 32 * MiB, 64 * MiB, 256 * MiB, GiB), (4, 2, 2, 1, 1))[0]
+    cow = []
+    if rng.random() < 0.35:
+        size = rng.choice((0x1000, 0x2000, 0x200000))
+        cow.append((0x40000000, 0x200000, size))
+    # walks follow mapped addresses (the image, RAM, the stack, the arena at the top, a mapping); the
+    # entry edited on the way is the walk's own or a random one
+    vas = [0x100000, 0x200000, 0x3000, 0x7F000, ram - 0x1000, ram // 2] + [va for va, _, _ in cow]
+    touches = vas + [0x80_0000_0000, 0x80_0020_0000, 0xFF80_0000_0000, 0x40_0000_0000, 0x7F_FFFF_F000,
+                     0xC0000000, 0xFFFF_8000_0000_0000]
+    # R15 = root table, R14 = address mask
+    code = X.mov_from_cr(R15, CR3) + X.alu_imm("and", R15, -0x1000) + X.mov_imm(R14, ADDRESS_MASK) + X.CLD
+    notes = []
+    new_page = 0x300000   # pages the guest builds its own tables in (RAM is at least 16 MiB)
+    for _ in range(rng.randrange(1, 13)):
+        notes.append(f"@{0x100000 + len(code):#x}")
+        op = rng.choices(("set", "flip", "alias", "stripe", "touch", "flush", "cow", "newcr3"),
+                         (6, 3, 4, 2, 4, 2, 2, 1))[0]
+        va = rng.choice(vas)
+        level = rng.randrange(4)
+        index = _index(va, level) if rng.random() < 0.7 else rng.randrange(512)
+        if op == "set":
+            kind = rng.choice(("random", "ram", "self", "root", "other", "outside", "ps", "zero"))
+            flags = P | RW | rng.choice((0, US, PS, NX, 0x60))
+            code += _walk(va, level)
+            if kind == "random":
+                code += X.mov_imm(RAX, rng.getrandbits(64))
+            elif kind == "ram":
+                code += X.mov_imm(RAX, (rng.randrange(ram) & ~0xFFF) | flags)
+            elif kind == "self":
+                code += X.mov(RAX, RSI) + X.alu_imm("or", RAX, flags & 0xFFF)
+            elif kind == "root":
+                code += X.mov(RAX, R15) + X.alu_imm("or", RAX, flags & 0xFFF)
+            elif kind == "other":    # another table on some walk
+                code += X.push(RSI) + _walk(rng.choice(vas), rng.randrange(4)) + X.mov(RAX, RSI) \
+                    + X.pop(RSI) + X.alu_imm("or", RAX, flags & 0xFFF)
+            elif kind == "outside":
+                code += X.mov_imm(RAX, rng.choice((ram, ram + 0x200000, 0xFEE00000, 1 << 40, 0xFFFFF000,
+                                                   ADDRESS_MASK)) | flags)
+            elif kind == "ps":
+                code += X.load(RAX, RSI, 8 * index) + X.alu_imm("or", RAX, PS)
+            else:
+                code += X.mov_imm(RAX, 0)
+            code += X.store(RSI, 8 * index, RAX)
+            notes.append(f"set L{level}[{index}]={kind}")
+        elif op == "flip":
+            bit = rng.choice((NX, US, RW, P, PS, 1 << 9, 1 << 52, 1 << 51))
+            code += _walk(va, level) + X.load(RAX, RSI, 8 * index) + X.mov_imm(RBX, bit) \
+                + X.alu("xor", RAX, RBX) + X.store(RSI, 8 * index, RAX)
+            notes.append(f"flip L{level}[{index}] {bit:#x}")
+        elif op == "alias":
+            # many entries of one table := one value (an existing entry, the root, the table itself)
+            if rng.random() < 0.6:
+                # the entries this walk does not use: the guest keeps running on an aliased address space
+                level = rng.randrange(3)
+                used = {0: 1, 1: max(1, ram >> 30), 2: 0}[level]
+                start = used if level < 2 else min(511, (ram >> 21) + 1) if va < GiB else 0
+                count = rng.choice((512 - start, 512 - start, rng.randrange(1, 8)))  # a few stay under walk caps
+            else:
+                count = rng.choice((511, 512, 256, 64, rng.randrange(1, 512)))
+                start = rng.randrange(0, 513 - count)
+            source = rng.choice(("entry0", "root", "self", "entry"))
+            code += _walk(va, level)
+            if source == "entry0":
+                code += X.load(RAX, RSI, 0)
+            elif source == "entry":
+                code += X.load(RAX, RSI, 8 * index)
+            elif source == "root":
+                code += X.mov(RAX, R15) + X.alu_imm("or", RAX, P | RW | 0x60)
+            else:
+                code += X.mov(RAX, RSI) + X.alu_imm("or", RAX, P | RW | 0x60)
+            code += X.mov(RDI, RSI) + X.alu_imm("add", RDI, 8 * start) + X.mov_imm(RCX, count) + X.REP_STOSQ
+            notes.append(f"alias L{level}[{start}:{start + count}]={source}")
+        elif op == "stripe":
+            # flip a bit in every step-th entry of a table, so that no two neighbours coalesce in a dump
+            level = rng.choice((3, 3, 2, 1))
+            step = rng.choice((1, 2, 2, 3))
+            start = rng.choice((258, 1, 0, 9, rng.randrange(512)))
+            count = max(1, (512 - start) // step)
+            bit = rng.choice((NX, NX, RW, US, 1 << 9))
+            # rdi = &table[start]; 1: xor [rdi], rbx; add rdi, 8*step; dec rcx; jnz 1b
+            code += _walk(va, level) + X.mov(RDI, RSI) + X.alu_imm("add", RDI, 8 * start) + X.mov_imm(RBX, bit) \
+                + X.mov_imm(RCX, count) + b"\x48\x31\x1f" + X.alu_imm("add", RDI, 8 * step) + b"\x48\xff\xc9\x75\xf1"
+            notes.append(f"stripe L{level}[{start}::{step}] ^{bit:#x}")
+        elif op == "touch":
+            target = rng.choice(touches) if rng.random() < 0.9 else pick_address(rng, ram)
+            code += X.mov_imm(RBX, target)
+            code += X.store(RBX, 0, RAX) if rng.random() < 0.4 else X.load(RAX, RBX, 0)
+            notes.append(f"touch {target:#x}")
+        elif op == "flush":
+            if rng.random() < 0.5:
+                code += X.mov_from_cr(RAX, CR3) + X.mov_to_cr(CR3, RAX)
+            else:
+                code += X.mov_imm(RAX, rng.choice(vas)) + X.invlpg(RAX)
+            notes.append("flush")
+        elif op == "cow":
+            cr2 = rng.choice((0x40000000, 0x40001000, 0x40000000 + rng.randrange(0x200000), pick_address(rng, ram),
+                              rng.getrandbits(64)))
+            code += X.mov_imm(RDI, 0x3800) + X.mov_imm(RAX, 3 | (1 << 32)) + X.store(RDI, 0, RAX) \
+                + X.mov_imm(RAX, cr2) + X.store(RDI, 16, RAX) + X.mov(RAX, RDI) + X.mov_dx(0x510) + X.OUT[4] \
+                + X.mov_imm(RAX, cr2) + X.invlpg(RAX)
+            notes.append(f"cow {cr2:#x}")
+        else:   # newcr3: copy the root (or start from zero) into a fresh page, edit it, load it
+            page = new_page
+            new_page += 0x1000
+            code += X.mov(RSI, R15) + X.mov_imm(RDI, page) + X.mov_imm(RCX, 512)
+            if rng.random() < 0.8:
+                code += X.REP_MOVSQ
+            else:
+                code += X.mov_imm(RAX, 0) + X.REP_STOSQ
+            code += X.mov_imm(R15, page)
+            for _ in range(rng.randrange(0, 3)):
+                code += X.mov_imm(RAX, rng.choice((page | 0x63, rng.getrandbits(64), (rng.randrange(ram) & ~0xFFF) | 0xE3))) \
+                    + X.store(R15, 8 * rng.randrange(512), RAX)
+            code += X.mov_to_cr(CR3, R15)
+            notes.append(f"newcr3 {page:#x}")
+    code += X.HLT if rng.random() < 0.9 else X.mov_imm32(RAX, 7) + X.OUT_IMM[1] + b"\xf4"
+    args = ["--memory", f"{ram // MiB}M" if ram < GiB else "1G", "--timeout", "1s"]
+    dump = rng.random() < 0.6
+    if dump:
+        args.append("--dump-tables")
+    if rng.random() < 0.3:
+        args += ["--page-size", "4k"]
+    for va, pa, size in cow:
+        args += ["--map", f"{va:#x}={pa:#x}:{size // 1024}K:rc"]
+    args.append("guest.bin")
+    return Case("vandal", seed, args, description=" ".join(notes), files={"guest.bin": code}, timeout=1.0,
+                ram=ram, verbose_stderr=dump)
+
+
+# --- console -------------------------------------------------------------------------------------------
+
+FLOOD_DOTS = X.mov_imm32(RAX, ord(".")) + X.mov_dx(0x3F8) + X.OUT[1] + _jmp_back(3)
+FLOOD_LINES = X.mov_dx(0x3F8) + X.mov_imm32(RAX, ord("x")) + X.OUT[1] + X.OUT[1] + X.OUT[1] \
+    + X.mov_imm32(RAX, 10) + X.OUT[1] + _jmp_back(16)
+FLOOD_OUTS = X.mov_dx(0x3F8) + X.mov_imm(RSI, 0x100000) + X.mov_imm(RCX, 64) + X.CLD + X.REP_OUTSB \
+    + _jmp_back(2 + 10 + 10 + 1 + 2)
+CONSOLE_MODES = ("blocked", "full", "closed", "head10", "null")
+
+
+def gen_console(seed: int) -> Case:
+    rng = rng_for("console", seed)
+    mode = CONSOLE_MODES[seed % len(CONSOLE_MODES)]
+    guests = [("outloop64.bin (100,000 dots, then hlt)", None), ("flood of dots", FLOOD_DOTS),
+              ("flood of lines", FLOOD_LINES), ("flood by rep outsb", FLOOD_OUTS)]
+    name, code = guests[(seed // len(CONSOLE_MODES)) % len(guests)]
+    timeout = rng.choice((1.0, 1.5, 2.0))
+    files = {}
+    if code is None:
+        guest = str(GUESTS / "outloop64.bin")
+    else:
+        guest = "guest.bin"
+        files[guest] = code
+    args = ["--timeout", f"{int(timeout * 1000)}ms", guest]
+    finite = code is None
+    if mode == "null":
+        statuses, line = ({0, 124} if finite else {124}), None
+    elif mode == "blocked":
+        statuses, line = {124, 74}, True
+    else:
+        statuses, line = {74}, True
+    return Case("console", seed, args, description=f"{name}, stdout {mode}", files=files, stdout=mode,
+                timeout=timeout, expect=Expect(statuses=statuses, error_line=line,
+                                               why=f"stdout {mode} must end with {sorted(statuses)}"))
+
+
+# --- signals -------------------------------------------------------------------------------------------
+
+LOOP_WITH_EXITS = X.mov_imm32(RAX, ord("\n")) + X.mov_dx(0x3F8) + X.OUT[1] + b"\x90" * 4 + _jmp_back(7)
+
+
+def gen_signals(seed: int) -> Case:
+    rng = rng_for("signals", seed)
+    files = {}
+    which = rng.choice(("loop64", "loop64", "exits"))
+    if which == "loop64":
+        guest = str(GUESTS / "loop64.bin")
+    else:
+        guest = "guest.bin"
+        files[guest] = LOOP_WITH_EXITS
+    mode = rng.choices(("single", "storm", "harmless"), (5, 2, 2))[0]
+    delay = rng.choice((0.0, 0.01, 0.1, rng.uniform(0, 0.8)))
+    if mode == "single":
+        plan = [(delay, [rng.choice(TERMINATING)])]
+    elif mode == "storm":
+        plan = [(delay, [rng.choice(TERMINATING + HARMLESS) for _ in range(rng.randrange(5, 200))])]
+        if not any(s in TERMINATING for s in plan[0][1]):
+            plan[0][1].append(signal.SIGTERM)
+    else:
+        plan = [(delay, [rng.choice(HARMLESS) for _ in range(rng.randrange(1, 50))]),
+                (delay + rng.uniform(0.2, 0.6), [signal.SIGTERM])]
+    args = ["--timeout", "0", guest]
+    sent = {s for _, sigs in plan for s in sigs if s in TERMINATING}
+    names = ", ".join(f"+{d:.2f}s " + ",".join(signal.Signals(s).name for s in sigs[:8])
+                      + (f",... ({len(sigs)})" if len(sigs) > 8 else "") for d, sigs in plan)
+    return Case("signals", seed, args, description=f"{which} guest, {mode}: {names}", files=files,
+                timeout=None, signals=plan,
+                expect=Expect(statuses={128 + s for s in sent}, error_line=True,
+                              why="a terminating signal ends the run with 128+N and one line"))
+
+
+# --- cmdline -------------------------------------------------------------------------------------------
+
+HELLO = str(GUESTS / "hello64.bin")
+REJECT = "reject"       # status 2, one error line
+RUN = "run"             # the hello guest runs: status 0, no error line
+ANY = "any"             # only the contract table
+
+
+def _cmd(args, kind=ANY, forbid=None, require=None, files=None, setup=None, deadline=None, program="microvm",
+         ram=16 * MiB, why=""):
+    return dict(args=args, kind=kind, forbid=forbid, require=require, files=files or {}, setup=setup or [],
+                deadline=deadline, program=program, ram=ram, why=why)
+
+
+def cmdline_dictionary() -> list[dict]:
+    hello = Path(HELLO).read_bytes()
+    d = [
+        _cmd(["--bogus", HELLO], REJECT),
+        _cmd(["-x", HELLO], REJECT),
+        _cmd(["--trace=no", HELLO], REJECT, why="--trace takes no value"),
+        _cmd(["--trace=", HELLO], REJECT, why="--trace takes no value"),
+        _cmd(["--dump-tables=0", HELLO], REJECT, why="--dump-tables takes no value"),
+        _cmd(["--help=x"], REJECT, why="--help takes no value"),
+        _cmd(["--memory", "16M", "--memory", "32M", HELLO]),
+        _cmd(["--timeout", "1s", "--timeout", "2s", "--arch", "amd64", "--arch", "amd64", HELLO]),
+        _cmd([HELLO, HELLO], REJECT),
+        _cmd(["--memory"], REJECT), _cmd(["--timeout"], REJECT), _cmd(["--map"], REJECT),
+        _cmd(["--arch"], REJECT), _cmd(["--load"], REJECT), _cmd(["--entry"], REJECT),
+        _cmd(["--page-size"], REJECT), _cmd(["--kvm"], REJECT),
+        _cmd([HELLO, "--memory"], REJECT),
+        _cmd(["--memory", "\u0663M", HELLO], REJECT, forbid="too large", why="non-ASCII digits are not a number"),
+        _cmd(["--memory", "\u00bdG", HELLO], REJECT, forbid="too large"),
+        _cmd(["--memory", "\uff11\uff16M", HELLO], REJECT, forbid="too large",
+             why="fullwidth digits are not a number"),
+        _cmd(["--memory", "3073M", HELLO], REJECT),
+        _cmd(["--memory", "99999999999G", HELLO], REJECT),
+        _cmd(["--memory", "18446744073709551616", HELLO], REJECT),
+        _cmd(["--memory", "-16M", HELLO], REJECT),
+        _cmd(["--memory", "0", HELLO], REJECT),
+        _cmd(["--memory", "4097", HELLO], REJECT),
+        _cmd(["--memory", "", HELLO], REJECT),
+        _cmd(["--memory", "0x", HELLO], REJECT),
+        _cmd(["--memory", "16MB", HELLO], REJECT),
+        _cmd(["--memory", "16 M", HELLO], REJECT),
+        _cmd(["--memory=16M", HELLO], RUN),
+        _cmd(["--memory", "1_6M", HELLO]),
+        _cmd(["--timeout", "-1s", HELLO], REJECT),
+        _cmd(["--timeout", "nan", HELLO], REJECT),
+        _cmd(["--timeout", "inf", HELLO], REJECT),
+        _cmd(["--timeout", "1e400", HELLO], REJECT),
+        _cmd(["--timeout", "10 s", HELLO], REJECT),
+        _cmd(["--timeout", "5m", HELLO], REJECT),
+        _cmd(["--timeout", "0x10s", HELLO]),   # Swift reads hex floats: 16 s is a fair reading
+        _cmd(["--timeout", "\uff11s", HELLO], REJECT),
+        _cmd(["--timeout", "1.5.2s", HELLO], REJECT),
+        _cmd(["--timeout", "", HELLO], REJECT),
+        _cmd(["--timeout", "0.0001ms", HELLO]),
+        _cmd(["--map", "x", HELLO], REJECT),
+        _cmd(["--map", "1=2", HELLO], REJECT),
+        _cmd(["--map", "=::", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:2M", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:2M:rwz", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:0:rw", HELLO], REJECT),
+        _cmd(["--map", "0x40000001=0x200000:4K:rw", HELLO], REJECT),
+        _cmd(["--map", "0xffffffffffffffff=0:4K:r", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:4K:cw", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:4K:rw=", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:99999999999G:rw", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0x200000:4K:rw", "--map", "0x40000000=0x300000:4K:r", HELLO], REJECT),
+        _cmd(["--map", "0x40000000=0xffffffffff000:4K:rw", HELLO]),   # PA beyond RAM: MMIO, allowed
+        _cmd(["--load", "abc", HELLO], REJECT), _cmd(["--load", "-1", HELLO], REJECT),
+        _cmd(["--load", "0x1001", HELLO], REJECT), _cmd(["--load", "0", HELLO], REJECT),
+        _cmd(["--load", "0xFFFFFFFFFFFFFFFF", HELLO], REJECT),
+        _cmd(["--entry", "0x0", HELLO], REJECT), _cmd(["--entry", "0x200000", HELLO], REJECT),
+        _cmd(["--arch", "AMD64", HELLO], REJECT), _cmd(["--arch", "x86_64", HELLO], REJECT),
+        _cmd(["--page-size", "2M", HELLO], REJECT), _cmd(["--page-size", "", HELLO], REJECT),
+        _cmd(["--kvm", "/dev/null", HELLO]), _cmd(["--kvm", "/nonexistent", HELLO]),
+        _cmd(["--kvm", "/dev/zero", HELLO]), _cmd(["--kvm", "/tmp", HELLO]),
+        # file names
+        _cmd(["a\nb.bin"], REJECT, why="a name with a newline is still one error line"),
+        _cmd(["x\ny.bin"], RUN, files={"x\ny.bin": hello}, why="an existing file with a newline in its name runs"),
+        _cmd([b"g\xff\xfe.bin"], RUN, files={b"g\xff\xfe.bin": hello}, forbid="does not exist",
+             why="an existing non-UTF-8 file name is found"),
+        _cmd([b"m\xff.bin"], REJECT),
+        _cmd(["fifo.bin"], ANY, setup=[("fifo", "fifo.bin", None)], deadline=FILE_DEADLINE,
+             why="a FIFO with no writer must not hang"),
+        _cmd(["fifo.bin"], ANY, setup=[("fifo", "fifo.bin", hello)], deadline=FILE_DEADLINE,
+             why="a FIFO with a writer must not hang"),
+        _cmd(["/dev/zero"], REJECT, deadline=FILE_DEADLINE, why="/dev/zero is not a guest: reject at once"),
+        _cmd(["/dev/full"], REJECT, deadline=FILE_DEADLINE),
+        _cmd(["/dev/null"], REJECT, deadline=FILE_DEADLINE),
+        _cmd(["/dev/stdin"], REJECT, deadline=FILE_DEADLINE),
+        _cmd(["."], REJECT), _cmd(["/"], REJECT), _cmd(["dir.bin"], REJECT, setup=[("dir", "dir.bin", None)]),
+        _cmd(["sparse.bin"], REJECT, setup=[("sparse", "sparse.bin", 3 * GiB)], deadline=FILE_DEADLINE,
+             why="a 3 GiB file does not fit in 16 MiB of RAM: reject without reading it"),
+        _cmd(["--memory", "3G", "sparse.bin"], REJECT, setup=[("sparse", "sparse.bin", 3 * GiB)], ram=3 * GiB,
+             deadline=FILE_DEADLINE, why="a 3 GiB image cannot fit in 3 GiB of RAM at 0x100000: reject unread"),
+        _cmd(["sparse.bin"], REJECT, setup=[("sparse", "sparse.bin", 17 * MiB)], deadline=FILE_DEADLINE),
+        _cmd(["empty.bin"], REJECT, files={"empty.bin": b""}),
+        _cmd(["missing.bin"], REJECT),
+        _cmd(["locked.bin"], ANY, files={"locked.bin": hello}, setup=[("chmod", "locked.bin", 0)]),
+        _cmd(["x" * 5000 + ".bin"], REJECT),
+        _cmd(["-"], ANY),
+        _cmd(["--", HELLO], ANY),
+        _cmd(["--trace"] * 2000 + ["--timeout", "1s", HELLO], ANY),
+        _cmd(["--memory", "16M"] * 500 + [HELLO], ANY),
+        _cmd(["--help", "--bogus"], ANY),
+    ]
+    # the leak-test executable next to microvm (skipped when it is not built): it must never crash either
+    for count in ("-1", "0", "x", "1", "99999999999999999999999", ""):
+        d.append(_cmd([HELLO, count], ANY, program="microvm-soak", why="microvm-soak COUNT"))
+    d.append(_cmd([], ANY, program="microvm-soak"))
+    d.append(_cmd(["missing.bin", "1"], ANY, program="microvm-soak"))
+    return d
+
+
+def _parse_duration(text) -> float | None:
+    """The CLI's --timeout grammar (10s, 500ms, 2), ASCII only; None if it does not parse or is huge."""
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9.]+(ms|s)?", text):
+        return None
+    try:
+        value = float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
+    except ValueError:
+        return None
+    return value if value < 3600 else None
+
+
+def gen_cmdline(seed: int) -> Case:
+    rng = rng_for("cmdline", seed)
+    dictionary = cmdline_dictionary()
+    entry = dictionary[seed % len(dictionary)]
+    args = list(entry["args"])
+    kind, files, setup = entry["kind"], dict(entry["files"]), list(entry["setup"])
+    description = "dictionary entry %d" % (seed % len(dictionary))
+    if seed >= len(dictionary) and entry["program"] == "microvm":
+        # combinations: this entry plus pieces of others, in a random order
+        pieces = [args]
+        for _ in range(rng.randrange(1, 3)):
+            other = rng.choice(dictionary)
+            if other["program"] == "microvm" and not other["setup"]:
+                pieces.append([a for a in other["args"] if a != HELLO])   # one guest file per command line
+                files.update(other["files"])
+        rng.shuffle(pieces)
+        args = [a for piece in pieces for a in piece]
+        kind = ANY
+        description += " + combination"
+    if entry["program"] == "microvm" and seed >= len(dictionary) and rng.random() < 0.5:
+        args = ["--timeout", "1s"] + args
+    timeout = 10.0
+    for i, a in enumerate(args[:-1]):   # the last --timeout that parses wins
+        if a == "--timeout":
+            parsed = _parse_duration(args[i + 1])
+            if parsed is not None:
+                timeout = parsed if parsed > 0 else 10.0
+    expect = Expect(why=entry["why"]) if kind == ANY and seed >= len(dictionary) else \
+        Expect(why=entry["why"], forbid=entry["forbid"], require=entry["require"])   # combinations: table only
+    if kind == REJECT:
+        expect.statuses, expect.error_line = {2}, True
+    elif kind == RUN:
+        expect.statuses, expect.error_line = {0}, False
+    verbose = any(a in ("--trace", "--dump-tables") for a in args)
+    return Case("cmdline", seed, args, description=description + ": " + _show(args)[:200], program=entry["program"],
+                files=files, setup=setup, timeout=timeout if timeout < 100 else 10.0,
+                deadline=entry["deadline"], ram=entry["ram"], verbose_stderr=verbose, expect=expect)
+
+
+# --- guest-files ---------------------------------------------------------------------------------------
+
+class MutationClass:
+    """A generator class that mutates the corpus of a file format (shared by every format)."""
+
+    def __init__(self, name: str, fmt: FileFormat):
+        self.name, self.fmt = name, fmt
+
+    def __call__(self, seed: int) -> Case:
+        rng = rng_for(self.name, seed)
+        corpus = self.fmt.corpus()
+        base_name, base = corpus[seed % len(corpus)] if seed < len(corpus) else rng.choice(corpus)
+        rounds = rng.choice((1, 1, 2, 3, rng.randrange(1, 9)))
+        data, notes = self.fmt.mutate(rng, base, rounds)
+        if not data:
+            data = b"\xf4"
+        return self.fmt.case(self.name, seed, rng, data, f"{base_name}: " + "; ".join(notes))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Class registry and budgets
+# ---------------------------------------------------------------------------------------------------------
+
+CLASSES: dict[str, Callable[[int], Case]] = {
+    "random-bytes": gen_random_bytes,
+    "instructions": gen_instructions,
+    "hypercalls": gen_hypercalls,
+    "vandal": gen_vandal,
+    "console": gen_console,
+    "cmdline": gen_cmdline,
+    "guest-files": MutationClass("guest-files", FlatGuest()),
+    "signals": gen_signals,
+}
+
+#: runs per class; the seeds are 0..count-1, so a budget is a fixed, reproducible list of inputs.
+#: short: about 90 s on 2 cores against a CLI that keeps the contract (the cmdline count covers its whole
+#: dictionary); long: about 30 min.
+BUDGETS = {
+    "short": {"random-bytes": 200, "instructions": 200, "hypercalls": 60, "vandal": 150, "console": 20,
+              "cmdline": 120, "guest-files": 150, "signals": 16},
+    "long": {"random-bytes": 6000, "instructions": 6000, "hypercalls": 2000, "vandal": 3000, "console": 200,
+             "cmdline": 2000, "guest-files": 4000, "signals": 300},
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running one case
+# ---------------------------------------------------------------------------------------------------------
+
+class Capture:
+    """A stream's bytes: the first KEEP_HEAD and last KEEP_TAIL, and the total count."""
+
+    def __init__(self):
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes):
+        self.total += len(data)
+        room = KEEP_HEAD - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > KEEP_TAIL:
+                del self.tail[:len(self.tail) - KEEP_TAIL]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.head) + len(self.tail)
+
+    def text(self) -> str:
+        gap = "\n[... %d bytes ...]\n" % (self.total - len(self.head) - len(self.tail)) if self.truncated else ""
+        return self.head.decode("utf-8", "replace") + gap + self.tail.decode("utf-8", "replace")
+
+
+@dataclasses.dataclass
+class Result:
+    case: Case
+    argv: list
+    workdir: Path
+    returncode: int | None = None
+    wall: float = 0.0
+    maxrss: int = 0
+    stdout: Capture = dataclasses.field(default_factory=Capture)
+    stderr: Capture = dataclasses.field(default_factory=Capture)
+    killed: str | None = None            # why the fuzzer killed it (hang, rss, output)
+    killed_detail: str = ""
+    sent: list = dataclasses.field(default_factory=list)
+    category: str = ""                   # failure category, "" if OK
+    reasons: list = dataclasses.field(default_factory=list)
+    ending: str = ""
+
+
+_live: set[int] = set()
+_live_lock = threading.Lock()
+
+
+def _materialize(case: Case, workdir: Path, stop: threading.Event) -> list[threading.Thread]:
+    threads = []
+    for name, data in case.files.items():
+        with open(os.path.join(os.fsencode(workdir), os.fsencode(name)), "wb") as f:
+            f.write(data)
+    for kind, name, arg in case.setup:
+        path = os.path.join(os.fsencode(workdir), os.fsencode(name))
+        if kind == "fifo":
+            os.mkfifo(path)
+            if arg is not None:
+                threads.append(threading.Thread(target=_fifo_writer, args=(path, arg, stop), daemon=True))
+        elif kind == "sparse":
+            with open(path, "wb") as f:
+                f.truncate(arg)
+        elif kind == "dir":
+            os.mkdir(path)
+        elif kind == "chmod":
+            os.chmod(path, arg)
+    return threads
+
+
+def _fifo_writer(path: bytes, data: bytes, stop: threading.Event):
+    """Opens the FIFO for writing once a reader has it open (never blocks the fuzzer), writes, closes."""
+    while not stop.is_set():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.01)
+            continue
+        try:
+            os.set_blocking(fd, True)
+            os.write(fd, data)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def run_case(case: Case, binary: Path, root: Path) -> Result:
+    workdir = root / f"{case.cls}-{case.seed}"
+    if workdir.exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    program = binary if case.program == "microvm" else binary.with_name(case.program)
+    argv = [str(program)] + list(case.args)
+    result = Result(case, argv, workdir)
+    stop = threading.Event()
+    threads = _materialize(case, workdir, stop)
+
+    stdout_arg = subprocess.PIPE
+    extra_fds, head = [], None
+    spawn = argv
+    if case.stdout == "blocked":          # a pipe nobody reads, one page deep: it fills at once
+        r, w = os.pipe()
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+        extra_fds = [r]
+        stdout_arg = w
+    elif case.stdout == "full":
+        stdout_arg = open("/dev/full", "wb")
+    elif case.stdout == "null":
+        stdout_arg = subprocess.DEVNULL
+    elif case.stdout == "closed":         # `>&-`
+        spawn = ["/bin/sh", "-c", 'exec "$0" "$@" >&-'] + argv
+        stdout_arg = subprocess.DEVNULL
+    elif case.stdout == "head10":         # `| head -c 10`
+        r, w = os.pipe()
+        head = subprocess.Popen(["head", "-c", "10"], stdin=r, stdout=subprocess.DEVNULL)
+        os.close(r)
+        stdout_arg = w
+
+    start = time.monotonic()
+    proc = subprocess.Popen(spawn, cwd=workdir, stdin=subprocess.DEVNULL, stdout=stdout_arg,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    pid = proc.pid
+    with _live_lock:
+        _live.add(pid)
+    if isinstance(stdout_arg, int) and stdout_arg > 2:
+        os.close(stdout_arg)
+    elif hasattr(stdout_arg, "close"):
+        stdout_arg.close()
+    if case.driver is not None:
+        threads.append(threading.Thread(target=case.driver, args=(pid, workdir, stop), daemon=True))
+    for t in threads:
+        t.start()
+
+    sel = selectors.DefaultSelector()
+    streams = {proc.stderr.fileno(): result.stderr}
+    if proc.stdout is not None:
+        streams[proc.stdout.fileno()] = result.stdout
+    for fd in streams:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+
+    if case.deadline is not None:
+        deadline = start + case.deadline
+    elif case.timeout is not None:
+        deadline = start + case.timeout + GRACE
+    else:
+        deadline = None
+    pending = list(case.signals)          # (delay after the guest's first output, signals)
+    ready_at = None
+    rss_limit_kib = (case.ram + RSS_SLACK) // 1024
+    status = None
+    rusage = None
+    last_rss = 0.0
+
+    def kill(why: str, detail: str):
+        if result.killed is None:
+            result.killed, result.killed_detail = why, detail
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    while status is None:
+        for key, _ in sel.select(timeout=0.01):
+            try:
+                data = os.read(key.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(key.fd)
+                continue
+            streams[key.fd].add(data)
+            if ready_at is None and streams[key.fd] is result.stdout:
+                ready_at = time.monotonic()
+        now = time.monotonic()
+        if result.killed is None:
+            for name, capture in (("stdout", result.stdout), ("stderr", result.stderr)):
+                if capture.total > OUTPUT_LIMIT:
+                    kill("output", f"{name} passed {OUTPUT_LIMIT // MiB} MiB")
+            if now - last_rss > 0.03:
+                last_rss = now
+                rss = _rss_kib(pid)
+                if rss > rss_limit_kib:
+                    kill("rss", f"RSS {rss // 1024} MiB > {rss_limit_kib // 1024} MiB")
+            if deadline is not None and now > deadline:
+                kill("hang", f"still running {now - start:.1f} s after start")
+            if pending and (ready_at is not None or now - start > 2.0):
+                base = ready_at if ready_at is not None else start
+                while pending and now >= base + pending[0][0]:
+                    _, sigs = pending.pop(0)
+                    for s in sigs:
+                        try:
+                            os.kill(pid, s)
+                        except OSError:
+                            pass
+                        result.sent.append(s)
+                    if any(s in TERMINATING for s in sigs):
+                        limit = time.monotonic() + GRACE
+                        deadline = limit if deadline is None else min(deadline, limit)
+        wpid, wstatus, ru = os.wait4(pid, os.WNOHANG)
+        if wpid == pid:
+            status, rusage = wstatus, ru
+    result.wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)   # reaped here: keep Popen from waiting again
+    result.returncode = proc.returncode
+    result.maxrss = rusage.ru_maxrss if rusage else 0
+    with _live_lock:
+        _live.discard(pid)
+    # drain what is left in the pipes (every writer is gone, unless the process left children behind)
+    drain_end = time.monotonic() + 1.0
+    while sel.get_map() and time.monotonic() < drain_end:
+        for key, _ in sel.select(timeout=0.05):
+            try:
+                data = os.read(key.fd, 1 << 16)
+            except BlockingIOError:
+                continue
+            if not data:
+                sel.unregister(key.fd)
+            elif streams[key.fd].total < OUTPUT_LIMIT + (1 << 16):
+                streams[key.fd].add(data)
+    sel.close()
+    for stream in (proc.stdout, proc.stderr):
+        if stream:
+            stream.close()
+    for fd in extra_fds:
+        os.close(fd)
+    if head is not None:
+        try:
+            head.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+    stop.set()
+    for t in threads:
+        t.join(timeout=2)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Classifying an ending
+# ---------------------------------------------------------------------------------------------------------
+
+def _error_key(message: str) -> str:
+    """`triple fault: RIP ...` -> `triple fault`; `guest file 'x' does not exist` -> `guest file does not exist`."""
+    text = re.sub(r"'[^']*'", "", message)
+    text = re.sub(r"\b(0x[0-9a-fA-F]+|\d+(\.\d+)?)\b", "N", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    head = text.split(":")[0].strip()
+    words = [w if len(w) <= 24 else w[:20] + "..." for w in head.split(" ")]
+    return " ".join(words[:5])
+
+
+def classify(r: Result) -> Result:
+    case = r.case
+    reasons: list[tuple[str, str]] = []
+    stderr_text = r.stderr.text()
+    status = r.returncode
+    lines = stderr_text.split("\n")
+    ends_with_newline = stderr_text.endswith("\n") or stderr_text == ""
+    if ends_with_newline and lines and lines[-1] == "":
+        lines = lines[:-1]
+    error_lines = [i for i, line in enumerate(lines) if line.startswith(ERROR_PREFIX)]
+    message = lines[error_lines[-1]][len(ERROR_PREFIX):] if error_lines else None
+
+    if r.killed:
+        reasons.append((r.killed, r.killed_detail))
+    elif status is not None and status < 0:
+        name = signal.Signals(-status).name if -status in signal.valid_signals() else str(-status)
+        reasons.append(("signal", f"died by {name} (a shell shows status {128 - status})"))
+    for signature in CRASH_SIGNATURES:
+        if signature in stderr_text:
+            reasons.append(("crash", f"stderr contains {signature!r}"))
+            break
+    soak = case.program != "microvm"
+    if not r.killed and status is not None and status >= 0 and not soak:
+        if case.verbose_stderr and not r.stderr.truncated:
+            if len(error_lines) > 1:
+                reasons.append(("stderr-form", f"{len(error_lines)} error lines"))
+            elif error_lines and error_lines[0] != len(lines) - 1:
+                reasons.append(("stderr-form", "the error line is not the last line of stderr"))
+        elif not case.verbose_stderr:
+            if len(lines) > 1:
+                reasons.append(("stderr-form", f"{len(lines)} lines on stderr, expected at most one error line"))
+            elif lines and not error_lines:
+                reasons.append(("stderr-form", f"stderr is not an error line: {lines[0][:120]!r}"))
+        if error_lines and not ends_with_newline:
+            reasons.append(("stderr-form", "the error line does not end with a newline"))
+        if message is not None:
+            if status == 0:
+                reasons.append(("status", "status 0 with an error line"))
+            elif status not in ERROR_STATUSES:
+                reasons.append(("status", f"status {status} is not an error status of the contract"))
+            elif status > 128 and (status - 128) not in r.sent:
+                reasons.append(("status", f"status {status} but signal {status - 128} was never sent"))
+            for pattern, what in DIAGNOSIS_RULES:
+                if pattern.search(message):
+                    reasons.append(("diagnosis", f"{what}: {message[:120]}"))
+    if r.maxrss * 1024 > case.ram + RSS_SLACK and r.killed != "rss":
+        reasons.append(("rss", f"peak RSS {r.maxrss // 1024} MiB > guest RAM + {RSS_SLACK // MiB} MiB"))
+    # class expectations
+    e = case.expect
+    if not r.killed and status is not None and status >= 0 and not soak:
+        if e.statuses is not None and status not in e.statuses:
+            reasons.append(("contract", f"status {status}, expected {sorted(e.statuses)}"
+                            + (f" ({e.why})" if e.why else "")))
+        if e.error_line is True and message is None:
+            reasons.append(("contract", "expected one error line, got none" + (f" ({e.why})" if e.why else "")))
+        if e.error_line is False and message is not None:
+            reasons.append(("contract", "expected no error line" + (f" ({e.why})" if e.why else "")))
+        if e.forbid and message and re.search(e.forbid, message):
+            reasons.append(("contract", f"error line matches {e.forbid!r}" + (f" ({e.why})" if e.why else "")))
+        if e.require and not (message and re.search(e.require, message)):
+            reasons.append(("contract", f"error line does not match {e.require!r}"))
+
+    # the ending, for the summary
+    if r.killed:
+        r.ending = f"killed by fuzzer ({r.killed})"
+    elif status is not None and status < 0:
+        r.ending = f"signal {signal.Signals(-status).name if -status in signal.valid_signals() else -status}"
+    elif message is not None:
+        r.ending = f"{status} {_error_key(message)}"
+    elif soak:
+        r.ending = f"{status} (microvm-soak)"
+    elif status == 0:
+        r.ending = "0 (no error line)"
+    else:
+        r.ending = "guest status (port 0xF4)"
+    order = list(FAILURES)
+    reasons.sort(key=lambda x: order.index(x[0]))
+    r.reasons = reasons
+    r.category = reasons[0][0] if reasons else ""
+    return r
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------------------
+
+def _show(args) -> str:
+    out = []
+    for a in args:
+        if isinstance(a, bytes):
+            out.append("$'" + "".join(chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\x{b:02x}" for b in a) + "'")
+        elif "\n" in a or any(ord(c) > 126 for c in a):
+            out.append("$'" + a.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'")
+        else:
+            out.append(shlex.quote(a))
+    return " ".join(out)
+
+
+def repro_command(case: Case, binary_arg: str | None) -> str:
+    extra = f" --binary {shlex.quote(binary_arg)}" if binary_arg else ""
+    return f"scripts/fuzz.sh --class {case.cls} --seed {case.seed} --count 1{extra}"
+
+
+def print_verbose(r: Result):
+    c = r.case
+    redirect = {"pipe": "", "blocked": " | (a pipe nobody reads)", "full": " >/dev/full", "closed": " >&-",
+                "head10": " | head -c 10", "null": " >/dev/null"}[c.stdout]
+    print(f"case     {c.cls} seed {c.seed}: {c.description}")
+    print(f"files    {r.workdir}")
+    print(f"command  cd {shlex.quote(str(r.workdir))} && {_show(r.argv)}{redirect}")
+    if c.signals:
+        print("signals  " + "; ".join(f"+{d:.3f}s after first output: "
+                                      + ",".join(signal.Signals(s).name for s in sigs) for d, sigs in c.signals))
+    print(f"ended    status {r.returncode} after {r.wall:.2f} s, peak RSS {r.maxrss // 1024} MiB,"
+          f" stdout {r.stdout.total} bytes, stderr {r.stderr.total} bytes")
+    out = r.stdout.head[:400].decode("utf-8", "replace")
+    print("stdout   " + (repr(out) + (" ..." if r.stdout.total > 400 else "") if r.stdout.total else "(empty)"))
+    err = r.stderr.text()
+    if len(err) > 3000:
+        err = err[:1500] + f"\n[... {r.stderr.total} bytes in all ...]\n" + err[-1500:]
+    print("stderr   " + ("\n         ".join(err.rstrip("\n").split("\n")) if err else "(empty)"))
+    print(f"ending   {r.ending}")
+    if r.reasons:
+        for cat, detail in r.reasons:
+            print(f"FAIL     [{cat}] {detail}")
+    else:
+        print("verdict  OK")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------------------
+
+def check_classifier() -> int:
+    """The contract table applied to synthetic endings: each must land in the expected category."""
+    def ending(status, stderr=b"", **kw):
+        case = Case("selftest", 0, [], **{k: v for k, v in kw.items() if k in Case.__dataclass_fields__})
+        r = Result(case, [], Path("."), returncode=status)
+        r.stderr.add(stderr)
+        r.sent = kw.get("sent", [])
+        r.killed = kw.get("killed")
+        r.maxrss = kw.get("maxrss", 20000)
+        return classify(r).category
+
+    e = ERROR_PREFIX.encode()
+    table = [
+        (ending(0), ""), (ending(42), ""), (ending(2), ""),                       # guest-chosen statuses
+        (ending(125, e + b"triple fault: RIP 0x100000\n"), ""),
+        (ending(2, e + b"unknown option '--x' (see --help)\n"), ""),
+        (ending(74, e + b"console output could not be written: Broken pipe\n"), ""),
+        (ending(130, e + b"interrupted by SIGINT\n", sent=[signal.SIGINT]), ""),
+        (ending(130, e + b"interrupted by SIGINT\n"), "status"),                 # SIGINT never sent
+        (ending(0, e + b"console: write failed\n"), "status"),
+        (ending(1, e + b"something\n"), "status"),
+        (ending(125, e + b"a\n" + e + b"b\n"), "stderr-form"),
+        (ending(2, e + b"guest file 'a\nb' does not exist\n"), "stderr-form"),
+        (ending(125, b"warning: x\n"), "stderr-form"),
+        (ending(125, e + b"no newline"), "stderr-form"),
+        (ending(0, b"address space at boot:\n0x1000 ...\n", verbose_stderr=True), ""),
+        (ending(125, b"dump\n" + e + b"triple fault: x\n", verbose_stderr=True), ""),
+        (ending(125, e + b"triple fault: x\ndump\n", verbose_stderr=True), "stderr-form"),
+        (ending(-signal.SIGPIPE), "signal"), (ending(-signal.SIGTERM), "signal"),
+        (ending(-9, killed="hang"), "hang"),
+        (ending(131, e + b"x\n*** Program crashed: Terminated\n", sent=[signal.SIGQUIT]), "crash"),
+        (ending(0, maxrss=(16 * MiB + RSS_SLACK) // 1024 + 1), "rss"),
+        (ending(125, e + b"unexpected exit: unsupported exit reason 2 at RIP 0x100019\n"), "diagnosis"),
+        (ending(125, e + b"KVM internal error (suberror 1) at RIP 0x100000\n"), "diagnosis"),
+        (ending(125, e + b"KVM internal error (suberror 1) at RIP 0x100000: the instruction cannot be "
+                b"emulated by kvm_pvm (x87/SSE?)\n"), ""),
+        (ending(0, expect=Expect(statuses={2}, error_line=True)), "contract"),
+    ]
+    bad = [(i, got, want) for i, (got, want) in enumerate(table) if got != want]
+    for i, got, want in bad:
+        print(f"BAD classifier case {i}: got {got or 'OK'!r}, expected {want or 'OK'!r}")
+    print(f"classifier: {len(table)} synthetic endings, {len(bad)} misclassified")
+    return 1 if bad else 0
+
+
+def check_encodings(samples: int = 40) -> int:
+    """Disassembles every instruction-dictionary entry and generated guests of the hand-encoded classes
+    with GNU objdump (LLVM 14's llvm-objdump has no `-b binary`): each must decode to whole instructions,
+    with no `(bad)`, ending exactly at the last byte."""
+    objdump = shutil.which("objdump")
+    if not objdump:
+        print("fuzz: --self-test needs GNU objdump (binutils) to check the encodings", file=sys.stderr)
+        return 2
+    line = re.compile(r"\s+([0-9a-f]+):\t[0-9a-f ]+\t(.*)")
+
+    def decode(code: bytes) -> list[tuple[int, str]]:
+        with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+            f.write(code)
+            f.flush()
+            out = subprocess.run([objdump, "-D", "-b", "binary", "-m", "i386:x86-64", "-M", "intel", f.name],
+                                 capture_output=True, text=True, check=True).stdout
+        return [(int(m.group(1), 16), m.group(2).strip()) for m in map(line.match, out.splitlines()) if m]
+
+    failures = 0
+
+    def check(label: str, code: bytes):
+        nonlocal failures
+        listing = decode(code + X.HLT)
+        text = " ; ".join(t for _, t in listing)
+        if "(bad)" in text or not listing or listing[-1] != (len(code), "hlt"):
+            failures += 1
+            print(f"BAD {label}: {code.hex()}\n    {text[:300]}")
+
+    for name, (_, make) in INSTRUCTIONS.items():
+        rng = random.Random(name)
+        for _ in range(samples):
+            check(f"instruction {name}", make(rng, 16 * MiB, lambda: rng.choice([x for x in range(16) if x != RSP])))
+    for label, code in (("FLOOD_DOTS", FLOOD_DOTS), ("FLOOD_LINES", FLOOD_LINES), ("FLOOD_OUTS", FLOOD_OUTS),
+                        ("LOOP_WITH_EXITS", LOOP_WITH_EXITS)):
+        check(label, code)
+    for cls in ("instructions", "hypercalls", "vandal"):
+        for seed in range(samples):
+            code = CLASSES[cls](seed).files["guest.bin"]
+            check(f"{cls} seed {seed}", code)
+    print(f"encodings: {len(INSTRUCTIONS)} dictionary entries x {samples} samples and {3 * samples} generated "
+          f"guests decoded, {failures} bad")
+    print("e.g. vandal seed 1:\n  " + "\n  ".join(f"{0x100000 + o:#x}  {t}" for o, t in
+                                                  decode(gen_vandal(1).files["guest.bin"])[:12]))
+    return 1 if failures else 0
+
+
+def ensure_binary(path: Path, explicit: bool):
+    if path.exists():
+        return
+    if explicit:
+        sys.exit(f"fuzz: {path} does not exist")
+    print(f"fuzz: {path} missing, building it: swift build --product microvm", file=sys.stderr)
+    env = dict(os.environ)
+    if os.path.isdir("/opt/swift/usr/bin"):
+        env["PATH"] = "/opt/swift/usr/bin:" + env.get("PATH", "")
+    subprocess.run(["swift", "build", "--product", "microvm"], cwd=ROOT, env=env, check=True)
+
+
+def main(argv=None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # `scripts/fuzz.sh | head` ends quietly
+
+    def interrupted(signum, frame):                  # SIGTERM / SIGHUP: stop like ^C, killing the runs
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+    p = argparse.ArgumentParser(prog="scripts/fuzz.sh", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="classes: " + ", ".join(CLASSES) + "\n\n"
+                                + "OK endings: status 0 or a guest-chosen status with no error line, or exactly one "
+                                "line `microvm: error: ...` with\n"
+                                + "\n".join(f"  {k:3}  {v}" for k, v in ERROR_STATUSES.items())
+                                + "\n  (128+N only after the fuzzer sent signal N)\n\nfailure categories:\n"
+                                + "\n".join(f"  {k:12} {v}" for k, v in FAILURES.items()))
+    p.add_argument("--binary", help=f"the microvm executable (default {DEFAULT_BINARY}, built if missing)")
+    p.add_argument("--budget", choices=list(BUDGETS), default="short",
+                   help="runs per class: short (~90 s, CI) or long (~30 min)")
+    p.add_argument("--class", dest="classes", action="append", choices=list(CLASSES),
+                   help="run only this class (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--count", type=int, help="runs per class (overrides the budget)")
+    p.add_argument("--time", type=float, help="stop starting new runs after this many seconds")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
+    p.add_argument("--keep", action="store_true", help="keep every generated file")
+    p.add_argument("--verbose", action="store_true", help="print every run in full")
+    p.add_argument("--workdir", help="where generated files go (default: a new directory under $TMPDIR)")
+    p.add_argument("--self-test", action="store_true",
+                   help="check the classifier on synthetic endings and disassemble the hand-encoded "
+                        "instructions and generated guests with objdump, then exit")
+    args = p.parse_args(argv)
+    if args.self_test:
+        return check_classifier() | check_encodings()
+
+    binary = Path(args.binary or (ROOT / DEFAULT_BINARY)).absolute()
+    ensure_binary(binary, args.binary is not None)
+    classes = args.classes or list(CLASSES)
+    single = args.count == 1 and len(classes) == 1
+    verbose, keep = args.verbose or single, args.keep or single
+    root = Path(args.workdir).resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="microvm-fuzz-"))
+    root.mkdir(parents=True, exist_ok=True)
+
+    work = []
+    for cls in classes:
+        count = args.count if args.count is not None else BUDGETS[args.budget][cls]
+        work += [(cls, seed) for seed in range(args.seed, args.seed + count)]
+    # interleave the classes so that slow and fast runs share the two workers evenly
+    by_class = {cls: [w for w in work if w[0] == cls] for cls in classes}
+    order = []
+    while any(by_class.values()):
+        for cls in classes:
+            if by_class[cls]:
+                order.append(by_class[cls].pop(0))
+
+    results: list[Result] = []
+    lock = threading.Lock()
+    queue = list(order)
+    started = time.monotonic()
+    stopped = [0]
+    skipped: list[str] = []
+    interrupted_at = [0.0]
+
+    def worker():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                if args.time is not None and time.monotonic() - started > args.time:
+                    stopped[0] += len(queue)
+                    queue.clear()
+                    return
+                cls, seed = queue.pop(0)
+            case = CLASSES[cls](seed)
+            program = binary.with_name(case.program)
+            if not program.exists():      # e.g. microvm-soak not built: `swift build --product microvm-soak`
+                with lock:
+                    skipped.append(f"{cls} seed {seed}: {program.name} not built")
+                continue
+            r = classify(run_case(case, binary, root))
+            if not keep:
+                shutil.rmtree(r.workdir, ignore_errors=True)
+            with lock:
+                if interrupted_at[0]:
+                    return                  # the fuzzer killed it: not an ending of microvm's
+                results.append(r)
+                if verbose:
+                    print_verbose(r)
+                    print()
+                elif r.category:
+                    print(f"FAIL {cls} seed {seed}: [{r.category}] {r.reasons[0][1]}\n"
+                          f"     {r.case.description[:160]}\n     reproduce: {repro_command(r.case, args.binary)}",
+                          flush=True)
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        with lock:
+            interrupted_at[0] = time.monotonic()
+            queue.clear()
+        with _live_lock:
+            for pid in list(_live):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        for t in threads:
+            t.join()
+        print("fuzz: interrupted", file=sys.stderr)
+    wall = time.monotonic() - started
+
+    # summary
+    failures = [r for r in results if r.category]
+    print(f"\nmicrovm fuzz: {len(results)} runs in {wall:.1f} s ({args.budget if args.count is None else 'count'}"
+          f" budget, seeds from {args.seed}, {args.jobs} in parallel), binary {binary}")
+    if stopped[0]:
+        print(f"  --time reached: {stopped[0]} runs not started")
+    if skipped:
+        print(f"  skipped {len(skipped)} run(s), e.g. {skipped[0]}")
+    for cls in classes:
+        rs = [r for r in results if r.case.cls == cls]
+        if not rs:
+            continue
+        fs = [r for r in rs if r.category]
+        busy = sum(r.wall for r in rs)
+        print(f"\n{cls}: {len(rs)} runs, {len(fs)} failure(s), {busy:.1f} s of run time")
+        endings: dict[str, int] = {}
+        for r in rs:
+            endings[r.ending] = endings.get(r.ending, 0) + 1
+        for ending, n in sorted(endings.items(), key=lambda x: (-x[1], x[0])):
+            print(f"  {n:6}  {ending}")
+        if fs:
+            cats: dict[str, list[Result]] = {}
+            for r in fs:
+                cats.setdefault(r.category, []).append(r)
+            for cat, group in cats.items():
+                seeds = ", ".join(str(r.case.seed) for r in group[:12]) + (" ..." if len(group) > 12 else "")
+                print(f"  FAIL [{cat}] x{len(group)}: seeds {seeds}")
+                shown = {}
+                for r in group:
+                    shown.setdefault(r.reasons[0][1][:90], r)
+                for detail, r in list(shown.items())[:4]:
+                    print(f"        e.g. seed {r.case.seed}: {detail}")
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"\ngenerated files kept under {root}")
+    if failures:
+        firsts: dict[tuple, Result] = {}
+        for r in failures:
+            firsts.setdefault((r.case.cls, r.category), r)
+        print(f"\nFAILED: {len(failures)} bad ending(s). Reproduce one of each kind with:")
+        for (cls, cat), r in firsts.items():
+            print(f"  {repro_command(r.case, args.binary):70}  # {cls}: {cat}")
+        return 1
+    print("\nOK: every ending is in the contract")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

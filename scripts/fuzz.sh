@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Fuzz the microvm CLI: seeded, reproducible generated inputs, every ending classified against the contract.
+#
+#   scripts/fuzz.sh                          # --budget short: about 90 s over every class (CI)
+#   scripts/fuzz.sh --budget long            # about 30 min, by hand
+#   scripts/fuzz.sh --class vandal --count 500
+#   scripts/fuzz.sh --class vandal --seed 1234 --count 1    # reproduce one case: verbose, files kept
+#   scripts/fuzz.sh --self-test              # the classifier on synthetic endings; objdump of the x86 encodings
+#   scripts/fuzz.sh --help                   # every option, the classes, the contract table, the failure kinds
+#
+# The work is done by scripts/fuzz.py (Python 3 standard library only). Exit status 1 on any bad ending.
+set -euo pipefail
+exec python3 "$(dirname "${BASH_SOURCE[0]}")/fuzz.py" "$@"
