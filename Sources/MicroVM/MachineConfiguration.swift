@@ -59,6 +59,13 @@ public struct MachineConfiguration: Sendable {
         self.image = image
     }
 
+    /// Checks everything about the layout that does not depend on the image's bytes, for an image of
+    /// `imageSize` bytes: what a caller reading the image from a file can ask before reading it.
+    /// - Throws: the ``MachineError`` that building a machine with such an image would throw first.
+    public func validateLayout(imageSize: UInt64) throws(MachineError) {
+        _ = try MemoryPlan(self, imageSize: imageSize)
+    }
+
     /// The entry point actually used.
     public var effectiveEntryPoint: UInt64 { entryPoint ?? loadAddress }
 }

@@ -15,10 +15,10 @@ struct MemoryPlan {
     /// Most extra mappings the boot-information page can list.
     static let maximumExtraMappings = Int((4096 - BootInfo.mappingsOffset) / BootInfo.mappingRecordSize)
 
-    init(_ configuration: MachineConfiguration) throws(MachineError) {
+    init(_ configuration: MachineConfiguration, imageSize: UInt64? = nil) throws(MachineError) {
         let size = configuration.memorySize
         let load = configuration.loadAddress
-        let imageBytes = UInt64(configuration.image.count)
+        let imageBytes = imageSize ?? UInt64(configuration.image.count)
         guard size & 0xFFF == 0 else { throw .memoryNotPageMultiple(size: size) }
         guard size <= Layout.maximumMemorySize else { throw .memoryTooLarge(size: size) }
         guard imageBytes > 0 else { throw .emptyImage }

@@ -10,11 +10,11 @@ enum GuestFile {
     /// The bytes of the regular file named `path` (bytes, passed to the kernel unchanged).
     ///
     /// The file is opened without blocking (a FIFO with no writer would otherwise hang in `open`) and must
-    /// be a regular file: a FIFO, device or socket is refused before any read. Its size is checked against
-    /// `limit` before it is read, and no more than that size is read.
-    /// - Parameter tooLarge: the error for a file of `size` bytes above `limit`.
-    /// - Throws: ``GuestFileError`` when it is missing, not a regular file, unreadable, empty or too large.
-    static func read(path: [UInt8], limit: UInt64, tooLarge: (_ size: UInt64) -> String) throws(GuestFileError)
+    /// be a regular file: a FIFO, device or socket is refused before any read. `check` sees its size before
+    /// a byte is read (and may refuse it), and no more than that size is read.
+    /// - Throws: ``GuestFileError`` when it is missing, not a regular file, unreadable or empty, or what
+    ///   `check` throws.
+    static func read(path: [UInt8], check: (_ size: UInt64) throws(GuestFileError) -> Void) throws(GuestFileError)
         -> [UInt8]
     {
         let name = quoted(path)
@@ -45,7 +45,7 @@ enum GuestFile {
         }
         let size = UInt64(status.st_size)
         guard size > 0 else { throw GuestFileError(description: "guest file \(name) is empty") }
-        guard size <= limit else { throw GuestFileError(description: tooLarge(size)) }
+        try check(size)
         let count = Int(size)
         var bytes = [UInt8](repeating: 0, count: count)
         var offset = 0

@@ -38,12 +38,16 @@ if options.showHelp {
 
 var configuration = options.configuration
 if let path = options.guestPath {
-    // A flat image never holds more than RAM: the size is checked before a byte is read.
-    let memory = configuration.memorySize
-    let load = configuration.loadAddress
+    // The layout is checked for the file's size before a byte of it is read: a file that cannot fit is
+    // refused by its size, whatever it holds.
+    let layout = configuration
     do throws(GuestFileError) {
-        configuration.image = try GuestFile.read(path: path, limit: min(memory, Layout.maximumMemorySize)) { size in
-            MachineError.imageTooLarge(imageSize: size, loadAddress: load, memorySize: memory).description
+        configuration.image = try GuestFile.read(path: path) { (size) throws(GuestFileError) in
+            do throws(MachineError) {
+                try layout.validateLayout(imageSize: size)
+            } catch {
+                throw GuestFileError(description: error.description)
+            }
         }
     } catch {
         fail(error.description, status: 2)
