@@ -155,6 +155,11 @@ static inline unsigned char ckvm_load_immediate_exit(const struct kvm_run *run) 
     return __atomic_load_n(&run->immediate_exit, __ATOMIC_SEQ_CST);
 }
 
+/// The first real-time signal the C library leaves to applications (`SIGRTMIN` is a macro over a call).
+static inline int ckvm_sigrtmin(void) {
+    return SIGRTMIN;
+}
+
 /// The calling thread's kernel thread id (`gettid`), which `SIGEV_THREAD_ID` timers need; glibc only
 /// declares `gettid` under _GNU_SOURCE, which Swift's Glibc module does not set.
 static inline int ckvm_gettid(void) {

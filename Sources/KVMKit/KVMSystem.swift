@@ -5,7 +5,7 @@ internal import CKVM
 ///
 /// Owns one file descriptor and closes it in `deinit`. Virtual machines made from it keep their own file
 /// descriptors, so they may outlive it.
-public final class KVMSystem {
+public final class KVMSystem: Sendable {
     /// The only KVM API version this code speaks (it has been 12 since Linux 2.6.22).
     public static let expectedAPIVersion = 12
 

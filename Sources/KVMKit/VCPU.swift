@@ -220,9 +220,9 @@ public final class VCPU {
     /// installs the kick signal handler (``KVMSystem/installKickSignalHandler()``).
     ///
     /// Called once, at creation. This is what lets a kick (``VCPUKicker``, ``VCPUAlarm``) reach a thread
-    /// that blocks `SIGUSR1`, as Dispatch and Swift-concurrency worker threads do (they block every
+    /// that blocks the kick signal, as Dispatch and Swift-concurrency worker threads do (they block every
     /// asynchronous signal): the signal is unblocked only while the thread is inside `KVM_RUN`, and
-    /// ``run()`` dequeues it afterwards. The handler must be in place first, or a stray `SIGUSR1` arriving
+    /// ``run()`` dequeues it afterwards. The handler must be in place first, or a stray kick signal arriving
     /// during `KVM_RUN` would take its default action and end the process.
     ///
     /// The corresponding KVM ioctl is `KVM_SET_SIGNAL_MASK`.

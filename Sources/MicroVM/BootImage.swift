@@ -73,7 +73,7 @@ public final class BootImage {
 
     /// Places `probes` at ``Layout/probeListAddress`` and lists them in the boot-information block.
     /// - Throws: ``MachineError/tooManyProbes(count:maximum:)`` when they do not fit the scratch area.
-    public func setProbes(_ probes: [Probe], flags: BootInfo.Flags = []) throws(MachineError) {
+    @_spi(Testing) public func setProbes(_ probes: [Probe], flags: BootInfo.Flags = []) throws(MachineError) {
         guard probes.count <= Probe.maximumCount else {
             throw .tooManyProbes(count: probes.count, maximum: Probe.maximumCount)
         }

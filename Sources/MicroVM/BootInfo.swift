@@ -80,7 +80,7 @@ public struct BootInfo: Equatable, Sendable {
 }
 
 /// One probe for the probe guest: an access it makes and reports on (docs/layout.md, "Probes").
-public struct Probe: Equatable, Sendable {
+@_spi(Testing) public struct Probe: Equatable, Sendable {
     /// What the guest does.
     public enum Operation: UInt32, Sendable {
         /// Read `size` bytes (1, 2, 4 or 8) at the address and report the value.

@@ -3,7 +3,7 @@ public import PageTables
 
 /// An open `/dev/kvm` and what it reported once: its supported CPUID and, from that, which large leaves the
 /// vCPUs can walk. Share one between machines built on the same thread to skip the per-machine probing.
-public final class KVMHost {
+public final class KVMHost: Sendable {
     /// The system handle.
     public let system: KVMSystem
     /// `KVM_GET_SUPPORTED_CPUID`, handed to every vCPU (EFER.NXE is refused without it).

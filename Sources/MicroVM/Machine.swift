@@ -1,6 +1,5 @@
-@preconcurrency import Glibc
 public import KVMKit
-import PageTables
+public import PageTables
 import Synchronization
 
 /// How a run ended normally.
@@ -9,20 +8,14 @@ public enum RunOutcome: Equatable, Sendable {
     case halted
     /// The guest wrote `status` to the exit port.
     case exited(status: UInt8)
-
-    /// The process exit status this outcome maps to.
-    public var exitStatus: Int32 {
-        switch self {
-        case .halted: 0
-        case .exited(let status): Int32(status)
-        }
-    }
 }
 
-/// One micro-VM: guest RAM with its page tables, a KVM VM with one vCPU set up to enter the guest, and
-/// the run loop that serves its ports.
+/// One micro-VM: guest RAM with its page tables, a KVM VM with one vCPU set up to enter the guest, the
+/// devices on its buses, and the run loop that serves them.
 ///
-/// Build and run it on one thread (the vCPU is confined to the thread that created it).
+/// A machine is confined to one thread: build it, run it and drop it on the thread that runs its vCPU
+/// (``AsyncMachine`` gives it a thread of its own for `async` code). Only its ``interrupter`` may be used
+/// from other threads.
 public final class Machine {
     /// What it was built from.
     public var configuration: MachineConfiguration { image.configuration }
@@ -30,7 +23,7 @@ public final class Machine {
     public let image: BootImage
     /// Guest RAM.
     public var memory: GuestMemory { image.memory }
-    /// The guest's page tables, live in RAM.
+    /// The page tables the host built, live in RAM.
     public var addressSpace: any AddressSpace { image.addressSpace }
     /// The boot-information block.
     public var bootInfo: BootInfo { image.bootInfo }
@@ -43,11 +36,13 @@ public final class Machine {
     /// Most console bytes held before they go to the sink: a newline or this many bytes flush them.
     public static let consoleBufferLimit = 4096
     /// Values the guest reported with the ``HypercallOperation/report`` hypercall, in order.
-    public internal(set) var reports: [[UInt64]] = []
+    @_spi(Testing) public internal(set) var reports: [[UInt64]] = []
     /// Copy-on-write faults resolved: (virtual address, original frame, new frame).
     public internal(set) var copyOnWriteResolutions: [(virtualAddress: UInt64, from: UInt64, to: UInt64)] = []
-    /// Exits handled so far.
+    /// Exits the guest made so far (kicks from a timeout or an interrupt are not counted).
     public private(set) var exitCount = 0
+    /// Stops the vCPU from any thread.
+    public let interrupter: Interrupter
 
     /// The VM and its vCPU, in one box the machine hands to the reaper when it goes (see ``Reaper``).
     final class KVMObjects {
@@ -61,18 +56,27 @@ public final class Machine {
     /// Never `nil` while the machine lives; moved out in `deinit`.
     var kvm: KVMObjects?
     var vcpu: VCPU { kvm!.vcpu }
+    var devices = DeviceBus()
     var pendingConsole: [UInt8] = []
-    /// Stops the vCPU from any thread (see ``interrupter``).
-    public let interrupter: Interrupter
+    /// The timeout of the run in progress, if any.
+    var watchdog: VCPUAlarm?
+    /// Why the machine cannot run until it is reset, if it cannot.
+    var poisoned: String?
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
-    /// GDT, boot information), creates the VM and vCPU and sets the entry state.
+    /// GDT, boot information), creates the VM and vCPU, sets the entry state and attaches the built-in
+    /// devices (console, exit and hypercall ports).
     ///
-    /// - Parameters:
-    ///   - host: an already open KVM to share; by default `configuration.kvmPath` is opened.
-    ///   - probes: a probe list for the probe guest (see ``Probe``).
+    /// - Parameter host: an already open KVM to share; by default `configuration.kvmPath` is opened.
     /// - Throws: ``MachineError`` naming the first thing wrong.
-    public init(configuration: MachineConfiguration, host: KVMHost? = nil, probes: [Probe] = []) throws(MachineError) {
+    public convenience init(configuration: MachineConfiguration, host: KVMHost? = nil) throws(MachineError) {
+        try self.init(configuration: configuration, host: host, probes: [])
+    }
+
+    /// Builds the machine with a probe list for the probe guest (see ``Probe``).
+    @_spi(Testing) public init(configuration: MachineConfiguration, host: KVMHost? = nil, probes: [Probe])
+        throws(MachineError)
+    {
         _ = try MemoryPlan(configuration)  // bad input is reported before /dev/kvm is opened
         let host = try { () throws(MachineError) -> KVMHost in
             if let host { return host }
@@ -105,6 +109,7 @@ public final class Machine {
         try X86Boot.enter(
             vcpu, architecture: configuration.architecture, cr3: image.addressSpace.rootPhysicalAddress,
             pse: image.addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
+        attachBuiltInDevices()
     }
 
     /// Waits until every machine released so far has been torn down (VM and vCPU descriptors closed, guest
@@ -119,35 +124,70 @@ public final class Machine {
         if let objects = kvm.take() { Reaper.shared.retire([objects]) }
     }
 
+    // MARK: Devices
+
+    func attachBuiltInDevices() {
+        // The built-in ports never overlap each other on a fresh bus.
+        try! devices.attach(ConsolePort(), ports: Layout.consolePort...Layout.consolePort)
+        try! devices.attach(ExitPort(), ports: Layout.exitPort...Layout.exitPort)
+        try! devices.attach(HypercallPort(), ports: Layout.hypercallPort...Layout.hypercallPort)
+    }
+
+    /// Attaches `device` to the ports in `ports`: the guest's port I/O there reaches it.
+    /// - Throws: ``DeviceError/portsInUse(_:)`` when a device (a built-in one included) already serves
+    ///   one of them; ``detachDevice(port:)`` frees a port first.
+    public func attach(_ device: some PortDevice, ports: ClosedRange<UInt16>) throws(DeviceError) {
+        try devices.attach(device, ports: ports)
+    }
+
+    /// Attaches `device` to the guest-physical addresses in `addresses`, which must lie above RAM.
+    /// - Throws: ``DeviceError`` when the range overlaps RAM or another device.
+    public func attach(_ device: some MMIODevice, addresses: Range<UInt64>) throws(DeviceError) {
+        try devices.attach(device, addresses: addresses, memorySize: configuration.memorySize)
+    }
+
+    /// Detaches the device serving `port` (a built-in one too) and returns it, or `nil` if none does.
+    @discardableResult public func detachDevice(port: UInt16) -> (any PortDevice)? { devices.detach(port: port) }
+
+    /// Detaches the MMIO device serving `address` and returns it, or `nil` if none does.
+    @discardableResult public func detachDevice(address: UInt64) -> (any MMIODevice)? {
+        devices.detach(address: address)
+    }
+
     // MARK: Running
 
     /// Runs the guest until it halts, writes the exit port, fails, runs past the timeout, or is interrupted.
     ///
     /// - Returns: how the guest ended normally.
-    /// - Throws: ``MachineError`` for everything else, with a one-line diagnosis.
-    public func run() throws(MachineError) -> RunOutcome {
+    /// - Throws: ``RunError`` for everything else; after a fault, a timeout or an interruption the machine
+    ///   refuses to run again (``RunError/needsReset(after:)``) until it is reset.
+    public func run() throws(RunError) -> RunOutcome {
+        if let poisoned { throw .needsReset(after: poisoned) }
         addressSpace.arenaMayBeDirty()
-        let watchdog: VCPUAlarm?
         do {
             watchdog = try configuration.timeout.map { (timeout) throws(KVMError) in try VCPUAlarm(after: timeout) }
         } catch {
             throw .kvmFailed(error)
         }
-        defer { watchdog?.cancel() }
+        defer {
+            watchdog?.cancel()
+            watchdog = nil
+        }
         let outcome: RunOutcome
         do {
-            outcome = try runLoop(watchdog: watchdog)
+            outcome = try runLoop()
         } catch {
-            // Whatever ended the run, what the guest printed before it still goes out; a sink that fails
-            // now cannot hide the first error.
-            try? flushConsole(watchdog: watchdog)
+            // What the guest printed before the end still goes out; a sink that fails now cannot hide the
+            // first error.
+            try? flushConsole()
+            poisoned = error.description
             throw error
         }
-        try flushConsole(watchdog: watchdog)
+        try flushConsole()
         return outcome
     }
 
-    func runLoop(watchdog: VCPUAlarm?) throws(MachineError) -> RunOutcome {
+    func runLoop() throws(RunError) -> RunOutcome {
         while true {
             if interrupter.isRequested { throw .interrupted(rip: rip(), exits: exitCount) }
             let exit: VCPUExit
@@ -156,53 +196,121 @@ public final class Machine {
             } catch {
                 throw .kvmFailed(error)
             }
+            if case .interrupted = exit {
+                // A kick is not the guest's exit: the timeout, an interruption, or a stray signal.
+                try checkStop()
+                vcpu.immediateExit = false
+                continue
+            }
             exitCount &+= 1
             if let trace = configuration.trace { trace("[exit \(exitCount)] \(exit) (RIP \(hex(rip())))") }
-            switch exit {
-            case .ioOut(Layout.consolePort, _, let value):
-                try console(UInt8(truncatingIfNeeded: value), watchdog: watchdog)
-            case .ioOutString(Layout.consolePort, _, let bytes):
-                for byte in bytes { try console(byte, watchdog: watchdog) }
-            case .ioOut(Layout.exitPort, _, let value):
-                return .exited(status: UInt8(truncatingIfNeeded: value))
-            case .ioOut(Layout.hypercallPort, 4, let value):
-                try hypercall(recordAddress: UInt64(value))
-            case .halt:
-                return .halted
-            case .interrupted:
-                exitCount &-= 1  // a kick is not the guest's exit
-                try checkStop(watchdog: watchdog)
-                vcpu.immediateExit = false
-            case .shutdown:
-                throw .tripleFault(diagnosis: diagnoseTripleFault())
-            case .mmio(let address, let size, let write):
-                throw .unbackedMemoryAccess(address: address, size: size, write: write, rip: rip())
-            case .ioOut(let port, let size, let value):
-                throw .unknownPort(port: port, size: size, value: value, rip: rip())
-            case .ioOutString(let port, let size, let bytes):
-                throw .unknownPortString(
-                    port: port, size: size, count: bytes.count / max(size, 1), input: false, rip: rip())
-            case .ioIn(let port, let size):
-                throw .unknownPort(port: port, size: size, value: nil, rip: rip())
-            case .ioInString(let port, let size, let count):
-                throw .unknownPortString(port: port, size: size, count: count, input: true, rip: rip())
-            case .failedEntry(let reason):
-                throw .entryFailed(hardwareReason: reason, rip: rip())
-            case .emulationFailure(let fetched):
-                // Eight bytes say which instruction it is; x86 instructions have no fixed length to cut at.
-                let rip = rip()
-                let bytes = fetched.map { Array($0.prefix(8)) } ?? bytes(at: rip, count: 8)
-                throw .emulationFailed(rip: rip, bytes: bytes.flatMap { $0.isEmpty ? nil : $0 })
-            case .internalError(let suberror):
-                throw .internalError(suberror: suberror, rip: rip())
-            case .systemEvent, .debug, .dirtyRingFull, .unsupported:
-                throw .unexpectedExit(exit.description, rip: rip())
+            if case .stop(let outcome) = try handle(exit) { return outcome }
+        }
+    }
+
+    /// Serves one exit: a device access, or the end of the run.
+    func handle(_ exit: VCPUExit) throws(RunError) -> DeviceResponse {
+        switch exit {
+        case .ioOut(let port, let size, let value):
+            guard let device = devices.device(port: port) else {
+                throw .fault(fault(.unknownPort(port: port, size: size, writeValue: value, count: 1)))
             }
+            return try serve { () throws in try device.write(port: port, size: size, value: value, machine: self) }
+        case .ioOutString(let port, let size, let bytes):
+            let count = bytes.count / max(size, 1)
+            let values = (0..<count).map { unit in
+                bytes[(unit * size)..<(unit * size + size)].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            }
+            guard let device = devices.device(port: port) else {
+                throw .fault(fault(.unknownPort(port: port, size: size, writeValue: values.first, count: count)))
+            }
+            return try serveString(count: count) { () throws in
+                for value in values {
+                    let response = try device.write(port: port, size: size, value: value, machine: self)
+                    if case .stop = response { return response }
+                }
+                return .resume
+            }
+        case .ioIn(let port, let size):
+            guard let device = devices.device(port: port) else {
+                throw .fault(fault(.unknownPort(port: port, size: size, writeValue: nil, count: 1)))
+            }
+            let value = try serve { () throws in try device.read(port: port, size: size, machine: self) }
+            vcpu.completeIORead(value)
+            return .resume
+        case .ioInString(let port, let size, let count):
+            guard let device = devices.device(port: port) else {
+                throw .fault(fault(.unknownPort(port: port, size: size, writeValue: nil, count: count)))
+            }
+            let bytes = try serveString(count: count) { () throws in
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(count * size)
+                for _ in 0..<count {
+                    let value = try device.read(port: port, size: size, machine: self)
+                    for byte in 0..<size { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(byte)))) }
+                }
+                return bytes
+            }
+            vcpu.completeIOReadString(bytes)
+            return .resume
+        case .mmio(let address, let size, let write):
+            guard let device = devices.device(address: address) else {
+                throw .fault(fault(.unbackedMemory(address: address, size: size, writeValue: write)))
+            }
+            if let write {
+                return try serve { () throws in try device.write(address: address, size: size, value: write, machine: self) }
+            }
+            let value = try serve { () throws in try device.read(address: address, size: size, machine: self) }
+            vcpu.completeMMIORead(value)
+            return .resume
+        case .halt:
+            return .stop(.halted)
+        case .shutdown:
+            throw .fault(tripleFault())
+        case .failedEntry(let reason):
+            throw .fault(fault(.entryFailed(hardwareReason: reason)))
+        case .emulationFailure(let fetched):
+            // Eight bytes say which instruction it is; x86 instructions have no fixed length to cut at.
+            let rip = rip()
+            let bytes = fetched.map { Array($0.prefix(8)) } ?? bytes(at: rip, count: 8)
+            throw .fault(fault(.emulationFailure(bytes: bytes.flatMap { $0.isEmpty ? nil : $0 }), rip: rip))
+        case .internalError(let suberror):
+            throw .fault(fault(.internalError(suberror: suberror)))
+        case .systemEvent, .debug, .dirtyRingFull, .unsupported, .interrupted:
+            throw .fault(fault(.unexpectedExit(exit)))
+        }
+    }
+
+    /// Runs a device callback, turning what it throws into a ``RunError``: a ``GuestFault`` or a ``RunError``
+    /// as it is, anything else as ``RunError/deviceFailed(_:)``.
+    @inline(__always)
+    func serve<T>(_ body: () throws -> T) throws(RunError) -> T {
+        do {
+            return try body()
+        } catch let error as RunError {
+            throw error
+        } catch let fault as GuestFault {
+            throw .fault(fault)
+        } catch {
+            throw .deviceFailed(String(describing: error))
+        }
+    }
+
+    /// ``serve(_:)`` for the units of a `REP OUTS` / `REP INS`: a device that does not serve the direction
+    /// names the whole string in its fault.
+    func serveString<T>(count: Int, _ body: () throws -> T) throws(RunError) -> T {
+        do {
+            return try serve(body)
+        } catch .fault(var fault) {
+            if case .unknownPort(let port, let size, let value, 1) = fault.kind {
+                fault.kind = .unknownPort(port: port, size: size, writeValue: value, count: count)
+            }
+            throw .fault(fault)
         }
     }
 
     /// Throws the timeout or interruption that stopped the vCPU, if one did; returns for a stray signal.
-    func checkStop(watchdog: VCPUAlarm?) throws(MachineError) {
+    func checkStop() throws(RunError) {
         if let watchdog, watchdog.expired {
             throw .timeout(seconds: watchdog.seconds, rip: rip(), exits: exitCount)
         }
@@ -214,29 +322,59 @@ public final class Machine {
 
     // MARK: Console
 
-    func console(_ byte: UInt8, watchdog: VCPUAlarm?) throws(MachineError) {
+    func console(_ byte: UInt8) throws(RunError) {
         switch configuration.console {
         case .discard: return
         case .capture(let limit):
             if consoleOutput.count < limit { consoleOutput.append(byte) } else { consoleBytesDropped += 1 }
         case .sink:
             pendingConsole.append(byte)
-            if byte == 0x0A || pendingConsole.count >= Self.consoleBufferLimit { try flushConsole(watchdog: watchdog) }
+            if byte == 0x0A || pendingConsole.count >= Self.consoleBufferLimit { try flushConsole() }
         }
     }
 
     /// Hands the pending console bytes to the sink. A sink error ends the run; when the sink gave up because
     /// the timeout passed or the machine was interrupted while it waited, that is what is reported.
-    func flushConsole(watchdog: VCPUAlarm?) throws(MachineError) {
+    func flushConsole() throws(RunError) {
         guard case .sink(let sink) = configuration.console, !pendingConsole.isEmpty else { return }
         let bytes = pendingConsole
         pendingConsole.removeAll(keepingCapacity: true)
         do {
             try sink(bytes)
         } catch {
-            try checkStop(watchdog: watchdog)
+            try checkStop()
             throw .consoleFailed(String(describing: error))
         }
+    }
+
+    // MARK: Faults and diagnostics
+
+    /// A fault of `kind` at the vCPU's RIP (or `rip`), with CR3 and the translation of RIP through the
+    /// tables in CR3: what a device throws when the guest misuses it.
+    public func fault(_ kind: GuestFault.Kind, rip: UInt64? = nil) -> GuestFault {
+        let rip = rip ?? self.rip()
+        let cr3 = try? vcpu.specialRegisters().cr3
+        return GuestFault(kind, rip: rip, cr3: cr3)
+    }
+
+    /// The triple fault now: RIP, CR2 and CR3 with their translations through the tables in CR3.
+    func tripleFault() -> GuestFault {
+        let rip = (try? vcpu.registers())?.rip ?? 0
+        let special = try? vcpu.specialRegisters()
+        let space = addressSpaceInCR3()
+        return GuestFault(
+            .tripleFault, rip: rip, cr2: special?.cr2, cr3: special?.cr3,
+            ripTranslation: AddressTranslation(of: rip, in: space),
+            cr2Translation: special.map { AddressTranslation(of: $0.cr2, in: space) },
+            hostRoot: space === addressSpace ? nil : addressSpace.rootPhysicalAddress)
+    }
+
+    /// The tables the vCPU walks now: the root in CR3, which is the host's unless the guest loaded its own.
+    func addressSpaceInCR3() -> any AddressSpace {
+        guard let cr3 = try? vcpu.specialRegisters().cr3 else { return addressSpace }
+        let host = addressSpace.rootPhysicalAddress
+        let root = addressSpace.view(root: cr3)
+        return root.rootPhysicalAddress == host ? addressSpace : root
     }
 
     /// Up to `count` bytes at virtual address `address`, read through the tables in CR3; fewer where the
@@ -255,54 +393,10 @@ public final class Machine {
         return bytes.isEmpty ? nil : bytes
     }
 
-    // MARK: Diagnostics
-
-    /// The tables the vCPU walks now: the root in CR3, which is the host's unless the guest loaded its own.
-    func addressSpaceInCR3() -> any AddressSpace {
-        guard let cr3 = try? vcpu.specialRegisters().cr3 else { return addressSpace }
-        let host = addressSpace.rootPhysicalAddress
-        let root = addressSpace.view(root: cr3)
-        return root.rootPhysicalAddress == host ? addressSpace : root
-    }
-
-    /// `RIP 0x... (-> 0x..., r-x, 4 KiB leaf), CR2 0x... (not mapped), CR3 0x...`, with a hint for page 0.
-    /// Translations are read from the tables in CR3, the guest's own if it built and loaded them.
-    func diagnoseTripleFault() -> String {
-        let registers = try? vcpu.registers()
-        let special = try? vcpu.specialRegisters()
-        let rip = registers?.rip ?? 0
-        let space = addressSpaceInCR3()
-        var text = "RIP \(hex(rip)) \(describeTranslation(of: rip, in: space))"
-        if let special {
-            text += ", CR2 \(hex(special.cr2)) \(describeTranslation(of: special.cr2, in: space))"
-            text += ", CR3 \(hex(special.cr3))"
-            if space !== addressSpace {
-                text += " (the guest's own tables: the host's are at \(hex(addressSpace.rootPhysicalAddress)))"
-            }
-            if special.cr2 < 0x1000 && special.cr2 != 0 || special.cr2 == 0 && rip < 0x1000 {
-                text += " (page 0 is never mapped: a null pointer?)"
-            } else if case .copyOnWrite? = (try? space.lookup(special.cr2))??.kind {
-                text +=
-                    " (CR2 is a copy-on-write page: a write to it needs the guest's #PF handler to ask the host to resolve it)"
-            }
-        }
-        return text
-    }
-
-    /// `(-> 0x201000, read-only, 4 KiB leaf)` or `(not mapped)`, from the engine's view of the tables in
-    /// CR3 (or of `space`).
-    public func describeTranslation(of virtualAddress: UInt64, in space: (any AddressSpace)? = nil) -> String {
-        let space = space ?? addressSpaceInCR3()
-        do {
-            guard let t = try space.lookup(virtualAddress) else { return "(not mapped)" }
-            let cow = { if case .copyOnWrite = t.kind { return ", copy-on-write" } else { return "" } }()
-            return
-                "(-> \(hex(t.physicalAddress)), \(t.kind.isWritable ? "writable" : "read-only")\(t.kind.isExecutable ? "" : ", no-execute")\(cow), \(t.leafSize) leaf)"
-        } catch .outsideVirtualSpace {
-            return "(non-canonical address)"
-        } catch {
-            return "(tables unreadable: \(error))"
-        }
+    /// How the tables in CR3 translate `virtualAddress`: `(-> 0x201000, read-only, 4 KiB leaf)`,
+    /// `(not mapped)`, ...
+    public func describeTranslation(of virtualAddress: UInt64) -> String {
+        AddressTranslation(of: virtualAddress, in: addressSpaceInCR3()).description
     }
 
     /// The address space in CR3 now, as ``AddressSpace/dump(lineLimit:tableLimit:)`` prints it (bounded),
@@ -314,22 +408,27 @@ public final class Machine {
     }
 
     /// The vCPU's own translation of `virtualAddress` (`KVM_TRANSLATE`).
-    public func vcpuTranslate(_ virtualAddress: UInt64) throws(MachineError) -> KVMKit.Translation {
-        do { return try vcpu.translate(virtualAddress) } catch { throw .kvmFailed(error) }
+    public func vcpuTranslate(_ virtualAddress: UInt64) throws(KVMError) -> KVMKit.Translation {
+        try vcpu.translate(virtualAddress)
     }
 
-    /// The vCPU's registers (for tests and diagnostics).
-    public func registers() throws(MachineError) -> Registers {
-        do { return try vcpu.registers() } catch { throw .kvmFailed(error) }
+    /// The vCPU's registers.
+    public func registers() throws(KVMError) -> Registers {
+        try vcpu.registers()
+    }
+
+    /// The vCPU's special registers (segments, control registers, EFER).
+    public func specialRegisters() throws(KVMError) -> SpecialRegisters {
+        try vcpu.specialRegisters()
     }
 }
 
 /// Stops a running machine from any thread: the timeout's mechanism, offered to the embedder.
 ///
 /// ``interrupt()`` marks the machine interrupted and kicks its vCPU out of `KVM_RUN` (or makes the next
-/// entry return at once); ``Machine/run()`` then ends with ``MachineError/interrupted(rip:exits:)``. A
-/// console sink blocked in a system call on the vCPU's thread sees that call fail with EINTR, and should
-/// give up when ``isRequested``.
+/// entry return at once); ``Machine/run()`` then ends with ``RunError/interrupted(rip:exits:)``. A console
+/// sink blocked in a system call on the vCPU's thread sees that call fail with EINTR, and should give up
+/// when ``isRequested``.
 public struct Interrupter: Sendable {
     let kicker: VCPUKicker
     let state = RequestState()
@@ -338,7 +437,7 @@ public struct Interrupter: Sendable {
         let requested = Atomic<Bool>(false)
     }
 
-    /// Whether ``interrupt()`` has been called.
+    /// Whether ``interrupt()`` has been called since the machine last started running clean.
     public var isRequested: Bool { state.requested.load(ordering: .acquiring) }
 
     /// Interrupts the machine's current or next run. Safe from any thread, any number of times; not from a
@@ -347,4 +446,7 @@ public struct Interrupter: Sendable {
         state.requested.store(true, ordering: .releasing)
         kicker.kick()
     }
+
+    /// Forgets an interruption (when the machine is reset).
+    func clear() { state.requested.store(false, ordering: .releasing) }
 }

@@ -2,10 +2,10 @@
 public import KVMKit
 public import PageTables
 
-/// Why a machine could not be built or its run ended abnormally. Every case describes itself in one line
-/// for a person; ``exitStatus`` is what the CLI exits with.
+/// Why a machine could not be built: its configuration, or the host's KVM. Every case describes itself in
+/// one line for a person. What the guest does once it runs is a ``RunError``.
 public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
-    // Configuration (exit status 2)
+    // The configuration
     case memoryTooSmall(size: UInt64, needed: UInt64)
     case memoryTooLarge(size: UInt64)
     case memoryNotPageMultiple(size: UInt64)
@@ -23,51 +23,10 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyProbes(count: Int, maximum: Int)
     case tablesFailed(PageTableError)
 
-    // The host's KVM (exit status 3)
+    // The host's KVM
     case kvmUnavailable(KVMError)
     case kvmFailed(KVMError)
     case pagingModeUnsupported(architecture: Architecture, detail: String)
-
-    // The guest (exit status 125, or 124 for a timeout)
-    case tripleFault(diagnosis: String)
-    case unbackedMemoryAccess(address: UInt64, size: Int, write: UInt64?, rip: UInt64)
-    case unknownPort(port: UInt16, size: Int, value: UInt32?, rip: UInt64)
-    /// `REP OUTS` (`input == false`) or `REP INS` of `count` units of `size` bytes to a port no device serves.
-    case unknownPortString(port: UInt16, size: Int, count: Int, input: Bool, rip: UInt64)
-    case pageFault(description: String)
-    case guestException(description: String)
-    case entryFailed(hardwareReason: UInt64, rip: UInt64)
-    case internalError(suberror: UInt32, rip: UInt64)
-    /// KVM's instruction emulator could not run the instruction at `rip`. `bytes` are the first bytes at
-    /// `rip` (as KVM fetched them, or read through the tables in CR3), `nil` when neither is available.
-    case emulationFailed(rip: UInt64, bytes: [UInt8]?)
-    case unexpectedExit(String, rip: UInt64)
-    case badHypercall(String)
-    case timeout(seconds: Double, rip: UInt64, exits: Int)
-    /// ``Interrupter/interrupt()`` stopped the run.
-    case interrupted(rip: UInt64, exits: Int)
-    /// The console sink threw: the guest's output could not be delivered.
-    case consoleFailed(String)
-
-    /// The process exit status for this error: 2 bad input, 3 KVM, 74 console output lost, 124 timeout,
-    /// 125 guest failure, 130 interrupted.
-    public var exitStatus: Int32 {
-        switch self {
-        case .memoryTooSmall, .memoryTooLarge, .memoryNotPageMultiple, .memoryUnavailable, .emptyImage,
-            .loadAddressOutsideMemory, .loadAddressMisaligned, .imageTooLarge, .imageOverlapsArena,
-            .imageOverlapsLowMemory, .entryOutsideImage, .mappingRejected, .mappingsOverlap, .tooManyMappings,
-            .tooManyProbes,
-            .tablesFailed:
-            2
-        case .kvmUnavailable, .kvmFailed, .pagingModeUnsupported: 3
-        case .timeout: 124
-        case .consoleFailed: 74
-        case .interrupted: 130
-        case .tripleFault, .unbackedMemoryAccess, .unknownPort, .unknownPortString, .pageFault, .guestException,
-            .entryFailed, .internalError, .emulationFailed, .unexpectedExit, .badHypercall:
-            125
-        }
-    }
 
     public var description: String {
         switch self {
@@ -109,46 +68,6 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             "\(error)"
         case .pagingModeUnsupported(let arch, let detail):
             "\(arch) guests cannot run on this host's KVM: \(detail)"
-        case .tripleFault(let diagnosis):
-            "triple fault: \(diagnosis)"
-        case .unbackedMemoryAccess(let address, let size, let write, let rip):
-            if let write {
-                "access to unbacked physical memory: write of \(size) byte\(size == 1 ? "" : "s") (\(hex(write))) to \(hex(address)) at RIP \(hex(rip))"
-            } else {
-                "access to unbacked physical memory: read of \(size) byte\(size == 1 ? "" : "s") from \(hex(address)) at RIP \(hex(rip))"
-            }
-        case .unknownPort(let port, let size, let value, let rip):
-            if let value {
-                "unknown port: out of \(size) byte\(size == 1 ? "" : "s") (\(hex(UInt64(value)))) to port \(hex(UInt64(port))) at RIP \(hex(rip))"
-            } else {
-                "unknown port: in of \(size) byte\(size == 1 ? "" : "s") from port \(hex(UInt64(port))) at RIP \(hex(rip))"
-            }
-        case .unknownPortString(let port, let size, let count, let input, let rip):
-            input
-                ? "unknown port: rep ins of \(count) x \(size) byte\(size == 1 ? "" : "s") from port \(hex(UInt64(port))) at RIP \(hex(rip))"
-                : "unknown port: rep outs of \(count) x \(size) byte\(size == 1 ? "" : "s") to port \(hex(UInt64(port))) at RIP \(hex(rip))"
-        case .pageFault(let description):
-            "page fault: \(description)"
-        case .guestException(let description):
-            "guest exception: \(description)"
-        case .entryFailed(let reason, let rip):
-            "entry failed: KVM_EXIT_FAIL_ENTRY, hardware reason \(hex(reason)), RIP \(hex(rip))"
-        case .internalError(let suberror, let rip):
-            "KVM internal error (suberror \(suberror)) at RIP \(hex(rip))"
-        case .emulationFailed(let rip, let bytes):
-            "this KVM could not emulate the instruction at RIP \(hex(rip))"
-                + (bytes.map { " (bytes \($0.map(hexByte).joined(separator: " ")) ...)" } ?? "")
-                + ": KVMs that emulate guest code, as kvm_pvm does, cannot run x87, SSE arithmetic, popcnt or crc32"
-        case .unexpectedExit(let exit, let rip):
-            "unexpected exit: \(exit) at RIP \(hex(rip))"
-        case .badHypercall(let detail):
-            "bad hypercall: \(detail)"
-        case .timeout(let seconds, let rip, let exits):
-            "timeout: the guest was still running after \(formatSeconds(seconds)) (RIP \(hex(rip)), \(exits) exit\(exits == 1 ? "" : "s"))"
-        case .interrupted(let rip, let exits):
-            "interrupted: the guest was stopped at RIP \(hex(rip)) after \(exits) exit\(exits == 1 ? "" : "s")"
-        case .consoleFailed(let detail):
-            "cannot deliver the guest's console output: \(detail)"
         }
     }
 }

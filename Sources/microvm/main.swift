@@ -63,26 +63,26 @@ if options.trace {
     configuration.trace = { line in writeStandardError(line + "\n") }
 }
 
-/// Builds and runs the machine, dumping the tables around the run when asked.
-func boot(_ configuration: MachineConfiguration, dumpTables: Bool) throws(MachineError) -> RunOutcome {
-    let machine = try Machine(configuration: configuration)
-    if dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
-    TerminationSignals.running(machine.interrupter)
-    runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
-    defer {
-        TerminationSignals.finishing()
-        if dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
-    }
-    return try machine.run()
-}
-
+let machine: Machine
 do throws(MachineError) {
-    exit(try boot(configuration, dumpTables: options.dumpTables).exitStatus)
-} catch .interrupted(let rip, let exits) {
+    machine = try Machine(configuration: configuration)
+} catch {
+    fail(error.description, status: error.exitStatus)
+}
+if options.dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
+TerminationSignals.running(machine.interrupter)
+runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
+let result = Result { () throws(RunError) in try machine.run() }
+TerminationSignals.finishing()
+if options.dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
+switch result {
+case .success(let outcome):
+    exit(outcome.exitStatus)
+case .failure(.interrupted(let rip, let exits)):
     let signal = TerminationSignals.received ?? SIGINT
     fail(
         "stopped by \(TerminationSignals.name(signal)): the guest was at RIP 0x\(String(rip, radix: 16)) after \(exits) exit\(exits == 1 ? "" : "s")",
         status: 128 + signal)
-} catch {
+case .failure(let error):
     fail(error.description, status: error.exitStatus)
 }

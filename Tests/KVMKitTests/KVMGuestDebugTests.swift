@@ -52,7 +52,7 @@ struct KVMGuestDebugTests {
         case .debug(let stop):
             #expect(stop.isSoftwareBreakpoint)
             #expect(stop.pc == 0x1002)
-        case .internalError:
+        case .emulationFailure:
             // kvm_pvm cannot emulate INT3: it fails emulation at the breakpoint, which a debugger that
             // planted the 0xCC there can recognise as the stop.
             #expect(RealModeGuest.isPVM)

@@ -148,13 +148,13 @@ struct KVMGuestTests {
         guest.vcpu.immediateExit = false
     }
 
-    @Test("a kick reaches a vCPU thread that does not block SIGUSR1")
+    @Test("a kick reaches a vCPU thread that does not block the kick signal")
     func kickOnPlainThread() throws {
         let outcome = Mutex<[VCPUExit]?>(nil)
         let vcpuThread = startThread {
             var unblock = sigset_t()
             sigemptyset(&unblock)
-            sigaddset(&unblock, SIGUSR1)
+            sigaddset(&unblock, KVMSystem.kickSignal)
             pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
             guard let guest = try? RealModeGuest(code: [0xEB, 0xFE]) else { return }  // jmp $
             let kicker = guest.vcpu.makeKicker()
@@ -173,12 +173,12 @@ struct KVMGuestTests {
         #expect(outcome.withLock { $0 } == [.interrupted, .interrupted])
     }
 
-    @Test("a kick on a thread that blocks SIGUSR1 leaves no signal pending after the run")
+    @Test("a kick on a thread that blocks the kick signal leaves no signal pending after the run")
     func kickConsumesPendingSignal() throws {
         let guest = try RealModeGuest(code: [0xEB, 0xFE])  // jmp $
         var block = sigset_t()
         sigemptyset(&block)
-        sigaddset(&block, SIGUSR1)
+        sigaddset(&block, KVMSystem.kickSignal)
         var previous = sigset_t()
         pthread_sigmask(SIG_BLOCK, &block, &previous)  // as Dispatch worker threads already do
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
@@ -191,10 +191,10 @@ struct KVMGuestTests {
         #expect(try guest.vcpu.run() == .interrupted)
         var pending = sigset_t()
         sigpending(&pending)
-        #expect(sigismember(&pending, SIGUSR1) == 0)
+        #expect(sigismember(&pending, KVMSystem.kickSignal) == 0)
     }
 
-    @Test("an alarm stops a spinning guest on a thread that blocks SIGUSR1, and cancel leaves nothing pending")
+    @Test("an alarm stops a spinning guest on a thread that blocks the kick signal, and cancel leaves nothing pending")
     func alarm() throws {
         let guest = try RealModeGuest(code: [0xEB, 0xFE])  // jmp $
         let alarm = try VCPUAlarm(after: .milliseconds(30))
@@ -204,7 +204,7 @@ struct KVMGuestTests {
         alarm.cancel()
         var pending = sigset_t()
         sigpending(&pending)
-        #expect(sigismember(&pending, SIGUSR1) == 0)
+        #expect(sigismember(&pending, KVMSystem.kickSignal) == 0)
     }
 
     @Test("immediateExit set before KVM_RUN returns interrupted without running the guest")

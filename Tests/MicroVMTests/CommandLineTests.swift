@@ -1,5 +1,5 @@
 import Foundation
-import MicroVM
+@_spi(Testing) import MicroVM
 import Testing
 
 /// Each bad input: exact one-line message on standard error, exact status, nothing on standard output.

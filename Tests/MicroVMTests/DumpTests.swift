@@ -1,4 +1,4 @@
-import MicroVM
+@_spi(Testing) import MicroVM
 import PageTables
 import PageTablesTestSupport
 import Testing

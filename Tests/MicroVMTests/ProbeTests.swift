@@ -1,6 +1,6 @@
 import Foundation
 import KVMKit
-import MicroVM
+@_spi(Testing) import MicroVM
 import PageTables
 import Testing
 
@@ -138,7 +138,10 @@ struct AMD64ProbeTests {
             Issue.record("expected a page fault")
         } catch {
             #expect(error.description.hasPrefix("page fault: read of 0x70000000 (not mapped) at RIP 0x10"))
-            #expect(error.exitStatus == 125)
+            guard case .fault(let fault) = error else { return }
+            #expect(fault.kind == .exception(vector: 14, errorCode: 0))
+            #expect(fault.cr2 == 0x7000_0000)
+            #expect(fault.cr2Translation == .notMapped)
         }
     }
 
@@ -171,21 +174,21 @@ struct PageFaultLineTests {
     @Test("the #PF error code becomes the access, as the issue's example")
     func lines() {
         #expect(
-            Machine.pageFaultLine(
+            GuestFault.pageFaultLine(
                 errorCode: 0x3, address: 0x4000_1000, rip: 0x10_0042,
                 translation: "(-> 0x201000, read-only, 4 KiB leaf)")
                 == "write to 0x40001000 (-> 0x201000, read-only, 4 KiB leaf) at RIP 0x100042")
         #expect(
-            Machine.pageFaultLine(errorCode: 0x0, address: 0x7000_0000, rip: 0x10_0010, translation: "(not mapped)")
+            GuestFault.pageFaultLine(errorCode: 0x0, address: 0x7000_0000, rip: 0x10_0010, translation: "(not mapped)")
                 == "read of 0x70000000 (not mapped) at RIP 0x100010")
         #expect(
-            Machine.pageFaultLine(
+            GuestFault.pageFaultLine(
                 errorCode: 0x11, address: 0x5000_0000, rip: 0x5000_0000,
                 translation: "(-> 0x320000, writable, no-execute, 4 KiB leaf)")
                 == "instruction fetch from 0x50000000 (-> 0x320000, writable, no-execute, 4 KiB leaf) at RIP 0x50000000"
         )
         #expect(
-            Machine.pageFaultLine(
+            GuestFault.pageFaultLine(
                 errorCode: 0x6, address: 0x1000, rip: 0x40_0000,
                 translation: "(-> 0x1000, writable, no-execute, 4 KiB leaf)")
                 == "user write to 0x1000 (-> 0x1000, writable, no-execute, 4 KiB leaf) at RIP 0x400000")

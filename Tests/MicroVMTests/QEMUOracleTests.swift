@@ -1,5 +1,5 @@
 import Foundation
-import MicroVM
+@_spi(Testing) import MicroVM
 import PageTables
 import Testing
 

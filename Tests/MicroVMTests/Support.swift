@@ -1,6 +1,6 @@
 import Foundation
 import KVMKit
-import MicroVM
+@_spi(Testing) import MicroVM
 import PageTables
 import Testing
 

@@ -1,0 +1,37 @@
+import MicroVM
+
+// The command line's exit statuses (README, "Exit status and errors"): the library reports what happened,
+// this file decides what the process says about it.
+
+extension RunOutcome {
+    /// 0 after `hlt`; the guest's own status after a write to the exit port.
+    var exitStatus: Int32 {
+        switch self {
+        case .halted: 0
+        case .exited(let status): Int32(status)
+        }
+    }
+}
+
+extension MachineError {
+    /// 3 when the host's KVM is missing, unusable or cannot run the mode; 2 for a configuration mistake.
+    var exitStatus: Int32 {
+        switch self {
+        case .kvmUnavailable, .kvmFailed, .pagingModeUnsupported: 3
+        default: 2
+        }
+    }
+}
+
+extension RunError {
+    /// 125 the guest failed, 124 timeout, 74 console output lost, 3 KVM failed, 130 interrupted.
+    var exitStatus: Int32 {
+        switch self {
+        case .fault, .deviceFailed, .needsReset: 125
+        case .timeout: 124
+        case .consoleFailed: 74
+        case .kvmFailed: 3
+        case .interrupted: 130
+        }
+    }
+}
