@@ -1,0 +1,165 @@
+@preconcurrency import Glibc
+import KVMKit
+
+/// A thread of its own for one machine, serving as the serial executor of an ``AsyncMachine``.
+///
+/// A vCPU belongs to the thread that made it (its kick signal is sent to that thread, and its signal mask
+/// is that thread's), and a guest run blocks its thread for as long as the guest runs. So an `async`
+/// machine gets a dedicated thread: everything it does runs there, one job after another, and no thread
+/// of Swift's cooperative pool waits on a guest. The thread blocks every signal but the kick, so process
+/// signals are delivered elsewhere; it ends when the executor is released.
+public final class MachineThread: SerialExecutor, @unchecked Sendable {
+    // @unchecked: `jobs` and `stopping` are only touched with `lock` held; the pthread objects are heap
+    // allocations that never move and are destroyed once the thread has ended.
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [UnownedJob] = []
+    private var stopping = false
+    private var finished = false
+
+    /// Starts the thread.
+    public init() {
+        // SAFETY: both were just allocated for this object; they are destroyed in deinit, after the thread
+        // that uses them has signalled that it ended.
+        pthread_mutex_init(lock, nil)
+        pthread_cond_init(condition, nil)
+        var thread = pthread_t()
+        // The thread holds the executor until it ends (`stop()` is called by the owner's deinit).
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let result = pthread_create(
+            &thread, nil,
+            { context in
+                let executor = Unmanaged<MachineThread>.fromOpaque(context!).takeRetainedValue()
+                executor.loop()
+                return nil
+            }, context)
+        precondition(result == 0, "pthread_create failed: \(result)")
+        pthread_detach(thread)
+    }
+
+    deinit {
+        pthread_mutex_destroy(lock)
+        pthread_cond_destroy(condition)
+        lock.deallocate()
+        condition.deallocate()
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        pthread_mutex_lock(lock)
+        jobs.append(job)
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(lock)
+    }
+
+    /// Lets the thread end once the jobs queued so far have run.
+    public func stop() {
+        pthread_mutex_lock(lock)
+        stopping = true
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(lock)
+    }
+
+    /// Runs `body` on the thread and returns what it returns.
+    public func perform<T, E: Error>(_ body: sending @escaping () throws(E) -> T) async throws(E) -> sending T {
+        let result: HandOver<Result<T, E>> = await withCheckedContinuation { continuation in
+            let job = Job(body: {
+                continuation.resume(returning: HandOver(value: Result { () throws(E) in try body() }))
+            })
+            pthread_mutex_lock(lock)
+            callbacks.append(job)
+            pthread_cond_signal(condition)
+            pthread_mutex_unlock(lock)
+        }
+        return try result.value.get()
+    }
+
+    /// A value made on the machine thread and handed, once, to the task that asked for it: nothing else
+    /// holds it, so it crosses threads whole.
+    private struct HandOver<Value>: @unchecked Sendable {
+        let value: Value
+    }
+
+    /// A closure to run on the thread (``perform(_:)``), queued beside the executor's jobs.
+    private struct Job: @unchecked Sendable {
+        // @unchecked: the closure is handed from the queuing thread to the machine thread once and run there.
+        let body: () -> Void
+    }
+    private var callbacks: [Job] = []
+
+    private func loop() {
+        var signals = sigset_t()
+        sigfillset(&signals)
+        sigdelset(&signals, KVMSystem.kickSignal)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        while true {
+            pthread_mutex_lock(lock)
+            while jobs.isEmpty && callbacks.isEmpty && !stopping { pthread_cond_wait(condition, lock) }
+            if jobs.isEmpty && callbacks.isEmpty {
+                pthread_mutex_unlock(lock)
+                return
+            }
+            let nextJobs = jobs
+            let nextCallbacks = callbacks
+            jobs.removeAll()
+            callbacks.removeAll()
+            pthread_mutex_unlock(lock)
+            for callback in nextCallbacks { callback.body() }
+            for job in nextJobs { job.runSynchronously(on: asUnownedSerialExecutor()) }
+        }
+    }
+}
+
+/// A ``Machine`` for `async` code: built, run and called on a thread of its own (``MachineThread``), so
+/// awaiting a guest never parks a thread of Swift's cooperative pool.
+///
+/// ```swift
+/// let vm = try await AsyncMachine(configuration: configuration)
+/// let outcome = try await vm.run()
+/// ```
+///
+/// Every isolated method runs on the machine's thread; ``interrupt()`` may be called from anywhere.
+public actor AsyncMachine {
+    /// The machine's thread, which is this actor's executor.
+    public nonisolated let thread: MachineThread
+    /// The machine. Use it only from code isolated to this actor (``withMachine(_:)``), which runs on
+    /// its thread.
+    public let machine: Machine
+    /// Stops a run in progress from any thread.
+    public nonisolated let interrupter: Interrupter
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
+
+    /// Builds the machine on a new thread of its own.
+    /// - Throws: ``MachineError`` as ``Machine/init(configuration:host:)`` does.
+    public init(configuration: MachineConfiguration, host: KVMHost? = nil) async throws(MachineError) {
+        let thread = MachineThread()
+        let machine: Machine
+        do {
+            machine = try await thread.perform { () throws(MachineError) in
+                try Machine(configuration: configuration, host: host)
+            }
+        } catch {
+            thread.stop()
+            throw error
+        }
+        self.thread = thread
+        self.machine = machine
+        self.interrupter = machine.interrupter
+    }
+
+    deinit { thread.stop() }
+
+    /// Runs the guest (``Machine/run()``) on the machine's thread.
+    public func run() throws(RunError) -> RunOutcome {
+        try machine.run()
+    }
+
+    /// Runs `body` with the machine, on its thread.
+    public func withMachine<T: Sendable, E: Error>(_ body: (Machine) throws(E) -> T) throws(E) -> T {
+        try body(machine)
+    }
+
+    /// Interrupts the current or next run (``Interrupter/interrupt()``).
+    public nonisolated func interrupt() { interrupter.interrupt() }
+}
