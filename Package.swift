@@ -19,6 +19,8 @@ let package = Package(
     targets: [
         // <linux/kvm.h>, its request codes as constants, one non-variadic ioctl.
         .systemLibrary(name: "CKVM", path: "Sources/CKVM"),
+        // memfd_create and the seal constants, which Swift's Glibc module does not offer.
+        .systemLibrary(name: "CMemory", path: "Sources/CMemory"),
         // The page-table engine: pure Swift, no KVM, no unsafe code.
         .target(name: "PageTables", swiftSettings: swiftSettings),
         // Test doubles for the engine's table-ops protocols (in-place array, copy-on-first-write).
@@ -26,7 +28,7 @@ let package = Package(
         // 1:1 Swift wrappers of /dev/kvm.
         .target(name: "KVMKit", dependencies: ["CKVM"], swiftSettings: swiftSettings),
         // A machine: guest memory, boot state, run loop, devices, diagnostics.
-        .target(name: "MicroVM", dependencies: ["KVMKit", "PageTables"], swiftSettings: swiftSettings),
+        .target(name: "MicroVM", dependencies: ["KVMKit", "PageTables", "CMemory"], swiftSettings: swiftSettings),
         // The command-line front end.
         .executableTarget(name: "microvm", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
         // Boots a guest many times in one process and prints descriptor and memory counts (leak test).

@@ -22,21 +22,38 @@ public final class VCPUAlarm {
 
     /// Arms the alarm to go off `duration` from now (a negative duration: at once), on the calling thread.
     ///
+    /// - Parameters:
+    ///   - duration: the deadline, from now; `nil` for none (then `tick` must be given).
+    ///   - tick: kick the vCPU this often from the start, not only after the deadline, so the caller gets
+    ///     control back regularly while the guest runs (to harvest a dirty ring before it fills, say);
+    ///     ``expired`` still answers for the deadline only.
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `timer_create` or `timer_settime`: without a
     ///   timer a guest that never exits could run for ever, so the caller must not run it.
-    public init(after duration: Duration) throws(KVMError) {
-        let (whole, attoseconds) = max(duration, .zero).components
-        seconds = Double(whole) + Double(attoseconds) / 1e18
+    public init(after duration: Duration?, tick: Duration? = nil) throws(KVMError) {
+        precondition(duration != nil || tick != nil, "an alarm needs a deadline or a tick")
         KVMSystem.installKickSignalHandler()
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        let nanoseconds = Int(attoseconds / 1_000_000_000)
-        var end = timespec(tv_sec: now.tv_sec + Int(whole), tv_nsec: now.tv_nsec + nanoseconds)
-        if end.tv_nsec >= 1_000_000_000 {
-            end.tv_sec += 1
-            end.tv_nsec -= 1_000_000_000
+        func components(_ duration: Duration) -> (seconds: Int, nanoseconds: Int) {
+            let (whole, attoseconds) = max(duration, .zero).components
+            return (Int(min(whole, Int64(Int32.max))), Int(attoseconds / 1_000_000_000))
         }
-        deadline = end
+        if let duration {
+            let (whole, nanoseconds) = components(duration)
+            seconds = Double(whole) + Double(nanoseconds) / 1e9
+            var end = timespec(tv_sec: now.tv_sec + whole, tv_nsec: now.tv_nsec + nanoseconds)
+            if end.tv_nsec >= 1_000_000_000 {
+                end.tv_sec += 1
+                end.tv_nsec -= 1_000_000_000
+            }
+            deadline = end
+        } else {
+            seconds = .infinity
+            deadline = timespec(tv_sec: Int(Int32.max), tv_nsec: 0)
+        }
+        let first = [duration, tick].compactMap { $0 }.min()!
+        let (firstSeconds, firstNanoseconds) = components(first)
+        let (tickSeconds, tickNanoseconds) = components(tick ?? .milliseconds(10))
 
         var event = sigevent()
         event.sigev_notify = Int32(SIGEV_THREAD_ID)
@@ -49,8 +66,9 @@ public final class VCPUAlarm {
         timer = created
         armed = true
         var spec = itimerspec(
-            it_interval: timespec(tv_sec: 0, tv_nsec: 10_000_000),
-            it_value: timespec(tv_sec: Int(whole), tv_nsec: whole == 0 ? max(nanoseconds, 1) : nanoseconds))
+            it_interval: timespec(tv_sec: tickSeconds, tv_nsec: tickSeconds == 0 ? max(tickNanoseconds, 1) : tickNanoseconds),
+            it_value: timespec(
+                tv_sec: firstSeconds, tv_nsec: firstSeconds == 0 ? max(firstNanoseconds, 1) : firstNanoseconds))
         guard timer_settime(created, 0, &spec, nil) == 0 else {
             let code = errno
             cancel()

@@ -17,6 +17,8 @@ public protocol AddressSpace: AnyObject {
     var virtualSpace: [(base: UInt64, length: UInt64)] { get }
     /// The large leaves the processor walks (see ``PageTable/walkableLeafSizes``).
     var walkableLeafSizes: AllowedLeafSizes { get }
+    /// The large leaves `map` may write (see ``PageTable/allowedLeafSizes``).
+    var allowedLeafSizes: AllowedLeafSizes { get }
 
     /// See ``PageTable/map(_:)``.
     func map(_ mapping: Mapping) throws(PageTableError)
@@ -39,6 +41,10 @@ public protocol AddressSpace: AnyObject {
     func view(root: UInt64) -> any AddressSpace
     /// Tells the arena that the guest has run and may have written anywhere in RAM.
     func arenaMayBeDirty()
+    /// Where the page-table arena stands.
+    var arena: ArenaState { get }
+    /// Puts the arena and the root back as a snapshot had them.
+    func restore(arena: ArenaState, root: UInt64)
 }
 
 /// Page tables of one paging mode, built in place in guest RAM: what the two concrete address spaces
@@ -57,6 +63,7 @@ extension GuestPageTables {
     @inline(__always) public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
     @inline(__always) public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
     @inline(__always) public var walkableLeafSizes: AllowedLeafSizes { tables.walkableLeafSizes }
+    @inline(__always) public var allowedLeafSizes: AllowedLeafSizes { tables.allowedLeafSizes }
     @inline(__always) public var virtualSpace: [(base: UInt64, length: UInt64)] {
         PageTable<GuestTableOps<Mode>>.virtualSpace
     }
@@ -91,6 +98,8 @@ extension GuestPageTables {
             virtualBase: virtualBase, length: length, maximumTables: min(maximumTables, walkLimit), body)
     }
     @inline(__always) public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
+    public var arena: ArenaState { tables.ops.arenaState }
+    public func restore(arena: ArenaState, root: UInt64) { tables.ops.restore(arena, root: root) }
 }
 
 /// amd64 4-level tables in guest RAM.
@@ -134,6 +143,26 @@ public final class I686PageTables: GuestPageTables {
         tables = PageTable(
             ops: try GuestTableOps(memory: memory, arenaBase: arenaBase, arenaSize: arenaSize),
             allowedLeafSizes: allowedLeafSizes, walkableLeafSizes: walkableLeafSizes)
+    }
+}
+
+/// The address space of a snapshot's tables, continued where they are in `memory` (a private view of the
+/// snapshot's image), allocating new tables from the arena as the snapshot left it.
+func restoredAddressSpace(
+    architecture: Architecture, memory: GuestMemory, arena: ArenaState, root: UInt64, allowedLeafSizes: AllowedLeafSizes,
+    walkableLeafSizes: AllowedLeafSizes
+) -> any AddressSpace {
+    switch architecture {
+    case .amd64:
+        AMD64PageTables(
+            tables: PageTable(
+                ops: GuestTableOps(memory: memory, arena: arena, root: root), allowedLeafSizes: allowedLeafSizes,
+                walkableLeafSizes: walkableLeafSizes))
+    case .i686:
+        I686PageTables(
+            tables: PageTable(
+                ops: GuestTableOps(memory: memory, arena: arena, root: root), allowedLeafSizes: allowedLeafSizes,
+                walkableLeafSizes: walkableLeafSizes))
     }
 }
 

@@ -14,8 +14,6 @@ public final class BootImage {
     public let addressSpace: any AddressSpace
     /// The page-table arena at the top of RAM.
     public let arenaBase: UInt64, arenaSize: UInt64
-    /// One past the last page of the image.
-    public let imageEnd: UInt64
     /// The boot-information block written at ``Layout/bootInfoAddress``.
     public private(set) var bootInfo: BootInfo
     /// The copy-on-write scratch frames still free: `[scratchNext, arenaBase)`.
@@ -41,7 +39,6 @@ public final class BootImage {
         self.memory = memory
         arenaBase = plan.arenaBase
         arenaSize = plan.arenaSize
-        imageEnd = plan.imageEnd
         scratchNext = plan.scratchBase
 
         memory.write(configuration.image, at: configuration.loadAddress)
@@ -69,6 +66,24 @@ public final class BootImage {
             probeListAddress: 0, probeCount: 0, flags: [], mappings: configuration.extraMappings)
         bootInfo.write(to: memory, at: Layout.bootInfoAddress)
         X86Boot.writeGDT(to: memory, architecture: configuration.architecture)
+    }
+
+    /// The image of a snapshot, continued in `memory` (a private view of the snapshot's image): its tables
+    /// where they are, its arena and scratch frames as the snapshot left them. Nothing is written.
+    init(restoring snapshot: Snapshot, memory: GuestMemory, configuration: MachineConfiguration) {
+        self.configuration = configuration
+        self.memory = memory
+        arenaBase = snapshot.arena.base
+        arenaSize = snapshot.arena.end - snapshot.arena.base
+        scratchNext = snapshot.scratchNext
+        addressSpace = restoredAddressSpace(
+            architecture: snapshot.architecture, memory: memory, arena: snapshot.arena, root: snapshot.roots[0],
+            allowedLeafSizes: snapshot.allowedLeafSizes, walkableLeafSizes: snapshot.walkableLeafSizes)
+        bootInfo = BootInfo(
+            memorySize: configuration.memorySize, tableRoot: snapshot.roots[0], arenaBase: arenaBase,
+            arenaSize: arenaSize, loadAddress: configuration.loadAddress, imageSize: 0,
+            architecture: configuration.architecture, probeListAddress: 0, probeCount: 0, flags: [],
+            mappings: configuration.extraMappings)
     }
 
     /// Places `probes` at ``Layout/probeListAddress`` and lists them in the boot-information block.

@@ -191,6 +191,9 @@ public enum RunError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The machine faulted (or was interrupted mid-call) earlier and has not been reset since: its state is
     /// not one a run or a call can start from.
     case needsReset(after: String)
+    /// The guest wrote more pages between two exits than the dirty ring could record: the run stops, and
+    /// the next reset restores all of memory in a new VM.
+    case dirtyTrackingLost
 
     public var description: String {
         switch self {
@@ -204,6 +207,8 @@ public enum RunError: Error, Equatable, Sendable, CustomStringConvertible {
         case .kvmFailed(let error): "\(error)"
         case .needsReset(let cause):
             "the machine must be reset before it runs again: its last run ended with \(cause)"
+        case .dirtyTrackingLost:
+            "the guest wrote faster than KVM's dirty ring could record between two exits: the machine must be reset (which rebuilds its VM)"
         }
     }
 }

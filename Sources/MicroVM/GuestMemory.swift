@@ -1,16 +1,23 @@
 @preconcurrency import Glibc
 
-/// Guest RAM: one anonymous `mmap` region that KVM registers as memory slot 0 at guest-physical 0.
+/// Guest RAM: one `mmap` region that KVM registers as memory slot 0 at guest-physical 0 — anonymous memory
+/// for a fresh machine, a private mapping of a ``SnapshotImage`` for one restored from a snapshot.
 ///
-/// Every host access goes through the bounds-checked accessors here; this file and `GuestTableOps` are the
-/// only places in MicroVM that touch the raw mapping. Guest-physical address `a` is byte `a` of the region.
+/// Every host access goes through the bounds-checked accessors here; this file and `SnapshotImage` are the
+/// only places in MicroVM that touch raw mappings. Guest-physical address `a` is byte `a` of the region.
+/// When a machine can be reset, the memory also logs which pages the host wrote (``HostWriteLog``), since
+/// KVM's dirty tracking sees only the guest's writes.
 public final class GuestMemory {
     /// Size in bytes; a multiple of 4 KiB.
     public let size: UInt64
     /// Whether every page was faulted in when the memory was mapped.
     public let isPopulated: Bool
-    /// Start of the host mapping. Only ``GuestMemory`` and ``GuestTableOps`` dereference it.
+    /// Start of the host mapping. Only ``GuestMemory`` dereferences it.
     @usableFromInline let base: UnsafeMutableRawPointer
+    /// The image this memory is a private view of, if it is one.
+    public private(set) var image: SnapshotImage?
+    /// The pages the host has written since logging began, when it is on.
+    @usableFromInline var writeLog: HostWriteLog?
 
     /// Maps `size` bytes of zeroed anonymous memory.
     ///
@@ -52,9 +59,39 @@ public final class GuestMemory {
         self.isPopulated = false
     }
 
+    /// Maps `image` privately: the guest sees the image's bytes, and what it (or the host) writes lands in
+    /// private copies of the pages written, so other machines mapping the same image are not affected.
+    /// - Throws: ``MachineError/memoryUnavailable(size:errno:)`` when the mapping fails.
+    public init(privateViewOf image: SnapshotImage) throws(MachineError) {
+        // SAFETY: a fresh private mapping of the image's file region; the file stays open while `image`
+        // lives, which this memory holds.
+        let pointer = mmap(nil, Int(image.size), PROT_READ | PROT_WRITE, MAP_PRIVATE, image.fd, off_t(image.offset))
+        guard let pointer, pointer != MAP_FAILED else { throw .memoryUnavailable(size: image.size, errno: errno) }
+        self.size = image.size
+        self.base = pointer
+        self.isPopulated = false
+        self.image = image
+    }
+
     deinit {
         // SAFETY: `base` and `size` are exactly what mmap returned and took; nothing uses them after deinit.
         munmap(base, Int(size))
+    }
+
+    /// Replaces the memory's contents with a private view of `image`, at the same host address (so a KVM
+    /// memory slot over it stays valid and sees the new contents): every page written so far is dropped, in
+    /// one system call. `image` must be exactly as large as the memory.
+    /// - Throws: ``MachineError/memoryUnavailable(size:errno:)`` when the mapping fails (the old contents
+    ///   are then gone too: the caller must not run the guest on it).
+    func replaceContents(withPrivateViewOf image: SnapshotImage) throws(MachineError) {
+        precondition(image.size == size, "the image must be as large as the memory")
+        // SAFETY: MAP_FIXED over exactly this memory's own mapping, with the same size and protection; the
+        // host address stays valid, and KVM's MMU notifier drops the guest's view of the old pages.
+        let pointer = mmap(base, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, image.fd, off_t(image.offset))
+        guard let pointer, pointer != MAP_FAILED, pointer == base else {
+            throw .memoryUnavailable(size: size, errno: errno)
+        }
+        self.image = image
     }
 
     /// The host address KVM needs for `KVM_SET_USER_MEMORY_REGION`.
@@ -78,6 +115,7 @@ public final class GuestMemory {
     @inlinable @discardableResult
     public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) -> Bool {
         guard contains(address, count: UInt64(MemoryLayout<T>.size)) else { return false }
+        writeLog?.mark(address, count: UInt64(MemoryLayout<T>.size))
         // SAFETY: the range is inside the mapping (checked above); storeBytes has no alignment needs.
         base.storeBytes(of: value.littleEndian, toByteOffset: Int(truncatingIfNeeded: address), as: T.self)
         return true
@@ -100,6 +138,7 @@ public final class GuestMemory {
     @discardableResult
     public func write(_ bytes: some Collection<UInt8>, at address: UInt64) -> Bool {
         guard contains(address, count: UInt64(bytes.count)) else { return false }
+        writeLog?.mark(address, count: UInt64(bytes.count))
         var offset = Int(address)
         for byte in bytes {
             // SAFETY: offset stays inside [address, address + count), which is inside the mapping.
@@ -113,6 +152,7 @@ public final class GuestMemory {
     @discardableResult
     public func copy(from source: UInt64, to destination: UInt64, count: UInt64) -> Bool {
         guard contains(source, count: count), contains(destination, count: count) else { return false }
+        writeLog?.mark(destination, count: count)
         // SAFETY: both ranges are inside the mapping (checked above); memmove allows overlap.
         memmove(base + Int(destination), base + Int(source), Int(count))
         return true
@@ -122,6 +162,7 @@ public final class GuestMemory {
     @discardableResult
     public func zero(at address: UInt64, count: UInt64) -> Bool {
         guard contains(address, count: count) else { return false }
+        writeLog?.mark(address, count: count)
         // SAFETY: the range is inside the mapping (checked above).
         memset(base + Int(address), 0, Int(count))
         return true
@@ -156,6 +197,7 @@ public final class GuestMemory {
         precondition(
             count >= 0 && address & UInt64(width &- 1) == 0 && contains(address, count: UInt64(count &* width)),
             "page-table run outside guest memory")
+        writeLog?.mark(address, count: UInt64(count &* width))
         if width == 8 {
             // SAFETY: the run is inside the mapping and 8-byte aligned (checked above), and the mapping is
             // page-aligned, so every access is in bounds and aligned. The mapping is untyped memory from
@@ -177,5 +219,97 @@ public final class GuestMemory {
                 value &+= step32
             }
         }
+    }
+
+    // MARK: Snapshots
+
+    /// Calls `body` with each run of pages that may hold something other than zeros: resident pages (a
+    /// page never touched reads as zeros) that are not all zero. Reading costs one `mincore` call and a scan
+    /// of the resident pages.
+    func forEachPopulatedRun<E: Error>(_ body: (_ address: UInt64, _ count: UInt64) throws(E) -> Void) throws(E) {
+        let pages = Int(size >> 12)
+        var resident = [UInt8](repeating: 1, count: pages)
+        // SAFETY: `resident` has one byte per page of the mapping, which is what mincore writes.
+        let known = resident.withUnsafeMutableBufferPointer { mincore(base, Int(size), $0.baseAddress!) } == 0
+        var runStart: Int? = nil
+        for page in 0...pages {
+            let populated = page < pages && (!known || resident[page] & 1 != 0) && !isZeroPage(page)
+            if populated, runStart == nil { runStart = page }
+            if !populated, let start = runStart {
+                try body(UInt64(start) << 12, UInt64(page - start) << 12)
+                runStart = nil
+            }
+        }
+    }
+
+    /// Whether page `page` holds only zeros.
+    func isZeroPage(_ page: Int) -> Bool {
+        // SAFETY: the page lies inside the mapping (callers pass page numbers below size / 4096); it is read
+        // as 512 aligned 8-byte words.
+        let words = (base + (page << 12)).assumingMemoryBound(to: UInt64.self)
+        var any: UInt64 = 0
+        for index in 0..<512 { any |= words[index] }
+        return any == 0
+    }
+
+    /// Writes `[address, address + count)` to the same offsets of the file `fd`.
+    func writeRun(at address: UInt64, count: UInt64, to fd: Int32, fileOffset: UInt64 = 0) throws(SnapshotError) {
+        precondition(contains(address, count: count))
+        var done: UInt64 = 0
+        while done < count {
+            // SAFETY: the source range lies inside the mapping (checked above).
+            let written = pwrite(fd, base + Int(address + done), Int(count - done), off_t(fileOffset + address + done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw .systemCallFailed("write(snapshot image)", errno: errno)
+            }
+            done += UInt64(written)
+        }
+    }
+
+    /// Copies page `page` back from `image` (the memory's size and layout).
+    @inline(__always)
+    func restorePage(_ page: UInt32, from image: SnapshotImage) {
+        let offset = Int(page) << 12
+        precondition(UInt64(offset) + 4096 <= size && UInt64(offset) + 4096 <= image.size, "page outside memory")
+        // SAFETY: both 4 KiB ranges lie inside their mappings (checked above); they are distinct mappings.
+        memcpy(base + offset, image.view + offset, 4096)
+    }
+
+    /// Starts logging the pages the host writes (or clears the log).
+    func startLoggingWrites() {
+        if let writeLog { writeLog.clear() } else { writeLog = HostWriteLog(pages: Int(size >> 12)) }
+    }
+}
+
+/// The pages of guest memory the host wrote since a point: a bitmap that removes duplicates and a list that
+/// says which bits to visit, so reading and clearing it costs what was written, not the size of RAM.
+@usableFromInline final class HostWriteLog {
+    @usableFromInline var bits: [UInt64]
+    @usableFromInline var pages: [UInt32] = []
+
+    init(pages: Int) { bits = [UInt64](repeating: 0, count: (pages + 63) / 64) }
+
+    /// Marks the pages `[address, address + count)` touches (the range is inside memory).
+    @inlinable @inline(__always)
+    func mark(_ address: UInt64, count: UInt64) {
+        guard count > 0 else { return }
+        var page = address >> 12
+        let last = (address &+ count &- 1) >> 12
+        while page <= last {
+            let word = Int(page >> 6)
+            let bit: UInt64 = 1 << (page & 63)
+            if bits[word] & bit == 0 {
+                bits[word] |= bit
+                pages.append(UInt32(truncatingIfNeeded: page))
+            }
+            page &+= 1
+        }
+    }
+
+    /// Forgets every page.
+    func clear() {
+        for page in pages { bits[Int(page >> 6)] = 0 }
+        pages.removeAll(keepingCapacity: true)
     }
 }

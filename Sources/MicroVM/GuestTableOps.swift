@@ -60,6 +60,35 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         self.root = root
     }
 
+    /// Continues an arena as `state` left it, with the root at `root`: tables built before (a snapshot's)
+    /// are read and written where they are.
+    public init(memory: GuestMemory, arena state: ArenaState, root: UInt64) {
+        precondition(memory.contains(state.base, count: state.end - state.base), "the arena must lie inside guest memory")
+        self.memory = memory
+        self.arenaBase = state.base
+        self.arenaEnd = state.end
+        self.next = state.next
+        self.freeTables = state.freeTables
+        self.populatedEnd = state.end  // memory that already holds a machine needs no populating ahead
+        self.untouchedArenaIsZero = false
+        self.root = root
+    }
+
+    /// Where the arena stands now.
+    public var arenaState: ArenaState {
+        ArenaState(base: arenaBase, end: arenaEnd, next: next, freeTables: freeTables)
+    }
+
+    /// Puts the arena back as `state` had it, with the root at `root` (the tables' bytes are the caller's
+    /// business: a reset copies them back with the rest of memory).
+    public mutating func restore(_ state: ArenaState, root: UInt64) {
+        precondition(state.base == arenaBase && state.end == arenaEnd, "a different arena")
+        next = state.next
+        freeTables = state.freeTables
+        self.root = root
+        untouchedArenaIsZero = false
+    }
+
     /// Bytes of the arena in use (tables allocated and not freed).
     public var bytesInUse: UInt64 { next - arenaBase - UInt64(freeTables.count) * 4096 }
 

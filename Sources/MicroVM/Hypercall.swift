@@ -12,6 +12,13 @@ public enum HypercallOperation: UInt32, Sendable {
     case fatalException = 2
     /// Resolve a write fault on a copy-on-write page at CR2. Result 0 resolved, 1 not copy-on-write.
     case resolveCopyOnWrite = 3
+    /// Snapshot here: the run returns ``RunOutcome/snapshotRequested``; a machine restored from a snapshot
+    /// taken now continues after the request. Result 0.
+    case snapshot = 4
+    /// Register the root table at the guest-physical address in argument 0 as an address space of the
+    /// machine (snapshots keep it). Result: its index, or `UInt64.max` when refused (not a page-aligned
+    /// table in RAM, or too many).
+    case registerRoot = 5
 }
 
 extension Machine {
@@ -47,6 +54,11 @@ extension Machine {
             } else {
                 result = 1
             }
+        case .snapshot:
+            memory.store(UInt64(0), at: recordAddress + 8)
+            return .stop(.snapshotRequested)
+        case .registerRoot:
+            result = (try? registerRoot(argument(0))).map { UInt64($0) } ?? UInt64.max
         }
         memory.store(result, at: recordAddress + 8)
         return .resume

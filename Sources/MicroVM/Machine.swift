@@ -8,6 +8,9 @@ public enum RunOutcome: Equatable, Sendable {
     case halted
     /// The guest wrote `status` to the exit port.
     case exited(status: UInt8)
+    /// The guest asked to be snapshotted here (hypercall 4): take ``Machine/snapshot()`` now; a machine
+    /// restored from it, or this one run on, continues after the request.
+    case snapshotRequested
 }
 
 /// One micro-VM: guest RAM with its page tables, a KVM VM with one vCPU set up to enter the guest, the
@@ -40,7 +43,7 @@ public final class Machine {
     /// Copy-on-write faults resolved: (virtual address, original frame, new frame).
     public internal(set) var copyOnWriteResolutions: [(virtualAddress: UInt64, from: UInt64, to: UInt64)] = []
     /// Exits the guest made so far (kicks from a timeout or an interrupt are not counted).
-    public private(set) var exitCount = 0
+    public internal(set) var exitCount = 0
     /// Stops the vCPU from any thread.
     public let interrupter: Interrupter
 
@@ -62,6 +65,15 @@ public final class Machine {
     var watchdog: VCPUAlarm?
     /// Why the machine cannot run until it is reset, if it cannot.
     var poisoned: String?
+    /// The roots of the address spaces the machine knows (the host's boot root first, then those the host
+    /// built or the guest registered), which a snapshot keeps.
+    public internal(set) var roots: [UInt64] = []
+    /// The snapshot ``reset()`` goes back to, if any.
+    public internal(set) var resetPoint: Snapshot?
+    /// Pages the guest wrote since the reset point, as collected from the dirty ring so far.
+    var guestWrites: HostWriteLog?
+    /// The dirty ring lost entries: the next reset must rebuild the VM.
+    var dirtyRingLost = false
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
     /// GDT, boot information), creates the VM and vCPU, sets the entry state and attaches the built-in
@@ -74,42 +86,73 @@ public final class Machine {
     }
 
     /// Builds the machine with a probe list for the probe guest (see ``Probe``).
-    @_spi(Testing) public init(configuration: MachineConfiguration, host: KVMHost? = nil, probes: [Probe])
-        throws(MachineError)
-    {
+    @_spi(Testing) public convenience init(
+        configuration: MachineConfiguration, host: KVMHost? = nil, probes: [Probe]
+    ) throws(MachineError) {
         _ = try MemoryPlan(configuration)  // bad input is reported before /dev/kvm is opened
         let host = try { () throws(MachineError) -> KVMHost in
             if let host { return host }
             return try KVMHost(path: configuration.kvmPath)
         }()
-        self.host = host
         let allowed: AllowedLeafSizes =
             configuration.pageSizePolicy == .automatic ? host.allowedLeafSizes(for: configuration.architecture) : []
         // What the vCPU walks: on amd64 whatever its CPUID offers, whatever the policy; on i686 4 MiB leaves
         // exactly when CR4.PSE is set, which is when they are allowed.
         let capable = host.allowedLeafSizes(for: configuration.architecture)
-        image = try BootImage(
+        let image = try BootImage(
             configuration: configuration, allowedLeafSizes: allowed,
             walkableLeafSizes: configuration.architecture == .amd64 ? capable : allowed)
         try image.setProbes(probes)
+        try self.init(host: host, image: image, resettable: configuration.resettable) { (vcpu) throws(MachineError) in
+            try X86Boot.enter(
+                vcpu, architecture: configuration.architecture, cr3: image.addressSpace.rootPhysicalAddress,
+                pse: image.addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
+        }
+    }
 
+    /// Creates the VM and vCPU over `image`'s memory, then lets `enter` set the vCPU's state.
+    init(
+        host: KVMHost, image: BootImage, resettable: Bool, enter: (VCPU) throws(MachineError) -> Void
+    ) throws(MachineError) {
+        self.host = host
+        self.image = image
         do {
-            let vm = try host.system.makeVM()
-            // The slot's host pointer stays valid while `memory` lives; should the mapping go before the VM
-            // fd closes during teardown, no vCPU runs any more, so KVM never touches it.
-            try vm.setUserMemoryRegion(
-                slot: 0, guestPhysicalAddress: 0, size: configuration.memorySize, hostAddress: image.memory.hostAddress)
-            let vcpu = try vm.makeVCPU(id: 0)
-            try vcpu.setCPUID(host.supportedCPUID)
-            kvm = KVMObjects(vm: vm, vcpu: vcpu)
-            interrupter = Interrupter(kicker: vcpu.makeKicker())
+            let objects = try Self.makeKVMObjects(host: host, memory: image.memory, configuration: image.configuration, resettable: resettable)
+            kvm = objects
+            interrupter = Interrupter(kicker: objects.vcpu.makeKicker())
         } catch {
             throw .kvmFailed(error)
         }
-        try X86Boot.enter(
-            vcpu, architecture: configuration.architecture, cr3: image.addressSpace.rootPhysicalAddress,
-            pse: image.addressSpace.requiresPageSizeExtension, entry: configuration.effectiveEntryPoint)
+        try enter(vcpu)
+        roots = [image.addressSpace.rootPhysicalAddress]
+        if resettable {
+            // Registers come back through kvm_run on every reset: ask KVM to keep them there.
+            vcpu.syncedRegisterSets = .all
+            guestWrites = HostWriteLog(pages: Int(image.memory.size >> 12))
+        }
         attachBuiltInDevices()
+    }
+
+    /// A VM with RAM as slot 0 and one vCPU with the host's CPUID; with a dirty ring and dirty logging on
+    /// the slot when the machine must be resettable.
+    static func makeKVMObjects(
+        host: KVMHost, memory: GuestMemory, configuration: MachineConfiguration, resettable: Bool
+    ) throws(KVMError) -> KVMObjects {
+        let vm = try host.system.makeVM()
+        if resettable {
+            let largest = max(4096, vm.extension(.dirtyLogRingAcqRel), vm.extension(.dirtyLogRing))
+            var bytes = 4096
+            while bytes * 2 <= min(largest, max(configuration.dirtyRingEntries, 256) * 16) { bytes *= 2 }
+            try vm.enableDirtyRing(byteCount: bytes)
+        }
+        // The slot's host pointer stays valid while `memory` lives; should the mapping go before the VM fd
+        // closes during teardown, no vCPU runs any more, so KVM never touches it.
+        try vm.setUserMemoryRegion(
+            slot: 0, guestPhysicalAddress: 0, size: memory.size, hostAddress: memory.hostAddress,
+            flags: resettable ? [.logDirtyPages] : [])
+        let vcpu = try vm.makeVCPU(id: 0)
+        try vcpu.setCPUID(host.supportedCPUID)
+        return KVMObjects(vm: vm, vcpu: vcpu)
     }
 
     /// Waits until every machine released so far has been torn down (VM and vCPU descriptors closed, guest
@@ -165,7 +208,10 @@ public final class Machine {
         if let poisoned { throw .needsReset(after: poisoned) }
         addressSpace.arenaMayBeDirty()
         do {
-            watchdog = try configuration.timeout.map { (timeout) throws(KVMError) in try VCPUAlarm(after: timeout) }
+            let tick = guestWrites == nil ? nil : configuration.resetTick
+            if configuration.timeout != nil || tick != nil {
+                watchdog = try VCPUAlarm(after: configuration.timeout, tick: tick)
+            }
         } catch {
             throw .kvmFailed(error)
         }
@@ -197,7 +243,9 @@ public final class Machine {
                 throw .kvmFailed(error)
             }
             if case .interrupted = exit {
-                // A kick is not the guest's exit: the timeout, an interruption, or a stray signal.
+                // A kick is not the guest's exit: the timeout, an interruption, the tick that collects the
+                // dirty ring, or a stray signal.
+                collectGuestWrites()
                 try checkStop()
                 vcpu.immediateExit = false
                 continue
@@ -276,7 +324,11 @@ public final class Machine {
             throw .fault(fault(.emulationFailure(bytes: bytes.flatMap { $0.isEmpty ? nil : $0 }), rip: rip))
         case .internalError(let suberror):
             throw .fault(fault(.internalError(suberror: suberror)))
-        case .systemEvent, .debug, .dirtyRingFull, .unsupported, .interrupted:
+        case .dirtyRingFull:
+            // The guest wrote more between two exits than the ring holds: what it wrote is no longer known.
+            dirtyRingLost = true
+            throw .dirtyTrackingLost
+        case .systemEvent, .debug, .unsupported, .interrupted:
             throw .fault(fault(.unexpectedExit(exit)))
         }
     }
@@ -430,12 +482,16 @@ public final class Machine {
 /// sink blocked in a system call on the vCPU's thread sees that call fail with EINTR, and should give up
 /// when ``isRequested``.
 public struct Interrupter: Sendable {
-    let kicker: VCPUKicker
-    let state = RequestState()
+    let state: State
 
-    final class RequestState: Sendable {
+    final class State: Sendable {
         let requested = Atomic<Bool>(false)
+        /// The vCPU's kicker; replaced when a reset rebuilds the VM.
+        let kicker: Mutex<VCPUKicker>
+        init(kicker: VCPUKicker) { self.kicker = Mutex(kicker) }
     }
+
+    init(kicker: VCPUKicker) { state = State(kicker: kicker) }
 
     /// Whether ``interrupt()`` has been called since the machine last started running clean.
     public var isRequested: Bool { state.requested.load(ordering: .acquiring) }
@@ -444,9 +500,12 @@ public struct Interrupter: Sendable {
     /// signal handler (it takes a lock).
     public func interrupt() {
         state.requested.store(true, ordering: .releasing)
-        kicker.kick()
+        state.kicker.withLock { $0.kick() }
     }
 
     /// Forgets an interruption (when the machine is reset).
     func clear() { state.requested.store(false, ordering: .releasing) }
+
+    /// Points the interrupter at a new vCPU.
+    func replace(kicker: VCPUKicker) { state.kicker.withLock { $0 = kicker } }
 }

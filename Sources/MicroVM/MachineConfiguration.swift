@@ -53,6 +53,16 @@ public struct MachineConfiguration: Sendable {
     public var trace: (@Sendable (_ line: String) -> Void)? = nil
     /// The KVM device.
     public var kvmPath: String = "/dev/kvm"
+    /// Whether the machine can be reset to a snapshot taken of it (``Machine/snapshot()``,
+    /// ``Machine/reset()``): KVM then logs the pages the guest writes in a dirty ring, which must be set up
+    /// before the vCPU exists. Machines restored from a snapshot always can.
+    public var resettable = false
+    /// Entries of the dirty ring of a resettable machine (a power of two, clamped to what KVM allows; each
+    /// is 16 bytes of kernel memory). A run that writes more often than this between two exits makes the
+    /// next reset rebuild the VM, so the machine also stops the guest every ``resetTick`` to collect them.
+    public var dirtyRingEntries = 65_536
+    /// How often a resettable machine collects its dirty ring while the guest runs.
+    public var resetTick: Duration = .milliseconds(5)
 
     public init(architecture: Architecture, image: [UInt8]) {
         self.architecture = architecture

@@ -7,7 +7,7 @@ extension RunOutcome {
     /// 0 after `hlt`; the guest's own status after a write to the exit port.
     var exitStatus: Int32 {
         switch self {
-        case .halted: 0
+        case .halted, .snapshotRequested: 0
         case .exited(let status): Int32(status)
         }
     }
@@ -23,11 +23,22 @@ extension MachineError {
     }
 }
 
+extension SnapshotError {
+    /// 3 when KVM fails or the host cannot take the snapshot; 2 for a bad snapshot file.
+    var exitStatus: Int32 {
+        switch self {
+        case .invalidFile: 2
+        case .machineFailed(let error): error.exitStatus
+        default: 3
+        }
+    }
+}
+
 extension RunError {
     /// 125 the guest failed, 124 timeout, 74 console output lost, 3 KVM failed, 130 interrupted.
     var exitStatus: Int32 {
         switch self {
-        case .fault, .deviceFailed, .needsReset: 125
+        case .fault, .deviceFailed, .needsReset, .dirtyTrackingLost: 125
         case .timeout: 124
         case .consoleFailed: 74
         case .kvmFailed: 3
