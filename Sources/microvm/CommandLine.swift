@@ -9,6 +9,16 @@ struct Options {
     var dumpTables = false
     var trace = false
     var showHelp = false
+    /// `--save-snapshot FILE`.
+    var savePath: String?
+    /// `--restore FILE`.
+    var restorePath: String?
+    /// `--repeat N`.
+    var repeatCount = 1
+    /// The layout options given (which `--restore` refuses: the snapshot has its own).
+    var layoutOptions: [String] = []
+    /// Whether `--arch` was given.
+    var architectureGiven = false
 }
 
 /// A command-line mistake: one line for a person, exit status 2.
@@ -33,6 +43,10 @@ let usage = """
       --trace                 print every VM exit to standard error
       --dump-tables           print the address space to standard error at boot and after the run
       --kvm PATH              the KVM device (default /dev/kvm)
+      --save-snapshot FILE    save a snapshot at the guest's snapshot request (hypercall 4), or at the end
+      --restore FILE          continue from a snapshot file instead of booting a guest file
+      --repeat N              run N times, resetting to the snapshot (or to the boot state) between runs;
+                              prints one line of counts per outcome
       -h, --help              show this help
 
     EXIT STATUS: 0 after hlt; the value written to port 0xF4; 2 bad input; 3 KVM unusable;
@@ -79,20 +93,26 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
             try noValue()
             options.showHelp = true
         case "--arch":
+            options.architectureGiven = true
             let text = try value()
             guard let arch = Architecture(rawValue: text) else {
                 throw UsageError("--arch: unknown architecture \(quoted(text)) (use amd64 or i686)")
             }
             options.configuration.architecture = arch
         case "--memory":
+            options.layoutOptions.append(flag)
             options.configuration.memorySize = try parseMemorySize(try value())
         case "--load":
+            options.layoutOptions.append(flag)
             options.configuration.loadAddress = try parseAddress(try value(), flag: flag)
         case "--entry":
+            options.layoutOptions.append(flag)
             options.configuration.entryPoint = try parseAddress(try value(), flag: flag)
         case "--map":
+            options.layoutOptions.append(flag)
             options.configuration.extraMappings.append(try parseMapping(try value()))
         case "--page-size":
+            options.layoutOptions.append(flag)
             let text = try value()
             guard let policy = MachineConfiguration.PageSizePolicy(rawValue: text.lowercased()) else {
                 throw UsageError("--page-size: \(quoted(text)) is not 4k or auto")
@@ -113,6 +133,16 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
             options.dumpTables = true
         case "--kvm":
             options.configuration.kvmPath = try value()
+        case "--save-snapshot":
+            options.savePath = try value()
+        case "--restore":
+            options.restorePath = try value()
+        case "--repeat":
+            let text = try value()
+            guard let count = parseNumber(text), count >= 1, count <= 1_000_000_000 else {
+                throw UsageError("--repeat: \(quoted(text)) is not a count from 1 to 1000000000")
+            }
+            options.repeatCount = Int(count)
         default:
             if isOption { throw UsageError("unknown option \(quoted(raw)) (see --help)") }
             if let first = options.guestPath {
@@ -122,13 +152,21 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
         }
         index += 1
     }
+    if options.restorePath != nil {
+        if let guest = options.guestPath {
+            throw UsageError("--restore continues a snapshot: a guest file (\(quoted(guest))) does not go with it")
+        }
+        if let option = options.layoutOptions.first {
+            throw UsageError("\(option) does not go with --restore: the snapshot keeps its own layout")
+        }
+    }
     return options
 }
 
 /// The options ``parseOptions(_:)`` knows, by their long names.
 let knownOptions: Set<String> = [
     "--help", "--arch", "--memory", "--load", "--entry", "--map", "--page-size", "--timeout", "--trace",
-    "--dump-tables", "--kvm",
+    "--dump-tables", "--kvm", "--save-snapshot", "--restore", "--repeat",
 ]
 
 /// `--memory`'s value: a size of at most 3 GiB.

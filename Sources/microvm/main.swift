@@ -37,7 +37,9 @@ if options.showHelp {
 }
 
 var configuration = options.configuration
-if let path = options.guestPath {
+if options.restorePath != nil {
+    // The snapshot brings its own memory.
+} else if let path = options.guestPath {
     // The layout is checked for the file's size before a byte of it is read: a file that cannot fit is
     // refused by its size, whatever it holds.
     let layout = configuration
@@ -62,27 +64,120 @@ configuration.console = .sink(standardOutputSink { runDeadline })
 if options.trace {
     configuration.trace = { line in writeStandardError(line + "\n") }
 }
+let repeating = options.repeatCount > 1
+configuration.resettable = repeating
 
 let machine: Machine
-do throws(MachineError) {
-    machine = try Machine(configuration: configuration)
-} catch {
-    fail(error.description, status: error.exitStatus)
+if let restorePath = options.restorePath {
+    do throws(SnapshotError) {
+        let snapshot = try Snapshot(
+            contentsOf: restorePath, architecture: options.architectureGiven ? configuration.architecture : nil)
+        machine = try Machine(restoring: snapshot, configuration: configuration)
+    } catch {
+        fail(error.description, status: error.exitStatus)
+    }
+} else {
+    do throws(MachineError) {
+        machine = try Machine(configuration: configuration)
+    } catch {
+        fail(error.description, status: error.exitStatus)
+    }
+    // Repeated runs start from the boot state, unless the guest asks for a snapshot on the way.
+    if repeating { takeSnapshot() }
 }
-if options.dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
-TerminationSignals.running(machine.interrupter)
-runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
-let result = Result { () throws(RunError) in try machine.run() }
-TerminationSignals.finishing()
-if options.dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
-switch result {
-case .success(let outcome):
-    exit(outcome.exitStatus)
-case .failure(.interrupted(let rip, let exits)):
+
+/// Takes a snapshot (which also becomes the machine's reset point when it is resettable); fails the command
+/// when it cannot.
+@discardableResult
+@MainActor func takeSnapshot() -> Snapshot {
+    do throws(SnapshotError) {
+        return try machine.snapshot()
+    } catch {
+        fail(error.description, status: error.exitStatus)
+    }
+}
+
+/// Saves a snapshot of the machine to `--save-snapshot`'s file.
+@MainActor func saveSnapshot(to path: String) {
+    do throws(SnapshotError) {
+        try takeSnapshot().write(to: path)
+    } catch {
+        fail(error.description, status: error.exitStatus)
+    }
+}
+
+/// Ends the command after a terminating signal stopped the guest.
+func stoppedBySignal(rip: UInt64, exits: Int) -> Never {
     let signal = TerminationSignals.received ?? SIGINT
     fail(
         "stopped by \(TerminationSignals.name(signal)): the guest was at RIP 0x\(String(rip, radix: 16)) after \(exits) exit\(exits == 1 ? "" : "s")",
         status: 128 + signal)
+}
+
+if options.dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
+TerminationSignals.running(machine.interrupter)
+
+/// What each run ended with, counted, in the order first seen (for --repeat).
+var outcomes: [(name: String, count: Int)] = []
+var firstFailure: String? = nil
+var lastResult: Result<RunOutcome, RunError> = .success(.halted)
+var guestSnapshotTaken = false
+for run in 1...options.repeatCount {
+    runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
+    var result = Result { () throws(RunError) in try machine.run() }
+    while case .success(.snapshotRequested) = result {
+        if let path = options.savePath {
+            TerminationSignals.finishing()
+            saveSnapshot(to: path)
+            exit(0)
+        }
+        // Repeated runs start from the guest's own snapshot point, once it has reached it.
+        if repeating && !guestSnapshotTaken {
+            takeSnapshot()
+            guestSnapshotTaken = true
+        }
+        result = Result { () throws(RunError) in try machine.run() }
+    }
+    lastResult = result
+    if case .failure(.interrupted(let rip, let exits)) = result {
+        TerminationSignals.finishing()
+        stoppedBySignal(rip: rip, exits: exits)
+    }
+    let name: String
+    switch result {
+    case .success(let outcome): name = "status \(outcome.exitStatus)"
+    case .failure(let error):
+        name = String(error.description.prefix { $0 != ":" })
+        if firstFailure == nil { firstFailure = "run \(run): \(error.description)" }
+    }
+    if let index = outcomes.firstIndex(where: { $0.name == name }) {
+        outcomes[index].count += 1
+    } else {
+        outcomes.append((name, 1))
+    }
+    if run < options.repeatCount {
+        do throws(SnapshotError) {
+            try machine.reset()
+        } catch {
+            fail(error.description, status: error.exitStatus)
+        }
+    }
+}
+TerminationSignals.finishing()
+if options.dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
+if let path = options.savePath, case .success = lastResult { saveSnapshot(to: path) }
+if repeating {
+    let counts = outcomes.map { "\($0.count) x \($0.name)" }.joined(separator: ", ")
+    writeStandardError(
+        "microvm: \(options.repeatCount) runs: \(counts)\(firstFailure.map { " (first failure: \($0))" } ?? "")\n")
+    switch lastResult {
+    case .success(let outcome): exit(outcome.exitStatus)
+    case .failure(let error): exit(error.exitStatus)
+    }
+}
+switch lastResult {
+case .success(let outcome):
+    exit(outcome.exitStatus)
 case .failure(let error):
     fail(error.description, status: error.exitStatus)
 }
