@@ -359,6 +359,60 @@ extension Snapshot {
     }
 }
 
+/// What fuzzing the loader needs beyond the public API.
+@_spi(Testing) public enum SnapshotFileTesting {
+    /// `file` (a whole snapshot file's bytes) with its three checksums recomputed from its contents as they
+    /// now are, so that a mutation reaches the decoder instead of stopping at a checksum. Files too short to
+    /// hold the sections the header names come back unchanged.
+    public static func resealed(_ file: [UInt8]) -> [UInt8] {
+        guard file.count >= SnapshotFormat.headerSize else { return file }
+        var bytes = file
+        func field(_ offset: Int) -> UInt64 {
+            (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[offset + $1]) << (8 * UInt64($1)) }
+        }
+        func put(_ value: UInt64, at offset: Int) {
+            for index in 0..<8 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+        }
+        let memorySize = field(16), imageOffset = field(24), stateOffset = field(32), stateLength = field(40)
+        if stateOffset <= UInt64(bytes.count), stateLength <= UInt64(bytes.count) - stateOffset {
+            var sum = Checksum()
+            bytes.withUnsafeBytes {
+                sum.add(UnsafeRawBufferPointer(rebasing: $0[Int(stateOffset)..<Int(stateOffset + stateLength)]))
+            }
+            put(sum.value, at: 48)
+        }
+        if memorySize & 0xFFF == 0, imageOffset <= UInt64(bytes.count), memorySize <= UInt64(bytes.count) - imageOffset {
+            let pages = Int(memorySize >> 12)
+            put(runChecksum(bytes, imageOffset: Int(imageOffset), pages: pages), at: 56)
+        }
+        var header = Checksum()
+        bytes.withUnsafeBytes { header.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
+        put(header.value, at: 64)
+        return bytes
+    }
+
+    /// The image checksum as ``Snapshot/imageChecksum()`` computes it: run by run of non-zero pages.
+    static func runChecksum(_ bytes: [UInt8], imageOffset: Int, pages: Int) -> UInt64 {
+        var sum = Checksum()
+        bytes.withUnsafeBytes { buffer in
+            func page(_ index: Int) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: buffer[(imageOffset + index * 4096)..<(imageOffset + index * 4096 + 4096)])
+            }
+            var start: Int? = nil
+            for index in 0...pages {
+                let nonZero = index < pages && !isZero(page(index))
+                if nonZero, start == nil { start = index }
+                if !nonZero, let first = start {
+                    sum.add(UInt64(first) << 12)
+                    sum.add(UnsafeRawBufferPointer(rebasing: buffer[(imageOffset + first * 4096)..<(imageOffset + index * 4096)]))
+                    start = nil
+                }
+            }
+        }
+        return sum.value
+    }
+}
+
 /// The state section, decoded and checked against the memory it describes.
 struct DecodedState {
     struct Problem: Error {
@@ -437,6 +491,12 @@ struct DecodedState {
                 ? nil : try decode(ExtendedControlRegisters.self, .extendedControlRegisters),
             modelSpecificRegisters: try decode(ModelSpecificRegisters.self, .msrs),
             events: try decode(VCPUEvents.self, .events), debugRegisters: try decode(DebugRegisters.self, .debugRegisters))
+
+        // The vCPU must be in the mode the header names: long mode exactly for amd64.
+        let longMode = vcpu.specialRegisters.efer.contains(.lma)
+        guard longMode == (architecture == .amd64) else {
+            throw Problem("the header names \(architecture) but the vCPU is \(longMode ? "" : "not ")in long mode")
+        }
 
         func insideRAM(_ address: UInt64, _ what: String) throws(Problem) {
             guard address & 0xFFF == 0, address < memorySize else {

@@ -99,6 +99,12 @@ public final class SnapshotImage: Sendable {
         }
     }
 
+    /// A copy of `[address, address + count)`, or `nil` outside the image.
+    public func read(at address: UInt64, count: Int) -> [UInt8]? {
+        guard count >= 0, contains(address, count: UInt64(count)) else { return nil }
+        return withBytes(at: address, count: count) { Array($0) }
+    }
+
     /// Calls `body` with the bytes of `[address, address + count)` (inside the image).
     func withBytes<R, E: Error>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E)
         -> R

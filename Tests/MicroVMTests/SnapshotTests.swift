@@ -67,3 +67,84 @@ struct SnapshotTests {
         #expect(restored.consoleOutput == Self.line)
     }
 }
+
+/// Resets must bring back exactly the snapshot, whatever the guest did in between.
+@Suite("reset is exact after hostile runs", .enabled(if: kvmUsable, kvmReason))
+struct ResetCorrectnessTests {
+    /// Whether every byte of `machine`'s RAM equals its snapshot's.
+    func memoryMatches(_ machine: Machine, _ snapshot: Snapshot, sourceLocation: SourceLocation = #_sourceLocation) {
+        let size = Int(machine.memory.size)
+        let chunk = 1 << 20
+        var offset = 0
+        while offset < size {
+            let ram = machine.memory.read(at: UInt64(offset), count: chunk)
+            let saved = snapshot.image.read(at: UInt64(offset), count: chunk)
+            if ram != saved {
+                let page = (0..<(chunk / 4096)).first { ram?[($0 * 4096)..<($0 * 4096 + 4096)] != saved?[($0 * 4096)..<($0 * 4096 + 4096)] }
+                Issue.record(
+                    "RAM differs from the snapshot at page \(String((offset >> 12) + (page ?? 0), radix: 16))",
+                    sourceLocation: sourceLocation)
+                return
+            }
+            offset += chunk
+        }
+    }
+
+    func scribbler(ringEntries: Int = 65_536) throws -> (Machine, Snapshot) {
+        var config = try configuration("scribble64")
+        config.pageSizePolicy = .small
+        config.resettable = true
+        config.dirtyRingEntries = ringEntries
+        let machine = try Machine(configuration: config)
+        #expect(try machine.run() == .snapshotRequested)
+        return (machine, try machine.snapshot())
+    }
+
+    @Test("a guest that wrote every page, rewrote its tables and loaded its own CR3 is reset exactly")
+    func everything() throws {
+        let (machine, snapshot) = try scribbler()
+        for round in 1...3 {
+            #expect(try machine.run() == .halted, "round \(round)")
+            #expect(try machine.specialRegisters().cr3 == 0x6000)
+            try machine.reset()
+            memoryMatches(machine, snapshot)
+        }
+        #expect(machine.consoleOutput == Array([[UInt8]](repeating: Array("scribbled\n".utf8), count: 3).joined()))
+    }
+
+    @Test("a dirty ring too small for the run: the reset rebuilds the VM and is still exact")
+    func ringOverflow() throws {
+        let (machine, snapshot) = try scribbler(ringEntries: 256)
+        // Thousands of writes between two exits overflow a 256-entry ring.
+        #expect(throws: RunError.dirtyTrackingLost) { try machine.run() }
+        try machine.reset()
+        memoryMatches(machine, snapshot)
+        // The rebuilt VM tracks writes again, within what its ring holds.
+        #expect(throws: RunError.dirtyTrackingLost) { try machine.run() }
+        try machine.reset()
+        memoryMatches(machine, snapshot)
+    }
+
+    @Test("a guest that faulted, timed out or was interrupted runs again after a reset")
+    func afterFailures() throws {
+        var config = try configuration("counter64")
+        config.resettable = true
+        config.timeout = .milliseconds(100)
+        let machine = try Machine(configuration: config)
+        #expect(try machine.run() == .snapshotRequested)
+        let snapshot = try machine.snapshot()
+        // Make the next run loop for ever: write `jmp $` over the instruction after the request.
+        let rip = snapshot.vcpu.registers.rip
+        let physical = try #require(try machine.addressSpace.lookup(rip)).physicalAddress
+        machine.memory.write([0xEB, 0xFE], at: physical)
+        #expect(throws: RunError.self) { try machine.run() }
+        // 14 exits since the machine started: 13 console bytes and the snapshot request.
+        #expect(throws: RunError.needsReset(after: "timeout: the guest was still running after 100 ms (RIP \(String(format: "0x%llx", rip)), 14 exits)")) {
+            try machine.run()
+        }
+        try machine.reset()  // the host's write is undone too
+        memoryMatches(machine, snapshot)
+        #expect(try machine.run() == .halted)
+        #expect(machine.consoleOutput.suffix(26) == Array("counter = 42, scratch = 0\n".utf8)[...])
+    }
+}
