@@ -21,6 +21,12 @@ public enum GDBArchitecture: Hashable, Sendable, CaseIterable {
         }
     }
 
+    /// The features that hold registers, in description order: every feature on amd64; no
+    /// ``GDBFeature/segments`` on i386, where `fs_base` and `gs_base` belong to ``GDBFeature/system``.
+    public var features: [GDBFeature] {
+        GDBFeature.allCases.filter { feature in registers.contains { $0.feature == feature } }
+    }
+
     /// The size of the `g` packet's data: every register's bytes.
     public var registerFileByteCount: Int {
         registers.last.map { $0.offset + $0.byteCount } ?? 0
@@ -90,8 +96,11 @@ public enum GDBArchitecture: Hashable, Sendable, CaseIterable {
             ($0.element, "xmm\($0.offset)", 128, "vec128", nil)
         }
         sse.append((.mxcsr, "mxcsr", 32, "x86_mxcsr", "vector"))
-        let segments: [Entry] = [(.fsBase, "fs_base", word, integer, nil), (.gsBase, "gs_base", word, integer, nil)]
-        let system: [Entry] = [
+        let bases: [Entry] = [(.fsBase, "fs_base", word, integer, nil), (.gsBase, "gs_base", word, integer, nil)]
+        // gdb 13 numbers i386 segment bases past the registers of a non-Linux i386 and fails an internal
+        // assertion: on i386 the bases are plain registers of the system feature instead.
+        let segments = wide ? bases : []
+        let system: [Entry] = (wide ? [] : bases) + [
             (.cr0, "cr0", word, "x86_cr0", nil), (.cr2, "cr2", word, integer, nil), (.cr3, "cr3", word, integer, nil),
             (.cr4, "cr4", word, "x86_cr4", nil), (.efer, "efer", 64, "x86_efer", nil),
         ]

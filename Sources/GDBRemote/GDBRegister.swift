@@ -141,9 +141,10 @@ public enum GDBFeature: String, Hashable, Sendable, CaseIterable {
     case core = "org.gnu.gdb.i386.core"
     /// `org.gnu.gdb.i386.sse`: XMM registers and MXCSR.
     case sse = "org.gnu.gdb.i386.sse"
-    /// `org.gnu.gdb.i386.segments`: `fs_base` and `gs_base`.
+    /// `org.gnu.gdb.i386.segments`: `fs_base` and `gs_base` (amd64 only).
     case segments = "org.gnu.gdb.i386.segments"
-    /// `org.microvm.x86.system`: CR0, CR2, CR3, CR4 and EFER (gdb shows them as extra registers).
+    /// `org.microvm.x86.system`: CR0, CR2, CR3, CR4 and EFER, and on i386 `fs_base` and `gs_base` (gdb shows
+    /// them as registers it has no special meaning for).
     case system = "org.microvm.x86.system"
 }
 

@@ -279,14 +279,18 @@ public final class GDBSession {
         guard offset < UInt64(bytes.count) else { return Array("l".utf8) }
         var reply: [UInt8] = [UInt8(ascii: "m")]
         var index = Int(offset)
-        let wanted = min(length, UInt64(maximumPacketSize))
-        var taken: UInt64 = 0
-        while index < bytes.count, taken < wanted {
-            let needed = GDBPacket.needsEscape(bytes[index]) ? 2 : 1
-            guard reply.count + needed <= maximumPacketSize else { break }
-            reply += GDBPacket.escaped(CollectionOfOne(bytes[index]))
+        let end = Int(offset + min(length, UInt64(bytes.count) - offset))
+        while index < end {
+            let byte = bytes[index]
+            if GDBPacket.needsEscape(byte) {
+                guard reply.count + 2 <= maximumPacketSize else { break }
+                reply.append(GDBPacket.escape)
+                reply.append(byte ^ GDBPacket.escapeXOR)
+            } else {
+                guard reply.count + 1 <= maximumPacketSize else { break }
+                reply.append(byte)
+            }
             index += 1
-            taken += 1
         }
         if index == bytes.count { reply[0] = UInt8(ascii: "l") }
         return reply

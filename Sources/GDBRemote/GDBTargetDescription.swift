@@ -1,5 +1,6 @@
 /// The XML target description gdb reads with `qXfer:features:read`: `target.xml`, which names the
-/// architecture and includes one file per ``GDBFeature``.
+/// architecture and includes one file per ``GDBFeature`` the architecture uses
+/// (``GDBArchitecture/features``).
 ///
 /// Generated from ``GDBArchitecture/registers``, so the description and the `g` packet cannot disagree.
 /// Every register carries an explicit `regnum`; types not predefined by gdb (the flag layouts of EFLAGS,
@@ -13,12 +14,19 @@ public struct GDBTargetDescription: Sendable {
     /// The annex gdb asks for first.
     public static let rootAnnex = "target.xml"
 
-    /// The description of `architecture`.
+    /// The description of `architecture` (built once per architecture, then shared).
     public init(architecture: GDBArchitecture) {
+        self = architecture == .amd64 ? Self.amd64 : Self.i386
+    }
+
+    private static let amd64 = GDBTargetDescription(building: .amd64)
+    private static let i386 = GDBTargetDescription(building: .i386)
+
+    private init(building architecture: GDBArchitecture) {
         self.architecture = architecture
         var documents: [String: String] = [:]
         var includes = ""
-        for feature in GDBFeature.allCases {
+        for feature in architecture.features {
             let annex = Self.annex(of: feature, architecture: architecture)
             documents[annex] = Self.featureDocument(feature, architecture: architecture)
             includes += "  <xi:include href=\"\(annex)\"/>\n"
@@ -49,7 +57,7 @@ public struct GDBTargetDescription: Sendable {
 
     private static func featureDocument(_ feature: GDBFeature, architecture: GDBArchitecture) -> String {
         let registers = architecture.registers.filter { $0.feature == feature }
-        var xml = "<?xml version=\"1.0\"?>\n<!DOCTYPE feature SYSTEM \"gdb-feature.dtd\">\n"
+        var xml = "<?xml version=\"1.0\"?>\n<!DOCTYPE feature SYSTEM \"gdb-target.dtd\">\n"
         xml += "<feature name=\"\(feature.rawValue)\">\n"
         let wordBytes = architecture == .amd64 ? 8 : 4
         switch feature {
@@ -83,10 +91,10 @@ public struct GDBTargetDescription: Sendable {
         return xml + "  </flags>\n"
     }
 
-    /// EFLAGS (Intel SDM Vol. 1 §3.4.3).
+    /// EFLAGS (Intel SDM Vol. 1 §3.4.3), the one-bit flags (IOPL, bits 12-13, is left out as gdb does).
     private static let eflagsFields: [(String, Int, Int)] = [
         ("CF", 0, 0), ("PF", 2, 2), ("AF", 4, 4), ("ZF", 6, 6), ("SF", 7, 7), ("TF", 8, 8), ("IF", 9, 9),
-        ("DF", 10, 10), ("OF", 11, 11), ("IOPL", 12, 13), ("NT", 14, 14), ("RF", 16, 16), ("VM", 17, 17),
+        ("DF", 10, 10), ("OF", 11, 11), ("NT", 14, 14), ("RF", 16, 16), ("VM", 17, 17),
         ("AC", 18, 18), ("VIF", 19, 19), ("VIP", 20, 20), ("ID", 21, 21),
     ]
 

@@ -33,6 +33,8 @@ final class FakeTarget: GDBTarget {
     var instructionBudget = 10_000
     /// How long `jmp $` waits for an interrupt before reporting SIGINT anyway.
     var idleWait: Duration = .zero
+    /// Called at the start of every resume (tests on other threads learn that the target runs).
+    var onResume: (@Sendable () -> Void)?
     /// Thrown by the next resume: the machine failing.
     var resumeError: (any Error)?
     /// Every requirement called, in order ("resume(step)", "kill", ...), for exact-sequence checks.
@@ -75,7 +77,7 @@ final class FakeTarget: GDBTarget {
     }
 
     private func poke(_ address: UInt64, _ bytes: [UInt8]) throws(GDBTargetError) {
-        for (index, byte) in bytes.enumerated() {
+        for index in bytes.indices {
             let (target, overflow) = address.addingReportingOverflow(UInt64(index))
             guard !overflow, pages[target / Self.pageSize] != nil else { throw .memoryFault(address: target) }
         }
@@ -136,19 +138,20 @@ final class FakeTarget: GDBTarget {
 
     func resume(_ mode: GDBResumeMode) throws -> GDBStopReason {
         calls.append("resume(\(mode))")
+        onResume?()
         if let resumeError { throw resumeError }
         if mode == .step {
-            if interruptRequested.take() { return .signal(.interrupt) }
+            if takeInterrupt() { return .signal(.interrupt) }
             return execute() ?? .signal(.trap)
         }
         for _ in 0..<instructionBudget {
-            if interruptRequested.take() { return .signal(.interrupt) }
+            if takeInterrupt() { return .signal(.interrupt) }
             let rip = registers[.ip]
             if breakpoints.contains(where: { $0.address == rip && $0.kind == .software }) { return .softwareBreakpoint }
             if breakpoints.contains(where: { $0.address == rip && $0.kind == .hardware }) { return .hardwareBreakpoint }
             if byte(at: rip) == 0xEB, byte(at: rip &+ 1) == 0xFE {
                 idle()
-                _ = interruptRequested.take()
+                if !takeInterrupt() { calls.append("idle timeout") }
                 return .signal(.interrupt)
             }
             if let stop = execute() { return stop }
@@ -174,6 +177,13 @@ final class FakeTarget: GDBTarget {
     }
 
     // MARK: The tiny CPU
+
+    /// Consumes a requested interrupt, logging it as "interrupted".
+    private func takeInterrupt() -> Bool {
+        guard interruptRequested.take() else { return false }
+        calls.append("interrupted")
+        return true
+    }
 
     /// Waits for the interrupt flag, at most `idleWait`.
     private func idle() {
