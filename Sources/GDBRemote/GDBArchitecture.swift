@@ -100,10 +100,12 @@ public enum GDBArchitecture: Hashable, Sendable, CaseIterable {
         // gdb 13 numbers i386 segment bases past the registers of a non-Linux i386 and fails an internal
         // assertion: on i386 the bases are plain registers of the system feature instead.
         let segments = wide ? bases : []
-        let system: [Entry] = (wide ? [] : bases) + [
-            (.cr0, "cr0", word, "x86_cr0", nil), (.cr2, "cr2", word, integer, nil), (.cr3, "cr3", word, integer, nil),
-            (.cr4, "cr4", word, "x86_cr4", nil), (.efer, "efer", 64, "x86_efer", nil),
-        ]
+        let system: [Entry] =
+            (wide ? [] : bases) + [
+                (.cr0, "cr0", word, "x86_cr0", nil), (.cr2, "cr2", word, integer, nil),
+                (.cr3, "cr3", word, integer, nil),
+                (.cr4, "cr4", word, "x86_cr4", nil), (.efer, "efer", 64, "x86_efer", nil),
+            ]
         var result: [GDBRegisterDescription] = []
         var offset = 0
         for (feature, entries) in [(GDBFeature.core, core), (.sse, sse), (.segments, segments), (.system, system)] {

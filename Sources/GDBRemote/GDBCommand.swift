@@ -207,7 +207,8 @@ public enum GDBCommand: Hashable, Sendable {
 
     private static func parseWrite(_ rest: ArraySlice<UInt8>, binary: Bool) -> GDBCommand {
         let name = binary ? "X" : "M"
-        guard let colon = rest.firstIndex(of: UInt8(ascii: ":")), let (address, length) = addressAndLength(rest[..<colon])
+        guard let colon = rest.firstIndex(of: UInt8(ascii: ":")),
+            let (address, length) = addressAndLength(rest[..<colon])
         else { return .malformed("\(name): expected ADDR,LENGTH:DATA") }
         let data = rest[(colon + 1)...]
         guard let bytes = binary ? GDBPacket.unescaped(data) : GDBPacket.hexDecoded(data) else {

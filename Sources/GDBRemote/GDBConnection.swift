@@ -23,6 +23,7 @@ public final class GDBConnection: GDBTransport {
     init(socket: Int32) throws(PipeError) {
         var ends: [Int32] = [-1, -1]
         // pipe2 and accept4 are GNU extensions Glibc's module does not export: set close-on-exec after.
+        // SAFETY: pipe writes two Int32 descriptors into the two-element array's storage.
         guard pipe(&ends) == 0 else {
             let error = errno
             close(socket)
@@ -32,6 +33,7 @@ public final class GDBConnection: GDBTransport {
         _ = fcntl(ends[1], F_SETFD, FD_CLOEXEC)
         var one: Int32 = 1
         // Replies are small and latency-bound (one per step): do not wait to coalesce them.
+        // SAFETY: setsockopt reads the Int32 `one`, of the size passed.
         _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         self.socket = socket
         self.stopReader = ends[0]
@@ -86,9 +88,10 @@ public final class GDBConnection: GDBTransport {
     {
         let watcher = Watcher(socket: socket, stop: stopReader, interrupt: interrupt)
         var thread = pthread_t()
+        // SAFETY: one retain travels in `context`; exactly one side takes it back: the thread when it
+        // starts, or the failure path below when it never does. The watcher lives until both are done.
         let context = Unmanaged.passRetained(watcher).toOpaque()
-        // SAFETY: the thread takes back the retain passed in `context`, so the watcher lives until it ends;
-        // the closure captures nothing, as a C function pointer must.
+        // SAFETY: the start routine captures nothing, as a C function pointer must, and consumes `context`.
         let created = pthread_create(
             &thread, nil,
             { context in
@@ -96,13 +99,16 @@ public final class GDBConnection: GDBTransport {
                 return nil
             }, context)
         guard created == 0 else {
+            // SAFETY: no thread started, so the retain in `context` is still ours to drop.
             Unmanaged<Watcher>.fromOpaque(context).release()
             throw .systemCall("pthread_create", errno: created)
         }
         body()
         var token: UInt8 = 1
+        // SAFETY: write reads, and read writes, the one byte `token`.
         while write(stopWriter, &token, 1) < 0 && errno == EINTR {}
         pthread_join(thread, nil)
+        // SAFETY: as above.
         while read(stopReader, &token, 1) < 0 && errno == EINTR {}
         // The join orders the watcher's writes before these reads.
         if watcher.closed { throw .disconnected }
@@ -134,6 +140,7 @@ private final class Watcher: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 1024)
         while true {
             // Once the socket is closed only the stop pipe is watched (a closed socket polls readable forever).
+            // SAFETY: poll reads and writes at most the array's two pollfd elements.
             let ready = poll(&fds, closed ? 1 : 2, -1)
             if ready < 0 {
                 if errno == EINTR { continue }

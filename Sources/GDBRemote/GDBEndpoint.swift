@@ -25,6 +25,7 @@ public struct GDBEndpoint: Hashable, Sendable, CustomStringConvertible {
         self.host = hostPart.isEmpty || hostPart == "localhost" ? Self.loopback : hostPart
     }
 
+    /// `HOST:PORT`.
     public var description: String { "\(host):\(port)" }
 }
 
@@ -41,6 +42,7 @@ public enum GDBServerError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A system call failed: its name and `errno`.
     case systemCall(String, errno: Int32)
 
+    /// One line for a person, naming the endpoint and the reason.
     public var description: String {
         switch self {
         case .invalidAddress(let host): "cannot listen for gdb on '\(host)': not an IPv4 address"

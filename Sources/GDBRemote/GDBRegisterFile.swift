@@ -38,7 +38,8 @@ public struct GDBRegisterFile: Hashable, Sendable {
         set {
             let description = layout(register)
             for index in 0..<description.byteCount {
-                bytes[description.offset + index] = index < 8 ? UInt8(truncatingIfNeeded: newValue >> (8 * UInt64(index))) : 0
+                bytes[description.offset + index] =
+                    index < 8 ? UInt8(truncatingIfNeeded: newValue >> (8 * UInt64(index))) : 0
             }
         }
     }

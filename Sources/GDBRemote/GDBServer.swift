@@ -20,6 +20,7 @@ public final class GDBServer {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = endpoint.port.bigEndian
+        // SAFETY: inet_pton writes 4 bytes into `sin_addr`, an in_addr of exactly that size.
         guard inet_pton(AF_INET, endpoint.host, &address.sin_addr) == 1 else {
             throw .invalidAddress(endpoint.host)
         }
@@ -27,6 +28,7 @@ public final class GDBServer {
         guard fd >= 0 else { throw .systemCall("socket", errno: errno) }
         var one: Int32 = 1
         // Lets a restarted stub rebind a port still in TIME_WAIT; a live listener still gets EADDRINUSE.
+        // SAFETY: setsockopt reads the Int32 `one`, of the size passed.
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         // SAFETY: `address` is a live sockaddr_in; bind reads exactly its size through the rebound pointer.
         let bound = withUnsafePointer(to: &address) {
@@ -69,6 +71,7 @@ public final class GDBServer {
         guard listener >= 0 else { throw .alreadyAccepted }
         var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
         while true {
+            // SAFETY: poll reads and writes the one live pollfd `waiting`.
             let ready = poll(&waiting, 1, GDBSystemError.milliseconds(timeout))
             if ready > 0 { break }
             if ready == 0 { throw .acceptTimedOut(endpoint) }

@@ -80,7 +80,8 @@ public final class GDBSession {
         self.targetDescription = GDBTargetDescription(architecture: target.architecture)
     }
 
-    /// Serves gdb over `transport` until the session ends, and says how it ended.
+    /// Serves gdb over `transport` until the session ends, and says how it ended. A session serves one
+    /// connection: once it has ended, calling this again returns the same end at once.
     ///
     /// Ends after `D` (``GDBSessionEnd/detached``, the target detached), `k` (``GDBSessionEnd/killed``, the
     /// target killed), a `W` or `X` stop reply (``GDBSessionEnd/targetEnded(_:)``), a resume that threw
@@ -430,6 +431,7 @@ public enum GDBSessionEnd: Hashable, Sendable, CustomStringConvertible {
     /// Sending or receiving failed.
     case transportFailed(GDBTransportError)
 
+    /// One line for a person.
     public var description: String {
         switch self {
         case .detached: "gdb detached"

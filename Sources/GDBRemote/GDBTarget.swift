@@ -159,6 +159,7 @@ public enum GDBTargetError: Error, Hashable, Sendable, CustomStringConvertible {
     /// An argument the target rejects (a misaligned watchpoint, a register it cannot set): `E16` (EINVAL).
     case invalidArgument(String)
 
+    /// One line for a person.
     public var description: String {
         switch self {
         case .unsupported: "not supported by the target"

@@ -28,6 +28,7 @@ public enum GDBTransportError: Error, Hashable, Sendable, CustomStringConvertibl
     /// A system call failed: its name and `errno`.
     case systemCall(String, errno: Int32)
 
+    /// One line for a person.
     public var description: String {
         switch self {
         case .disconnected: "the debugger disconnected"

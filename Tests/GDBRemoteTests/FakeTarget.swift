@@ -338,7 +338,8 @@ enum Sent: Hashable, CustomStringConvertible {
                 let payload = Array(output[(index + 1)..<end])
                 let digits = Array(output[(end + 1)...(end + 2)])
                 let text = String(decoding: payload, as: UTF8.self)
-                result.append(GDBPacket.hexDigits(of: GDBPacket.checksum(payload)) == digits ? .packet(text) : .corrupt(text))
+                result.append(
+                    GDBPacket.hexDigits(of: GDBPacket.checksum(payload)) == digits ? .packet(text) : .corrupt(text))
                 index = end + 3
             default:
                 result.append(.corrupt(String(decoding: output[index...], as: UTF8.self)))

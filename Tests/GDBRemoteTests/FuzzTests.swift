@@ -23,15 +23,18 @@ struct PacketStreamGenerator {
     static let corpus: [String] = [
         "qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=i386", "QStartNoAckMode", "?", "g", "p10", "p0",
         "P10=0510000000000000", "m1000,4", "m2ff0,40", "M2000,2:abcd", "X2000,2:}\u{03}}]", "Z0,1005,1", "z0,1005,1",
-        "Z1,1006,1", "Z2,2000,1", "Z4,2000,8", "c", "s", "vCont;c", "vCont;s:1;c", "vCont?", "qXfer:features:read:target.xml:0,ffb",
+        "Z1,1006,1", "Z2,2000,1", "Z4,2000,8", "c", "s", "vCont;c", "vCont;s:1;c", "vCont?",
+        "qXfer:features:read:target.xml:0,ffb",
         "qXfer:features:read:microvm-amd64-core.xml:0,100", "qAttached", "qC", "qfThreadInfo", "qsThreadInfo", "Hg0",
         "Hc-1", "T1", "qOffsets", "vMustReplyEmpty", "D", "k",
         // Hostile ones.
         "mffffffffffffffff,ffffffff", "m0,ffffffffffffffff", "Mffffffffffffffff,ffffffffffffffff:00",
-        "Xfffffffffffffffe,2:}}}", "Z0,ffffffffffffffff,ffffffffffffffff", "Z2,1,ffffffffffffffff", "p ffffffffffffffff",
+        "Xfffffffffffffffe,2:}}}", "Z0,ffffffffffffffff,ffffffffffffffff", "Z2,1,ffffffffffffffff",
+        "p ffffffffffffffff",
         "Pffffffff=00", "G0", "qXfer:features:read:target.xml:ffffffffffffffff,ffffffffffffffff",
         "qXfer:features:read:../../etc/passwd:0,10", "vCont;x", "vCont;c:", "Hgp.", "c ffffffffffffffff",
-        "S05;ffffffffffffffff", "m-1,1", "M1000,1:", "X1000,1:}", "Z9,0,0", "qSupported:" + String(repeating: "a;", count: 200),
+        "S05;ffffffffffffffff", "m-1,1", "M1000,1:", "X1000,1:}", "Z9,0,0",
+        "qSupported:" + String(repeating: "a;", count: 200),
     ]
 
     mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
@@ -93,7 +96,8 @@ struct PacketStreamGenerator {
         while index < bytes.count {
             var run = 1
             while index + run < bytes.count, bytes[index + run] == bytes[index], run < 98 { run += 1 }
-            let repeatable = bytes[index] != UInt8(ascii: "}") && bytes[index] != UInt8(ascii: "*")
+            let repeatable =
+                bytes[index] != UInt8(ascii: "}") && bytes[index] != UInt8(ascii: "*")
                 && bytes[index] != UInt8(ascii: "#") && bytes[index] != UInt8(ascii: "$")
             let count = UInt8(run - 1 + 29)
             if repeatable, run >= 4, count != UInt8(ascii: "#"), count != UInt8(ascii: "$") {
@@ -117,7 +121,8 @@ struct PacketStreamGenerator {
         case 2: stream.insert(UInt8(truncatingIfNeeded: random.next()), at: at)
         case 3: stream.insert([0x24, 0x23, 0x7D, 0x2A, 0x03, 0x2B, 0x2D][int(0...6)], at: at)  // $ # } * ^C + -
         case 4: stream.remove(at: at)
-        case 5: stream.insert(contentsOf: Array(repeating: UInt8(ascii: "}"), count: int(1...64)), at: at)  // nested escapes
+        case 5:  // nested escapes
+            stream.insert(contentsOf: Array(repeating: UInt8(ascii: "}"), count: int(1...64)), at: at)
         case 6: stream.insert(contentsOf: Array("ffffffffffffffffffffffff".utf8), at: at)  // huge numbers
         case 7: stream.insert(contentsOf: Array(repeating: UInt8(ascii: "*"), count: int(1...8)), at: at)
         default:
@@ -156,7 +161,8 @@ struct PacketStreamGenerator {
 @Suite("Fuzzing the session with seeded hostile packet streams")
 struct FuzzTests {
     /// `GDB_FUZZ_SEED` and `GDB_FUZZ_COUNT` override the defaults for a longer run by hand.
-    static let baseSeed: UInt64 = getenv("GDB_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 0x6D69_6372_6F76_6D00
+    static let baseSeed: UInt64 =
+        getenv("GDB_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 0x6D69_6372_6F76_6D00
     static let streamCount: Int = getenv("GDB_FUZZ_COUNT").flatMap { Int(String(cString: $0)) } ?? 3000
 
     @Test("no crash, no hang, bounded replies, every packet answered or deliberately not")
@@ -194,7 +200,9 @@ struct FuzzTests {
             #expect(frames == stats.replies + stats.retransmissions, "\(reproduce)")
         }
         let elapsed = clock.now - start
-        print("gdb fuzz: \(Self.streamCount) streams from seed \(Self.baseSeed), \(bytes) bytes, \(packets) packets in \(elapsed); ends: \(ends.sorted { $0.key < $1.key })")
+        print(
+            "gdb fuzz: \(Self.streamCount) streams from seed \(Self.baseSeed), \(bytes) bytes, \(packets) packets in \(elapsed); ends: \(ends.sorted { $0.key < $1.key })"
+        )
         #expect(elapsed < .seconds(30))
     }
 
@@ -202,7 +210,8 @@ struct FuzzTests {
     func escapeRoundTrip() {
         var random = SplitMix64(seed: Self.baseSeed)
         for _ in 0..<2000 {
-            let data = (0..<Int.random(in: 0...300, using: &random)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let data = (0..<Int.random(in: 0...300, using: &random)).map { _ in UInt8(truncatingIfNeeded: random.next())
+            }
             let payload = Array("X0,\(String(data.count, radix: 16)):".utf8) + GDBPacket.escaped(data)
             var decoder = GDBPacketDecoder(maximumPayloadSize: 4096)
             var events: [GDBPacketDecoder.Event] = []
@@ -219,7 +228,8 @@ struct FuzzTests {
             let alphabet = Array("0123456789abcdef,:;".utf8)
             var payload: [UInt8] = []
             while payload.count < generator.int(0...400) {
-                payload += Array(repeating: alphabet[generator.int(0...alphabet.count - 1)], count: generator.int(1...120))
+                payload += Array(
+                    repeating: alphabet[generator.int(0...alphabet.count - 1)], count: generator.int(1...120))
             }
             let encoded = generator.runLengthEncoded(payload)
             #expect(try GDBPacket.expandingRunLengths(encoded, limit: 100_000) == payload)

@@ -17,8 +17,14 @@ struct PacketCodecTests {
 
     @Test("binary data escapes $ # } * as } and the byte XOR 0x20, and nothing else")
     func escapes() {
-        #expect(GDBPacket.escaped([0x24, 0x23, 0x7D, 0x2A, 0x41, 0x03]) == [0x7D, 0x04, 0x7D, 0x03, 0x7D, 0x5D, 0x7D, 0x0A, 0x41, 0x03])
-        #expect(GDBPacket.unescaped([0x7D, 0x04, 0x7D, 0x03, 0x7D, 0x5D, 0x7D, 0x0A, 0x41]) == [0x24, 0x23, 0x7D, 0x2A, 0x41])
+        #expect(
+            GDBPacket.escaped([0x24, 0x23, 0x7D, 0x2A, 0x41, 0x03]) == [
+                0x7D, 0x04, 0x7D, 0x03, 0x7D, 0x5D, 0x7D, 0x0A, 0x41, 0x03,
+            ])
+        #expect(
+            GDBPacket.unescaped([0x7D, 0x04, 0x7D, 0x03, 0x7D, 0x5D, 0x7D, 0x0A, 0x41]) == [
+                0x24, 0x23, 0x7D, 0x2A, 0x41,
+            ])
         #expect(GDBPacket.unescaped([0x41, 0x7D]) == nil)  // a lone escape at the end
         #expect(GDBPacket.unescaped([0x7D, 0x7D]) == [0x5D])  // an escaped escape byte is just data
         let all = (0...255).map { UInt8($0) }
@@ -29,7 +35,9 @@ struct PacketCodecTests {
     func runLengths() throws {
         #expect(try GDBPacket.expandingRunLengths(bytes("0* "), limit: 100) == bytes("0000"))
         #expect(try GDBPacket.expandingRunLengths(bytes("ab*!c"), limit: 100) == bytes("abbbbbc"))
-        #expect(try GDBPacket.expandingRunLengths(bytes("x*~"), limit: 100) == Array(repeating: UInt8(ascii: "x"), count: 98))
+        #expect(
+            try GDBPacket.expandingRunLengths(bytes("x*~"), limit: 100)
+                == Array(repeating: UInt8(ascii: "x"), count: 98))
         // A run can follow a run.
         #expect(try GDBPacket.expandingRunLengths(bytes("z* * "), limit: 100) == bytes("zzzzzzz"))
         // An escape pair is copied verbatim, even when its second byte is '*'.
@@ -38,13 +46,25 @@ struct PacketCodecTests {
 
     @Test("malformed or oversized run lengths are refused")
     func badRunLengths() {
-        #expect(throws: GDBPacket.RunLengthError.malformed) { try GDBPacket.expandingRunLengths(bytes("* "), limit: 100) }
-        #expect(throws: GDBPacket.RunLengthError.malformed) { try GDBPacket.expandingRunLengths(bytes("a*"), limit: 100) }
-        #expect(throws: GDBPacket.RunLengthError.malformed) { try GDBPacket.expandingRunLengths([0x61, 0x2A, 0x1F], limit: 100) }
-        #expect(throws: GDBPacket.RunLengthError.malformed) { try GDBPacket.expandingRunLengths([0x61, 0x2A, 0x7F], limit: 100) }
-        #expect(throws: GDBPacket.RunLengthError.malformed) { try GDBPacket.expandingRunLengths([0x7D, 0x41, 0x2A, 0x20], limit: 100) }
+        #expect(throws: GDBPacket.RunLengthError.malformed) {
+            try GDBPacket.expandingRunLengths(bytes("* "), limit: 100)
+        }
+        #expect(throws: GDBPacket.RunLengthError.malformed) {
+            try GDBPacket.expandingRunLengths(bytes("a*"), limit: 100)
+        }
+        #expect(throws: GDBPacket.RunLengthError.malformed) {
+            try GDBPacket.expandingRunLengths([0x61, 0x2A, 0x1F], limit: 100)
+        }
+        #expect(throws: GDBPacket.RunLengthError.malformed) {
+            try GDBPacket.expandingRunLengths([0x61, 0x2A, 0x7F], limit: 100)
+        }
+        #expect(throws: GDBPacket.RunLengthError.malformed) {
+            try GDBPacket.expandingRunLengths([0x7D, 0x41, 0x2A, 0x20], limit: 100)
+        }
         #expect(throws: GDBPacket.RunLengthError.tooLong) { try GDBPacket.expandingRunLengths(bytes("x*~"), limit: 97) }
-        #expect(throws: GDBPacket.RunLengthError.tooLong) { try GDBPacket.expandingRunLengths(bytes("12345"), limit: 4) }
+        #expect(throws: GDBPacket.RunLengthError.tooLong) {
+            try GDBPacket.expandingRunLengths(bytes("12345"), limit: 4)
+        }
     }
 
     @Test("hex numbers: either case, leading zeros, no overflow past 64 bits")

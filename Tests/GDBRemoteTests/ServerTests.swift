@@ -41,7 +41,9 @@ struct ServerTests {
     @Test("accept gives up after its timeout; a server accepts one client only")
     func acceptTimeout() throws {
         let server = try GDBServer()
-        #expect(throws: GDBServerError.acceptTimedOut(server.endpoint)) { try server.accept(timeout: .milliseconds(20)) }
+        #expect(throws: GDBServerError.acceptTimedOut(server.endpoint)) {
+            try server.accept(timeout: .milliseconds(20))
+        }
         let port = server.endpoint.port
         let client = TestClient(port: port)
         #expect(client != nil)

@@ -29,12 +29,14 @@ struct SessionTests {
             .standard(),
             [
                 "qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=i386", "vMustReplyEmpty", "QStartNoAckMode",
-                "?", "qAttached", "qC", "qfThreadInfo", "qsThreadInfo", "Hg0", "Hc-1", "Hg2", "Hx1", "T1", "T2", "vCont?",
+                "?", "qAttached", "qC", "qfThreadInfo", "qsThreadInfo", "Hg0", "Hc-1", "Hg2", "Hx1", "T1", "T2",
+                "vCont?",
                 "qOffsets", "qTStatus",
             ])
         #expect(
             sent == [
-                .ack, .packet("PacketSize=1000;qXfer:features:read+;QStartNoAckMode+;vContSupported+;swbreak+;hwbreak+"),
+                .ack,
+                .packet("PacketSize=1000;qXfer:features:read+;QStartNoAckMode+;vContSupported+;swbreak+;hwbreak+"),
                 .ack, .packet(""),
                 .ack, .packet("OK"),
                 // No acks from here on.
@@ -130,19 +132,22 @@ struct SessionTests {
             ])
         #expect(end == .targetEnded(.exited(status: 2)))
         #expect(session.statistics.resumes == 4)
-        #expect(target.calls.filter { $0.hasPrefix("resume") } == [
-            "resume(continue)", "resume(step)", "resume(continue)", "resume(continue)",
-        ])
+        #expect(
+            target.calls.filter { $0.hasPrefix("resume") } == [
+                "resume(continue)", "resume(step)", "resume(continue)", "resume(continue)",
+            ])
         #expect(target.calls.contains("makeInterruptHandler"))
     }
 
     @Test("without swbreak+ from gdb, breakpoint stops are plain T05")
     func plainBreakpointStops() {
         let (sent, _, _) = converse(.standard(), ["qSupported", "Z0,1005,1", "c", "Z1,1006,1", "z0,1005,1", "c"])
-        #expect(replies(sent) == [
-            "PacketSize=1000;qXfer:features:read+;QStartNoAckMode+;vContSupported+", "OK", "T05thread:1;", "OK", "OK",
-            "T05thread:1;",
-        ])
+        #expect(
+            replies(sent) == [
+                "PacketSize=1000;qXfer:features:read+;QStartNoAckMode+;vContSupported+", "OK", "T05thread:1;", "OK",
+                "OK",
+                "T05thread:1;",
+            ])
     }
 
     @Test("c ADDR and s ADDR move the program counter first")
@@ -156,8 +161,10 @@ struct SessionTests {
     func hardwareSlots() {
         let (sent, _, _) = converse(
             .standard(),
-            ["Z1,1000,1", "Z1,1002,1", "Z2,2000,8", "Z4,2008,4", "Z1,1005,1", "z1,1000,1", "Z1,1005,1", "Z3,2001,2",
-             "Z1,1005,1"])
+            [
+                "Z1,1000,1", "Z1,1002,1", "Z2,2000,8", "Z4,2008,4", "Z1,1005,1", "z1,1000,1", "Z1,1005,1", "Z3,2001,2",
+                "Z1,1005,1",
+            ])
         #expect(replies(sent) == ["OK", "OK", "OK", "OK", "E1c", "OK", "OK", "E16", "OK"])
     }
 
@@ -262,11 +269,15 @@ struct SessionTests {
         let document = try #require(description.documents["target.xml"])
         let (sent, _, _) = converse(
             .standard(),
-            ["qXfer:features:read:target.xml:0,20", "qXfer:features:read:target.xml:\(String(document.utf8.count, radix: 16)),20",
-             "qXfer:features:read:nope.xml:0,20", "qXfer:features:read:target.xml:0,ffff"])
-        #expect(replies(sent) == [
-            "m" + String(document.prefix(32)), "l", "E00", "l" + document,
-        ])
+            [
+                "qXfer:features:read:target.xml:0,20",
+                "qXfer:features:read:target.xml:\(String(document.utf8.count, radix: 16)),20",
+                "qXfer:features:read:nope.xml:0,20", "qXfer:features:read:target.xml:0,ffff",
+            ])
+        #expect(
+            replies(sent) == [
+                "m" + String(document.prefix(32)), "l", "E00", "l" + document,
+            ])
     }
 
     @Test("every feature document gdb is pointed to is served")
