@@ -13,6 +13,8 @@ import Synchronization
 /// | `88 07` | `mov [rdi], al` | write one byte; `SIGSEGV` if unmapped; triggers write/access watchpoints |
 /// | `EB cb` | `jmp rel8` | `EB FE` (`jmp $`) idles until interrupted, at most ``idleWait`` |
 /// | `F4` | `hlt` | the machine exits with status AL |
+/// | `CC` | `int3` | planted by `Z0`: a software-breakpoint stop at its address (what the machine reports when
+/// |      |        | kvm_pvm fails to emulate the `INT3`); unplanted: `SIGTRAP` after it |
 /// | other | | `SIGILL`, RIP unchanged |
 final class FakeTarget: GDBTarget {
     struct Breakpoint: Hashable {
@@ -26,7 +28,10 @@ final class FakeTarget: GDBTarget {
     let architecture: GDBArchitecture
     var registers: GDBRegisterFile
     private(set) var pages: [UInt64: [UInt8]] = [:]
+    /// Hardware breakpoints and watchpoints.
     private(set) var breakpoints: Set<Breakpoint> = []
+    /// Software breakpoints, planted in memory as INT3.
+    private(set) var planted = GDBSoftwareBreakpoints()
     /// How many hardware breakpoints and watchpoints fit (x86: four debug registers).
     var hardwareSlots = 4
     /// Instructions one continue runs at most before reporting SIGINT (keeps fuzzing finite).
@@ -108,31 +113,43 @@ final class FakeTarget: GDBTarget {
             guard !overflow, let byte = byte(at: target) else { throw GDBTargetError.memoryFault(address: target) }
             bytes.append(byte)
         }
-        return bytes
+        return planted.hiding(bytes, at: address)
     }
 
     func writeMemory(at address: UInt64, bytes: [UInt8]) throws {
         calls.append("writeMemory(\(String(address, radix: 16)),\(bytes.count))")
-        try poke(address, bytes)
+        var kept = planted
+        try poke(address, kept.planting(bytes, at: address))
+        planted = kept
     }
 
     func insertBreakpoint(_ kind: GDBBreakpointKind, at address: UInt64, length: Int) throws {
         calls.append("insert(\(kind),\(String(address, radix: 16)),\(length))")
+        if kind == .software {
+            try planted.insert(
+                at: address,
+                reading: { address throws(GDBTargetError) in
+                    guard let byte = byte(at: address) else { throw .memoryFault(address: address) }
+                    return byte
+                },
+                writing: { try poke($0, [$1]) })
+            return
+        }
         let breakpoint = Breakpoint(kind: kind, address: address, length: length)
         guard !breakpoints.contains(breakpoint) else { return }
-        if kind != .software {
-            guard [1, 2, 4, 8].contains(length), address % UInt64(length) == 0 else {
-                throw GDBTargetError.invalidArgument("a debug register covers 1, 2, 4 or 8 aligned bytes")
-            }
-            guard breakpoints.count(where: { $0.kind != .software }) < hardwareSlots else {
-                throw GDBTargetError.resourceExhausted
-            }
+        guard [1, 2, 4, 8].contains(length), address % UInt64(length) == 0 else {
+            throw GDBTargetError.invalidArgument("a debug register covers 1, 2, 4 or 8 aligned bytes")
         }
+        guard breakpoints.count < hardwareSlots else { throw GDBTargetError.resourceExhausted }
         breakpoints.insert(breakpoint)
     }
 
     func removeBreakpoint(_ kind: GDBBreakpointKind, at address: UInt64, length: Int) throws {
         calls.append("remove(\(kind),\(String(address, radix: 16)),\(length))")
+        if kind == .software {
+            try planted.remove(at: address) { try poke($0, [$1]) }
+            return
+        }
         breakpoints.remove(Breakpoint(kind: kind, address: address, length: length))
     }
 
@@ -147,7 +164,6 @@ final class FakeTarget: GDBTarget {
         for _ in 0..<instructionBudget {
             if takeInterrupt() { return .signal(.interrupt) }
             let rip = registers[.ip]
-            if breakpoints.contains(where: { $0.address == rip && $0.kind == .software }) { return .softwareBreakpoint }
             if breakpoints.contains(where: { $0.address == rip && $0.kind == .hardware }) { return .hardwareBreakpoint }
             if byte(at: rip) == 0xEB, byte(at: rip &+ 1) == 0xFE {
                 idle()
@@ -169,6 +185,7 @@ final class FakeTarget: GDBTarget {
         calls.append("detach")
         detached = true
         breakpoints.removeAll()
+        try? planted.removeAll { try poke($0, [$1]) }
     }
 
     func kill() {
@@ -225,6 +242,10 @@ final class FakeTarget: GDBTarget {
             registers[.ip] = rip &+ 2 &+ UInt64(bitPattern: Int64(Int8(bitPattern: displacement)))
         case 0xF4:
             return .exited(status: UInt8(truncatingIfNeeded: registers[.ax]))
+        case 0xCC:
+            if planted.contains(rip) { return .softwareBreakpoint }
+            registers[.ip] = rip &+ 1
+            return .signal(.trap)
         default:
             return .signal(.illegalInstruction)
         }

@@ -163,7 +163,7 @@ struct FuzzTests {
     /// `GDB_FUZZ_SEED` and `GDB_FUZZ_COUNT` override the defaults for a longer run by hand.
     static let baseSeed: UInt64 =
         getenv("GDB_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 0x6D69_6372_6F76_6D00
-    static let streamCount: Int = getenv("GDB_FUZZ_COUNT").flatMap { Int(String(cString: $0)) } ?? 3000
+    static let streamCount: Int = getenv("GDB_FUZZ_COUNT").flatMap { Int(String(cString: $0)) } ?? 2000
 
     @Test("no crash, no hang, bounded replies, every packet answered or deliberately not")
     func streams() {

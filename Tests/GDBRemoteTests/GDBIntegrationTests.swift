@@ -73,6 +73,7 @@ struct GDBIntegrationTests {
                 "x/1xb 0x2000",
                 "break *0x1005",
                 "continue",
+                "x/2xb 0x1005",
                 "stepi",
                 "info registers rip rax",
                 "detach",
@@ -95,6 +96,7 @@ struct GDBIntegrationTests {
         #expect(has("0x2000:", "0x5a"))
         #expect(has("Breakpoint 1 at 0x1005"))
         #expect(has("Breakpoint 1, 0x0000000000001005 in ?? ()"))
+        #expect(has("0x1005:", "0x90\t0x88"))  // the planted INT3 is hidden
         #expect(has("0x0000000000001006 in ?? ()"))
         #expect(has("rax", "0x2"))
         #expect(has("[Inferior 1 (Remote target) detached]"))

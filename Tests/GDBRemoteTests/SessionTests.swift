@@ -121,13 +121,16 @@ struct SessionTests {
         let (sent, end, session) = converse(
             target,
             [
-                "qSupported:swbreak+;hwbreak+", "QStartNoAckMode", "Z0,1005,1", "c", "p10", "z0,1005,1", "s", "p10",
+                "qSupported:swbreak+;hwbreak+", "QStartNoAckMode", "Z0,1005,1", "c", "p10", "m1004,3", "M1005,1:90",
+                "z0,1005,1", "s", "p10",
                 "Z2,2000,1", "vCont;c", "p10", "m2000,1", "c",
                 "?",  // never read: the session ended with the exit
             ])
         #expect(
             Array(replies(sent).dropFirst(2)) == [
-                "OK", "T05swbreak:;thread:1;", "0510000000000000", "OK", "T05thread:1;", "0610000000000000",
+                // The planted INT3 at 0x1005 reads as the nop it hides, and a write there keeps it planted.
+                "OK", "T05swbreak:;thread:1;", "0510000000000000", "c09088", "OK",
+                "OK", "T05thread:1;", "0610000000000000",
                 "OK", "T05watch:2000;thread:1;", "0810000000000000", "02", "W02",
             ])
         #expect(end == .targetEnded(.exited(status: 2)))
@@ -232,7 +235,8 @@ struct SessionTests {
         let detached = FakeTarget.standard()
         let (detachSent, detachEnd, _) = converse(detached, ["Z0,1005,1", "D;1", "?"])
         #expect(detachSent == [.ack, .packet("OK"), .ack, .packet("OK")])
-        #expect(detachEnd == .detached && detached.detached && detached.breakpoints.isEmpty)
+        #expect(detachEnd == .detached && detached.detached && detached.planted.originals.isEmpty)
+        #expect(detached.byte(at: 0x1005) == 0x90)
     }
 
     @Test("a resume that throws tells gdb X06 and ends the session with the reason")
