@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "MicroVM", targets: ["MicroVM"]),
         .library(name: "PageTables", targets: ["PageTables"]),
         .library(name: "KVMKit", targets: ["KVMKit"]),
+        .library(name: "GDBRemote", targets: ["GDBRemote"]),
     ],
     targets: [
         // <linux/kvm.h>, its request codes as constants, one non-variadic ioctl.
@@ -29,6 +30,8 @@ let package = Package(
         .target(name: "KVMKit", dependencies: ["CKVM"], swiftSettings: swiftSettings),
         // A machine: guest memory, boot state, run loop, devices, diagnostics.
         .target(name: "MicroVM", dependencies: ["KVMKit", "PageTables", "CMemory"], swiftSettings: swiftSettings),
+        // The GDB remote serial protocol stub: packets, a session against a target protocol, a TCP server.
+        .target(name: "GDBRemote", swiftSettings: swiftSettings),
         // The command-line front end.
         .executableTarget(name: "microvm", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
         // Boots a guest many times in one process and prints descriptor and memory counts (leak test).
@@ -37,6 +40,7 @@ let package = Package(
         .testTarget(
             name: "PageTablesTests", dependencies: ["PageTables", "PageTablesTestSupport"],
             swiftSettings: swiftSettings),
+        .testTarget(name: "GDBRemoteTests", dependencies: ["GDBRemote"], swiftSettings: swiftSettings),
         .testTarget(name: "KVMKitTests", dependencies: ["KVMKit", "CKVM"], swiftSettings: swiftSettings),
         .testTarget(
             name: "MicroVMTests", dependencies: ["MicroVM", "PageTables", "PageTablesTestSupport", "KVMKit"],
