@@ -5,40 +5,64 @@ internal import CKVM
 ///
 /// The kernel's timer plays the other thread: on expiry it sends ``KVMSystem/kickSignal`` to the thread
 /// that runs the vCPU (`SIGEV_THREAD_ID`), whose no-op handler makes `KVM_RUN` return EINTR
-/// (``VCPUExit/interrupted``). The timer then re-fires every 10 ms, so a signal that lands just before the
-/// vCPU re-enters the guest is followed by another. No thread is started: arming costs two system calls.
+/// (``VCPUExit/interrupted``). The timer then re-fires every 10 ms (or every tick), so a signal that lands
+/// just before the vCPU re-enters the guest is followed by another. No thread is started.
 ///
-/// Create it on the vCPU's thread, right before running.
+/// Create it on the vCPU's thread. One alarm serves any number of runs: ``arm(after:tick:)`` before a run
+/// and ``cancel()`` after it cost one system call each; creating and deleting the timer is done once.
 public final class VCPUAlarm {
-    /// The timeout in seconds.
-    public let seconds: Double
-    let deadline: timespec
+    /// The timeout of the current arming in seconds (infinity when it has only a tick).
+    public private(set) var seconds: Double = .infinity
+    var deadline = timespec(tv_sec: Int(Int32.max), tv_nsec: 0)
     /// The POSIX timer. `timer_t` is a pointer-sized id that glibc fills with the kernel's timer id, and
     /// the first timer of a process has id 0, which Swift imports as `nil`: so whether a timer exists is
-    /// kept in `armed`, never inferred from `timer`.
+    /// kept in `created`, never inferred from `timer`.
     var timer: timer_t? = nil
-    /// Whether `timer` was created and not yet deleted.
-    var armed = false
+    var created = false
+    /// Whether the timer is set to go off.
+    public private(set) var armed = false
 
-    /// Arms the alarm to go off `duration` from now (a negative duration: at once), on the calling thread.
+    /// Creates the timer for the calling thread, not armed.
+    ///
+    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `timer_create`.
+    public init() throws(KVMError) {
+        KVMSystem.installKickSignalHandler()
+        var event = sigevent()
+        event.sigev_notify = Int32(SIGEV_THREAD_ID)
+        event.sigev_signo = KVMSystem.kickSignal
+        ckvm_sigevent_set_thread(&event, ckvm_gettid())
+        var made: timer_t? = nil
+        guard timer_create(CLOCK_MONOTONIC, &event, &made) == 0 else {
+            throw .callFailed(call: "timer_create", errno: errno)
+        }
+        timer = made
+        created = true
+    }
+
+    /// Creates the timer and arms it (``arm(after:tick:)``).
+    public convenience init(after duration: Duration?, tick: Duration? = nil) throws(KVMError) {
+        try self.init()
+        try arm(after: duration, tick: tick)
+    }
+
+    /// Arms the alarm to go off `duration` from now (a negative duration: at once).
     ///
     /// - Parameters:
     ///   - duration: the deadline, from now; `nil` for none (then `tick` must be given).
     ///   - tick: kick the vCPU this often from the start, not only after the deadline, so the caller gets
     ///     control back regularly while the guest runs (to harvest a dirty ring before it fills, say);
     ///     ``expired`` still answers for the deadline only.
-    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `timer_create` or `timer_settime`: without a
-    ///   timer a guest that never exits could run for ever, so the caller must not run it.
-    public init(after duration: Duration?, tick: Duration? = nil) throws(KVMError) {
+    /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `timer_settime`: without a timer a guest that
+    ///   never exits could run for ever, so the caller must not run it.
+    public func arm(after duration: Duration?, tick: Duration? = nil) throws(KVMError) {
         precondition(duration != nil || tick != nil, "an alarm needs a deadline or a tick")
-        KVMSystem.installKickSignalHandler()
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
         func components(_ duration: Duration) -> (seconds: Int, nanoseconds: Int) {
             let (whole, attoseconds) = max(duration, .zero).components
             return (Int(min(whole, Int64(Int32.max))), Int(attoseconds / 1_000_000_000))
         }
         if let duration {
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
             let (whole, nanoseconds) = components(duration)
             seconds = Double(whole) + Double(nanoseconds) / 1e9
             var end = timespec(tv_sec: now.tv_sec + whole, tv_nsec: now.tv_nsec + nanoseconds)
@@ -54,26 +78,14 @@ public final class VCPUAlarm {
         let first = [duration, tick].compactMap { $0 }.min()!
         let (firstSeconds, firstNanoseconds) = components(first)
         let (tickSeconds, tickNanoseconds) = components(tick ?? .milliseconds(10))
-
-        var event = sigevent()
-        event.sigev_notify = Int32(SIGEV_THREAD_ID)
-        event.sigev_signo = KVMSystem.kickSignal
-        ckvm_sigevent_set_thread(&event, ckvm_gettid())
-        var created: timer_t? = nil
-        guard timer_create(CLOCK_MONOTONIC, &event, &created) == 0 else {
-            throw .callFailed(call: "timer_create", errno: errno)
-        }
-        timer = created
-        armed = true
         var spec = itimerspec(
             it_interval: timespec(tv_sec: tickSeconds, tv_nsec: tickSeconds == 0 ? max(tickNanoseconds, 1) : tickNanoseconds),
             it_value: timespec(
                 tv_sec: firstSeconds, tv_nsec: firstSeconds == 0 ? max(firstNanoseconds, 1) : firstNanoseconds))
-        guard timer_settime(created, 0, &spec, nil) == 0 else {
-            let code = errno
-            cancel()
-            throw .callFailed(call: "timer_settime", errno: code)
+        guard timer_settime(timer, 0, &spec, nil) == 0 else {
+            throw .callFailed(call: "timer_settime", errno: errno)
         }
+        armed = true
     }
 
     /// Whether the deadline has passed.
@@ -83,18 +95,21 @@ public final class VCPUAlarm {
         return now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)
     }
 
-    /// Disarms and deletes the timer; idempotent. Call it on the vCPU's thread.
+    /// Disarms the timer; idempotent. Call it on the vCPU's thread.
     ///
-    /// Also dequeues a last expiry that may be pending on this thread: on a thread that blocks the kick
-    /// signal outside `KVM_RUN` (every Dispatch or Swift-concurrency worker), it would otherwise cut the
-    /// next run of any vCPU on this thread short with a spurious ``VCPUExit/interrupted``.
+    /// Also dequeues expiries that may be pending on this thread: on a thread that blocks the kick signal
+    /// outside `KVM_RUN` (every Dispatch or Swift-concurrency worker), they would otherwise cut the next run
+    /// of any vCPU on this thread short with a spurious ``VCPUExit/interrupted``.
     public func cancel() {
         guard armed else { return }
         armed = false
-        timer_delete(timer)
-        timer = nil
+        var stop = itimerspec()
+        timer_settime(timer, 0, &stop, nil)
         KVMSystem.consumePendingKickSignal()
     }
 
-    deinit { cancel() }
+    deinit {
+        cancel()
+        if created { timer_delete(timer) }
+    }
 }

@@ -61,7 +61,8 @@ public final class Machine {
     var vcpu: VCPU { kvm!.vcpu }
     var devices = DeviceBus()
     var pendingConsole: [UInt8] = []
-    /// The timeout of the run in progress, if any.
+    /// The timer that ends runs past their timeout (and ticks for a resettable machine); made at the first
+    /// run that needs it, armed for each run.
     var watchdog: VCPUAlarm?
     /// Why the machine cannot run until it is reset, if it cannot.
     var poisoned: String?
@@ -210,15 +211,13 @@ public final class Machine {
         do {
             let tick = guestWrites == nil ? nil : configuration.resetTick
             if configuration.timeout != nil || tick != nil {
-                watchdog = try VCPUAlarm(after: configuration.timeout, tick: tick)
+                if watchdog == nil { watchdog = try VCPUAlarm() }
+                try watchdog!.arm(after: configuration.timeout, tick: tick)
             }
         } catch {
             throw .kvmFailed(error)
         }
-        defer {
-            watchdog?.cancel()
-            watchdog = nil
-        }
+        defer { watchdog?.cancel() }
         let outcome: RunOutcome
         do {
             outcome = try runLoop()
@@ -363,7 +362,7 @@ public final class Machine {
 
     /// Throws the timeout or interruption that stopped the vCPU, if one did; returns for a stray signal.
     func checkStop() throws(RunError) {
-        if let watchdog, watchdog.expired {
+        if let watchdog, watchdog.armed, watchdog.expired {
             throw .timeout(seconds: watchdog.seconds, rip: rip(), exits: exitCount)
         }
         if interrupter.isRequested { throw .interrupted(rip: rip(), exits: exitCount) }

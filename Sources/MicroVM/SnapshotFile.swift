@@ -207,6 +207,14 @@ extension Snapshot {
         }
     }
 
+    /// Bytes of the image that hold something: its pages that are not all zero (the rest cost nothing, in
+    /// memory or in a file).
+    public var storedBytes: UInt64 {
+        var total: UInt64 = 0
+        forEachNonZeroRun { _, count in total += count }
+        return total
+    }
+
     /// The image's checksum: the index and bytes of every page that is not all zero, in order (so holes and
     /// stored zeros give the same sum).
     func imageChecksum() -> UInt64 {

@@ -112,6 +112,16 @@ static uint64_t build_tables(unsigned char *ram, uint64_t ram_size, uint64_t ima
 }
 
 cb_vm *cb_vm_create(const void *image, size_t image_size, uint64_t ram_size, char *err, size_t errlen) {
+    return cb_vm_create_ex(image, image_size, ram_size, 0, err, errlen);
+}
+
+int cb_vm_fd(const cb_vm *vm) { return vm->vm; }
+int cb_vcpu_fd(const cb_vm *vm) { return vm->vcpu; }
+void *cb_vm_ram(const cb_vm *vm) { return vm->ram; }
+void *cb_vm_run_page(const cb_vm *vm) { return vm->run; }
+
+cb_vm *cb_vm_create_ex(const void *image, size_t image_size, uint64_t ram_size, int dirty_ring_bytes, char *err,
+                       size_t errlen) {
     pthread_once(&once, process_init);
     if (init_failed) { fail(err, errlen, init_failed, init_errno); return NULL; }
     const uint64_t arena_size = 16 * PAGE;
@@ -125,10 +135,18 @@ cb_vm *cb_vm_create(const void *image, size_t image_size, uint64_t ram_size, cha
 
     vm->vm = ioctl(kvm_fd, KVM_CREATE_VM, 0);
     if (vm->vm < 0) { fail(err, errlen, "KVM_CREATE_VM", errno); goto fail; }
+    if (dirty_ring_bytes) {
+        struct kvm_enable_cap cap = {.cap = KVM_CAP_DIRTY_LOG_RING_ACQ_REL, .args = {(uint64_t)dirty_ring_bytes}};
+        if (ioctl(vm->vm, KVM_ENABLE_CAP, &cap) < 0) {
+            cap.cap = KVM_CAP_DIRTY_LOG_RING;
+            if (ioctl(vm->vm, KVM_ENABLE_CAP, &cap) < 0) { fail(err, errlen, "KVM_ENABLE_CAP(dirty ring)", errno); goto fail; }
+        }
+    }
     vm->ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (vm->ram == MAP_FAILED) { vm->ram = NULL; fail(err, errlen, "mmap RAM", errno); goto fail; }
     struct kvm_userspace_memory_region region = {
-        .slot = 0, .guest_phys_addr = 0, .memory_size = ram_size, .userspace_addr = (uint64_t)(uintptr_t)vm->ram,
+        .slot = 0, .flags = dirty_ring_bytes ? KVM_MEM_LOG_DIRTY_PAGES : 0, .guest_phys_addr = 0,
+        .memory_size = ram_size, .userspace_addr = (uint64_t)(uintptr_t)vm->ram,
     };
     if (ioctl(vm->vm, KVM_SET_USER_MEMORY_REGION, &region) < 0) { fail(err, errlen, "KVM_SET_USER_MEMORY_REGION", errno); goto fail; }
 

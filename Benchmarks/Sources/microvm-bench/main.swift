@@ -12,6 +12,11 @@ let usage = """
             exits      outloop64: 100,000 OUT exits, cost per exit vs the C host
             rate       machines created + run + destroyed per second, 1 and 2 threads
             memory     resident bytes per idle 16 MiB machine
+            reset      reset + run to HLT, 1/16/256 dirty pages, 16 MiB/256 MiB/1 GiB, vs the C reference
+            reset-rate reset cycles per second, 1 and 2 threads
+            restore    a 64 MiB snapshot file restored into a new machine vs booting fresh
+            snapshot   capturing a 64 MiB machine
+            restored-memory  resident bytes per machine: 100 restored from one snapshot vs 100 fresh
             all        every group above (the default)
     spawn: whole-process timing without hyperfine: fork/exec COMMAND (stdout to /dev/null) and wait, repeatedly;
            --raw prints each time (ns) on its own line instead of the summary line.
@@ -65,7 +70,12 @@ while index < arguments.count {
     }
     index += 1
 }
-if groups.isEmpty || groups == ["all"] { groups = ["setup", "translate", "boot", "exits", "rate", "memory"] }
+if groups.isEmpty || groups == ["all"] {
+    groups = [
+        "setup", "translate", "boot", "exits", "rate", "memory", "reset", "reset-rate", "restore", "snapshot",
+        "restored-memory",
+    ]
+}
 
 /// Where the guests are (looked up only by the groups that boot one).
 @MainActor func guestDirectory() -> String {
@@ -83,6 +93,11 @@ for group in groups {
     case "exits": MachineBench.exits(guests: guestDirectory())
     case "rate": MachineBench.rate(guests: guestDirectory())
     case "memory": MachineBench.memory(guests: guestDirectory())
+    case "reset": ResetBench.reset(guests: guestDirectory())
+    case "reset-rate": ResetBench.rate(guests: guestDirectory())
+    case "restore": ResetBench.restore(guests: guestDirectory())
+    case "snapshot": ResetBench.snapshot(guests: guestDirectory())
+    case "restored-memory": ResetBench.restoredMemory(guests: guestDirectory())
     case "spawn":
         guard !spawnCommand.isEmpty else { Harness.fail("spawn needs -- COMMAND") }
         Spawn.run(case: spawnCase ?? "process", impl: spawnImpl, command: spawnCommand)

@@ -43,6 +43,26 @@ enum { CB_CONSOLE_DISCARD = -1 };
 
 /* Builds a VM ready to run. Returns NULL and fills `err` on failure. */
 cb_vm *cb_vm_create(const void *image, size_t image_size, uint64_t ram_size, char *err, size_t errlen);
+/* The same with a dirty ring of `dirty_ring_bytes` (0: none) enabled before the vCPU, and dirty logging on RAM. */
+cb_vm *cb_vm_create_ex(const void *image, size_t image_size, uint64_t ram_size, int dirty_ring_bytes, char *err,
+                       size_t errlen);
+/* The VM's and vCPU's descriptors, RAM and kvm_run page (for reset.c). */
+int cb_vm_fd(const cb_vm *vm);
+int cb_vcpu_fd(const cb_vm *vm);
+void *cb_vm_ram(const cb_vm *vm);
+void *cb_vm_run_page(const cb_vm *vm);
+
+/* ---- reset to a snapshot, at the KVM floor (reset.c) ----
+ * A VM built as cb_vm_create builds it, with a 1 MiB dirty ring, whose RAM is then copied into a sealed memfd
+ * (the snapshot) and replaced by a private mapping of it; registers, special registers and events are read
+ * once. A cycle resets and runs: harvest the ring, copy each page it names back from the snapshot's read-only
+ * view, KVM_RESET_DIRTY_RINGS, stage the registers in kvm_run (sync_regs), KVM_RUN to HLT. With `timer`, each
+ * run is bracketed by arming and disarming a per-VM POSIX timer, as a host that enforces timeouts must. */
+typedef struct cb_reset cb_reset;
+cb_reset *cb_reset_create(const void *image, size_t image_size, uint64_t ram_size, int timer, char *err, size_t errlen);
+/* One reset + run to HLT; returns 0, or -1 / 256 + exit reason. `dirtied` (may be NULL) gets the pages restored. */
+int cb_reset_cycle(cb_reset *reset, uint64_t *dirtied);
+void cb_reset_destroy(cb_reset *reset);
 /* Runs to HLT (status 0), the exit port (its low 8 bits) or another exit (256 + the KVM exit reason; 256 alone
  * after the 10 s timeout, which is armed as microvm arms it: a POSIX timer sending SIGUSR1 to this thread).
  * Console bytes go to `console_fd` (written once at the end), or nowhere with CB_CONSOLE_DISCARD.
