@@ -132,3 +132,10 @@ final class HypercallPort: PortDevice {
         return try machine.hypercall(recordAddress: UInt64(value))
     }
 }
+
+/// Port 0x511: a guest function returned; the call area holds its status and result.
+final class ReturnPort: PortDevice {
+    func write(port: UInt16, size: Int, value: UInt32, machine: Machine) throws -> DeviceResponse {
+        .stop(.returned)
+    }
+}

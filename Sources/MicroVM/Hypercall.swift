@@ -19,6 +19,13 @@ public enum HypercallOperation: UInt32, Sendable {
     /// machine (snapshots keep it). Result: its index, or `UInt64.max` when refused (not a page-aligned
     /// table in RAM, or too many).
     case registerRoot = 5
+    /// Ready for calls: arguments are the export table's address and entry count, and the call area's
+    /// address and size (guest-virtual; docs/layout.md, "Calls"). The run returns ``RunOutcome/ready``.
+    case ready = 6
+    /// Call a host function: arguments are the name's address and length, the argument descriptors'
+    /// address and count, and the result buffer's address and capacity. Result: the status (0 done, 1 no
+    /// such function, 2 unreadable arguments, 3 the result does not fit, 4 the host function failed).
+    case callHost = 7
 }
 
 extension Machine {
@@ -59,6 +66,13 @@ extension Machine {
             return .stop(.snapshotRequested)
         case .registerRoot:
             result = (try? registerRoot(argument(0))).map { UInt64($0) } ?? UInt64.max
+        case .ready:
+            memory.store(UInt64(0), at: recordAddress + 8)
+            return try registerCalls(exports: argument(0), count: argument(1), area: argument(2), size: argument(3))
+        case .callHost:
+            result = callHost(
+                name: argument(0), nameLength: argument(1), arguments: argument(2), count: argument(3),
+                result: argument(4), capacity: argument(5))
         }
         memory.store(result, at: recordAddress + 8)
         return .resume

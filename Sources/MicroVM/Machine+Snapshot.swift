@@ -30,7 +30,7 @@ extension Machine {
         let snapshot = Snapshot(
             configuration: configuration, image: copy, vcpu: state, roots: roots, arena: addressSpace.arena,
             scratchNext: image.scratchNext, allowedLeafSizes: addressSpace.allowedLeafSizes,
-            walkableLeafSizes: addressSpace.walkableLeafSizes)
+            walkableLeafSizes: addressSpace.walkableLeafSizes, calls: callInterface, waitingForCall: waitingForCall)
         if guestWrites != nil { try adopt(snapshot) }
         return snapshot
     }
@@ -100,6 +100,8 @@ extension Machine {
             fatalError("unreachable: \(error)")
         }
         roots = snapshot.roots
+        callInterface = snapshot.calls
+        waitingForCall = snapshot.waitingForCall
         memory.startLoggingWrites()
         resetPoint = snapshot
     }
@@ -157,6 +159,8 @@ extension Machine {
         addressSpace.restore(arena: point.arena, root: point.roots[0])
         image.scratchNext = point.scratchNext
         roots = point.roots
+        callInterface = point.calls
+        waitingForCall = point.waitingForCall
         poisoned = nil
         interrupter.clear()
         exitCount = 0

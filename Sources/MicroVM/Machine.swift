@@ -11,6 +11,12 @@ public enum RunOutcome: Equatable, Sendable {
     /// The guest asked to be snapshotted here (hypercall 4): take ``Machine/snapshot()`` now; a machine
     /// restored from it, or this one run on, continues after the request.
     case snapshotRequested
+    /// The guest announced its exported functions and waits for calls (hypercall 6): use
+    /// ``Machine/call(_:_:)-(String,CallValue...)``, not ``Machine/run()``, from here.
+    case ready
+    /// A guest function returned (port 0x511). Only ``Machine/call(_:_:)-(GuestFunction,[CallValue])``
+    /// sees it.
+    case returned
 }
 
 /// One micro-VM: guest RAM with its page tables, a KVM VM with one vCPU set up to enter the guest, the
@@ -75,6 +81,12 @@ public final class Machine {
     var guestWrites: HostWriteLog?
     /// The dirty ring lost entries: the next reset must rebuild the VM.
     var dirtyRingLost = false
+    /// What the guest exports for calls, once it is ready.
+    var callInterface: CallInterface?
+    /// Whether the guest is waiting for a call (it made the ready hypercall or returned from one).
+    var waitingForCall = false
+    /// Host functions the guest may call, by name.
+    var hostFunctions: [String: HostFunction] = [:]
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
     /// GDT, boot information), creates the VM and vCPU, sets the entry state and attaches the built-in
@@ -175,6 +187,7 @@ public final class Machine {
         try! devices.attach(ConsolePort(), ports: Layout.consolePort...Layout.consolePort)
         try! devices.attach(ExitPort(), ports: Layout.exitPort...Layout.exitPort)
         try! devices.attach(HypercallPort(), ports: Layout.hypercallPort...Layout.hypercallPort)
+        try! devices.attach(ReturnPort(), ports: Self.returnPort...Self.returnPort)
     }
 
     /// Attaches `device` to the ports in `ports`: the guest's port I/O there reaches it.

@@ -124,10 +124,17 @@ public final class Snapshot: Sendable {
     public let scratchNext: UInt64
     /// Which large leaves the tables may use and the vCPU walks.
     public let allowedLeafSizes: AllowedLeafSizes, walkableLeafSizes: AllowedLeafSizes
+    /// The guest's exported functions and call area, if it had made the ready hypercall, and whether it
+    /// was waiting for a call.
+    let calls: CallInterface?, waitingForCall: Bool
+
+    /// The names of the functions the guest exports, if it was ready for calls.
+    public var exportedFunctions: [String] { calls?.names ?? [] }
 
     init(
         configuration: MachineConfiguration, image: SnapshotImage, vcpu: VCPUState, roots: [UInt64], arena: ArenaState,
-        scratchNext: UInt64, allowedLeafSizes: AllowedLeafSizes, walkableLeafSizes: AllowedLeafSizes
+        scratchNext: UInt64, allowedLeafSizes: AllowedLeafSizes, walkableLeafSizes: AllowedLeafSizes,
+        calls: CallInterface?, waitingForCall: Bool
     ) {
         var configuration = configuration
         configuration.image = []
@@ -141,6 +148,8 @@ public final class Snapshot: Sendable {
         self.scratchNext = scratchNext
         self.allowedLeafSizes = allowedLeafSizes
         self.walkableLeafSizes = walkableLeafSizes
+        self.calls = calls
+        self.waitingForCall = waitingForCall
     }
 
     /// The guest's architecture.

@@ -19,7 +19,7 @@ enum SnapshotFormat {
     /// State record tags.
     enum Tag: UInt32, CaseIterable {
         case configuration = 1, registers, specialRegisters, xsave, extendedControlRegisters, msrs, events,
-            debugRegisters, roots, arena, leafSizes
+            debugRegisters, roots, arena, leafSizes, calls
     }
 }
 
@@ -258,6 +258,19 @@ extension Snapshot {
         for table in self.arena.freeTables { arena.u64(table) }
         writer.record(.arena, arena.bytes)
         writer.record(.leafSizes, [allowedLeafSizes.rawValue, walkableLeafSizes.rawValue])
+        if let calls {
+            var record = StateWriter()
+            record.u64(calls.area)
+            record.u64(calls.size)
+            record.u8(waitingForCall ? 1 : 0)
+            record.u32(UInt32(calls.names.count))
+            for name in calls.names {
+                let bytes = Array(name.utf8)
+                record.u8(UInt8(bytes.count))
+                record.bytes += bytes
+            }
+            writer.record(.calls, record.bytes)
+        }
         return writer.bytes
     }
 
@@ -344,7 +357,7 @@ extension Snapshot {
         self.init(
             configuration: decoded.configuration, image: image, vcpu: decoded.vcpu, roots: decoded.roots,
             arena: decoded.arena, scratchNext: decoded.scratchNext, allowedLeafSizes: decoded.allowed,
-            walkableLeafSizes: decoded.walkable)
+            walkableLeafSizes: decoded.walkable, calls: decoded.calls, waitingForCall: decoded.waitingForCall)
         guard imageChecksum() == imageSum else { throw invalid("is corrupt: its memory image checksum does not match") }
     }
 
@@ -435,6 +448,8 @@ struct DecodedState {
     var scratchNext: UInt64
     var allowed: AllowedLeafSizes
     var walkable: AllowedLeafSizes
+    var calls: CallInterface? = nil
+    var waitingForCall = false
 
     init(_ bytes: [UInt8], architecture: Architecture, memorySize: UInt64) throws(Problem) {
         var records: [SnapshotFormat.Tag: [UInt8]] = [:]
@@ -546,6 +561,29 @@ struct DecodedState {
         else { throw Problem("the leaf-size record is malformed") }
         allowed = AllowedLeafSizes(rawValue: sizes[0])
         walkable = AllowedLeafSizes(rawValue: sizes[1])
+
+        if let payload = records[.calls] {
+            var reader = StateReader(payload)
+            guard let area = reader.u64(), let size = reader.u64(), let waiting = reader.u8(), waiting <= 1,
+                let count = reader.u32(), count <= UInt32(CallArea.maximumExports)
+            else { throw Problem("the calls record is malformed") }
+            guard area & 0xFFF == 0, size >= 4096, size & 0xFFF == 0, size <= 1 << 20, area <= memorySize,
+                size <= memorySize - area
+            else { throw Problem("the call area \(hex(area)) + \(hex(size)) is not whole pages inside RAM") }
+            var names: [String] = []
+            var indexByName: [String: Int] = [:]
+            for index in 0..<Int(count) {
+                guard let length = reader.u8(), length >= 1, Int(length) <= CallArea.maximumNameLength,
+                    let raw = reader.take(Int(length)), let name = String(validating: Array(raw), as: UTF8.self),
+                    indexByName[name] == nil
+                else { throw Problem("the calls record's names are malformed") }
+                names.append(name)
+                indexByName[name] = index
+            }
+            guard reader.atEnd else { throw Problem("the calls record has trailing bytes") }
+            calls = CallInterface(names: names, indexByName: indexByName, area: area, size: size)
+            waitingForCall = waiting == 1
+        }
     }
 }
 
