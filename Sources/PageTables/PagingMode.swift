@@ -8,6 +8,7 @@ public enum Architecture: String, Sendable, CaseIterable, CustomStringConvertibl
     /// IA-32 protected mode with 2-level 32-bit paging (no PAE): 32-bit virtual and physical addresses.
     case i686
 
+    /// `amd64` or `i686`, as the command line spells it.
     public var description: String { rawValue }
 }
 
@@ -119,6 +120,8 @@ extension PagingMode {
     /// one canonical half; i686: below 4 GiB), without wrapping, and with a physical range the entries can
     /// name. Zero length always passes. What ``PageTable/map(_:)`` checks first, usable before any table
     /// exists (e.g. to size an arena).
+    /// - Parameter mapping: the mapping to check.
+    /// - Throws: the ``PageTableError`` that ``PageTable/map(_:)`` would throw for it.
     @inlinable
     public static func validate(_ mapping: Mapping) throws(PageTableError) {
         guard try checkedRange(mapping.virtualBase, mapping.length) != nil else { return }
