@@ -367,6 +367,14 @@ enum PageTableBench {
             let raw = RawMemory(size: Int(arena), populate: true)
             _ = cMap(mode)(raw.base, 0, 0, 0, size, large ? 1 : 0)
             let table = tables
+            // Both walks must see the same leaves. Every sample checks its sum against this, which also keeps
+            // the optimiser from dropping the walk whose result nothing else uses.
+            var check: UInt64 = 0
+            try! table.forEachLeaf(virtualBase: 0, length: size) { check &+= $0.physicalAddress &+ $0.length }
+            let cCheck = walk(raw.base, 0, 0, size)
+            guard check == cCheck else {
+                Harness.fail("translate \(name) \(size): checksums differ (\(check) vs C \(cCheck))")
+            }
 
             func swiftSample(_ batch: Int) -> Double {
                 var sum: UInt64 = 0
@@ -379,7 +387,7 @@ enum PageTableBench {
                     Harness.fail("translate failed: \(error)")
                 }
                 let end = Harness.now()
-                blackHole(sum)
+                guard sum == check &* UInt64(batch) else { Harness.fail("translate \(name): wrong sum") }
                 return Double(end - start) / Double(batch)
             }
             func cSample(_ batch: Int) -> Double {
@@ -387,15 +395,8 @@ enum PageTableBench {
                 let start = Harness.now()
                 for _ in 0..<batch { sum &+= walk(raw.base, 0, 0, size) }
                 let end = Harness.now()
-                blackHole(sum)
+                guard sum == check &* UInt64(batch) else { Harness.fail("translate \(name): wrong C sum") }
                 return Double(end - start) / Double(batch)
-            }
-            // Both walks must see the same leaves.
-            var check: UInt64 = 0
-            try! table.forEachLeaf(virtualBase: 0, length: size) { check &+= $0.physicalAddress &+ $0.length }
-            let cCheck = walk(raw.base, 0, 0, size)
-            guard check == cCheck else {
-                Harness.fail("translate \(name) \(size): checksums differ (\(check) vs C \(cCheck))")
             }
 
             _ = swiftSample(1)
