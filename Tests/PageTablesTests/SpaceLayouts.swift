@@ -142,19 +142,36 @@ enum RawTables {
         return result
     }
 
-    /// A walk with the parts that name frames of one particular store (roots, tables) replaced by the space's
-    /// position: what stays the same when the spaces are rebuilt elsewhere with the same sharing.
-    static func shape(of walks: [SpaceWalk]) -> [[String]] {
+    /// One item of a walk with what names frames of one particular store (roots, tables) replaced by the
+    /// position of the space: what stays the same when the spaces are rebuilt elsewhere with the same sharing.
+    enum ShapeItem: Hashable, CustomStringConvertible {
+        case mapping(Translation)
+        case reference(depth: Int, space: Int, virtualAddress: UInt64, ownerVirtualAddress: UInt64, length: UInt64)
+        case tables(Int)
+
+        var description: String {
+            switch self {
+            case .mapping(let leaf): "\(leaf)"
+            case .reference(let depth, let space, let va, let ownerVA, let length):
+                "depth \(depth) space #\(space) va \(va) owner va \(ownerVA) len \(length)"
+            case .tables(let count): "\(count) tables"
+            }
+        }
+    }
+
+    /// The walk's shape: each space's items, then how many tables it owns.
+    static func shape(of walks: [SpaceWalk]) -> [[ShapeItem]] {
         let position = Dictionary(uniqueKeysWithValues: walks.enumerated().map { ($1.root, $0) })
         return walks.map { space in
             space.items.map { item in
                 switch item {
-                case .mapping(let leaf): "\(leaf)"
+                case .mapping(let leaf): .mapping(leaf)
                 case .reference(let r):
-                    "depth \(r.depth) space #\(position[r.space]!) va \(r.virtualAddress) owner va "
-                        + "\(r.ownerVirtualAddress) len \(r.length)"
+                    .reference(
+                        depth: r.depth, space: position[r.space]!, virtualAddress: r.virtualAddress,
+                        ownerVirtualAddress: r.ownerVirtualAddress, length: r.length)
                 }
-            } + ["\(space.tables.count) tables"]
+            } + [.tables(space.tables.count)]
         }
     }
 }
