@@ -206,6 +206,15 @@ public struct Translation: Hashable, Sendable, CustomStringConvertible {
         self.leafSize = leafSize
     }
 
+    /// Whether `next` continues this translation: it starts where this one ends, virtually and physically,
+    /// with the same kind, U/S and leaf size, so the two can be reported as one.
+    /// - Parameter next: the translation that follows.
+    @inlinable
+    public func continues(with next: Translation) -> Bool {
+        virtualAddress &+ length == next.virtualAddress && physicalAddress &+ length == next.physicalAddress
+            && kind == next.kind && userAccessible == next.userAccessible && leafSize == next.leafSize
+    }
+
     /// The same range as a ``Mapping`` value (leaf size dropped).
     public var mapping: Mapping {
         Mapping(

@@ -79,8 +79,11 @@ extension PageTable {
             case .keep:
                 continue
             case .replace(let count, let first, let step):
-                if !zeroed {
-                    // Free what the replaced entries referenced (unless an entry keeps its value).
+                // Free what the replaced entries referenced (unless an entry keeps its value). Runs mostly
+                // replace absent entries: one bulk read finds out whether any is present.
+                if old & EntryBits.present != 0
+                    || (!zeroed && count > 1 && anyPresent(in: table, byteOffset: slot.byteOffset, count: count))
+                {
                     var value = first
                     for index in slot.index..<(slot.index &+ count) {
                         let replaced =
@@ -175,6 +178,17 @@ extension PageTable {
             return ops.relocatedTable(moved)
         }
         return table
+    }
+
+    /// Whether any of the `count` entries of `table` from `byteOffset` on is present.
+    @inlinable
+    func anyPresent(in table: Ops.TableAddress, byteOffset: Int, count: Int) -> Bool {
+        var found = false
+        ops.readEntries(in: table, byteOffset: byteOffset, count: count) { entry in
+            found = entry & EntryBits.present != 0
+            return !found
+        }
+        return found
     }
 
     /// Whether no entry of `table` is present.

@@ -17,7 +17,9 @@ extension PageTable {
     /// shared table once.
     ///
     /// The roots are walked in the order given (their order of primacy), each over every range in address
-    /// order. A leaf comes back as a ``SpaceWalk/Item/mapping(_:)`` of the space it was reached from. When a
+    /// order. Leaves come back as ``SpaceWalk/Item/mapping(_:)`` items of the space they were reached from;
+    /// leaves of one size that continue one another (contiguous virtual and physical addresses, the same kind
+    /// and U/S) come back as one mapping, whose ``Translation/leafSize`` is the size of each. When a
     /// walk reaches a table (below its root) that was already reached, at the same depth, from an earlier
     /// root or from an earlier address of the same root, it does not descend: it reports a
     /// ``SpaceWalk/Item/reference(_:)`` to the space that reached the table first. So every reference names a
@@ -59,13 +61,17 @@ extension PageTable {
             guard rootsWalked.insert(rootPhysical).inserted else { continue }
             var items: [SpaceWalk.Item] = []
             var tables: [UInt64] = [rootPhysical]
+            // Leaves that continue one another are gathered into one mapping before it is appended.
+            var run: Translation? = nil
             for range in linearRanges {
                 _ = try walk(
                     from: root, first: range.first, last: range.last, maximumTables: maximumTables,
-                    tablesEntered: &tablesEntered,
+                    tablesEntered: &tablesEntered, runs: true,
                     enter: { physical, level, base in
                         let key = SharedTableKey(physicalAddress: physical, depth: top &- level)
                         if let owner = owners[key] {
+                            if let pending = run { items.append(.mapping(pending)) }
+                            run = nil
                             items.append(
                                 .reference(
                                     SpaceReference(
@@ -80,10 +86,17 @@ extension PageTable {
                         return true
                     },
                     leaf: { leaf in
-                        items.append(.mapping(leaf))
+                        if var pending = run, pending.continues(with: leaf) {
+                            pending.length &+= leaf.length
+                            run = pending
+                        } else {
+                            if let pending = run { items.append(.mapping(pending)) }
+                            run = leaf
+                        }
                         return .continue
                     })
             }
+            if let pending = run { items.append(.mapping(pending)) }
             walks.append(SpaceWalk(root: rootPhysical, items: items, tables: tables))
         }
         return walks

@@ -127,19 +127,21 @@ extension PageTable {
     public func coalescedTranslate(virtualBase: UInt64, length: UInt64, maximumTables: Int = .max)
         throws(PageTableError) -> [Translation]
     {
+        guard let (first, last) = try Self.checkedRange(virtualBase, length, aligned: false) else { return [] }
         var result: [Translation] = []
-        try forEachLeaf(virtualBase: virtualBase, length: length, maximumTables: maximumTables) { leaf in
-            if var previous = result.last,
-                previous.virtualAddress &+ previous.length == leaf.virtualAddress,
-                previous.physicalAddress &+ previous.length == leaf.physicalAddress,
-                previous.kind == leaf.kind, previous.userAccessible == leaf.userAccessible,
-                previous.leafSize == leaf.leafSize
-            {
+        var tablesEntered = 0
+        _ = try walk(
+            from: ops.root, first: first, last: last, maximumTables: maximumTables, tablesEntered: &tablesEntered,
+            runs: true, enter: { _, _, _ in true }
+        ) { leaf in
+            // Runs of one page table arrive whole; join those that continue across tables and large leaves.
+            if var previous = result.last, previous.continues(with: leaf) {
                 previous.length &+= leaf.length
                 result[result.count &- 1] = previous
             } else {
                 result.append(leaf)
             }
+            return .continue
         }
         return result
     }
@@ -156,12 +158,14 @@ extension PageTable {
     ///   - tablesEntered: tables entered so far, counted on across walks that share one budget.
     ///   - enter: called with a table's physical address, its level and the linear address its first entry
     ///     maps, after the reference was checked; returns `false` to skip the table (nothing below it is read).
-    ///   - leaf: called with each leaf; returns ``WalkDecision/stop`` to end the walk.
+    ///   - runs: whether 4 KiB leaves of one page table that continue one another (the next frame, the same
+    ///     flags) come to `leaf` as one translation instead of one each.
+    ///   - leaf: called with each leaf (or run); returns ``WalkDecision/stop`` to end the walk.
     /// - Returns: ``WalkDecision/stop`` if `leaf` stopped the walk.
     @inlinable @inline(__always)
     func walk(
         from root: Ops.TableAddress, first: UInt64, last: UInt64, maximumTables: Int, tablesEntered: inout Int,
-        enter: (_ physicalAddress: UInt64, _ level: Int, _ base: UInt64) -> Bool,
+        runs: Bool = false, enter: (_ physicalAddress: UInt64, _ level: Int, _ base: UInt64) -> Bool,
         leaf: (Translation) -> WalkDecision
     ) throws(PageTableError) -> WalkDecision {
         let top = Mode.levelCount &- 1
@@ -171,42 +175,49 @@ extension PageTable {
                 table: root, cursor: EntryCursor(level: top, tableBase: 0, first: first, last: last),
                 allowed: permissionBits, denied: 0))
         var level = top
-        while true {
+        descending: while true {
             if level == 0 {
-                guard readLeaves(frames[0], leaf) == .continue else { return .stop }
+                let decision = runs ? readRuns(frames[0], leaf) : readLeaves(frames[0], leaf)
+                guard decision == .continue else { return .stop }
                 level = 1
                 continue
             }
-            guard let slot = frames[level].cursor.next() else {
-                if level == top { return .continue }
-                level &+= 1
-                continue
+            // Scan this table with its state in locals; leave the loop only to descend or when it is done.
+            var cursor = frames[level].cursor
+            let table = frames[level].table
+            let allowed = frames[level].allowed
+            let denied = frames[level].denied
+            while let slot = cursor.next() {
+                let entry = ops.readEntry(at: ops.entryAddress(in: table, byteOffset: slot.byteOffset))
+                guard entry & EntryBits.present != 0 else { continue }
+                if let size = try largeLeafSize(of: entry, level: level, virtualAddress: slot.base) {
+                    let effective = (entry & ~(permissionBits & ~allowed)) | denied
+                    let translation = Translation(
+                        virtualAddress: Mode.canonical(slot.start),
+                        physicalAddress: (effective & Mode.largeFrameMask(size)) &+ (slot.start &- slot.base),
+                        length: slot.end &- slot.start &+ 1, kind: Self.kind(ofLeaf: effective),
+                        userAccessible: effective & EntryBits.userAccessible != 0, leafSize: size)
+                    guard leaf(translation) == .continue else { return .stop }
+                    continue
+                }
+                let physical = entry & Mode.frameAddressMask
+                guard let child = ops.table(atPhysicalAddress: physical) else {
+                    throw .entryOutsideTableMemory(
+                        virtualAddress: Mode.canonical(slot.start), level: level, entry: entry)
+                }
+                guard enter(physical, level &- 1, slot.base) else { continue }
+                tablesEntered &+= 1
+                guard tablesEntered <= maximumTables else { throw .walkTooLong(tables: maximumTables) }
+                frames[level].cursor = cursor
+                level &-= 1
+                frames[level] = ReadFrame(
+                    table: child,
+                    cursor: EntryCursor(level: level, tableBase: slot.base, first: slot.start, last: slot.end),
+                    allowed: allowed & entry, denied: denied | (entry & Mode.executeDisableBit))
+                continue descending
             }
-            let frame = frames[level]
-            let entry = ops.readEntry(at: ops.entryAddress(in: frame.table, byteOffset: slot.byteOffset))
-            guard entry & EntryBits.present != 0 else { continue }
-            if let size = try largeLeafSize(of: entry, level: level, virtualAddress: slot.base) {
-                let effective = (entry & ~(permissionBits & ~frame.allowed)) | frame.denied
-                let translation = Translation(
-                    virtualAddress: Mode.canonical(slot.start),
-                    physicalAddress: (effective & Mode.largeFrameMask(size)) &+ (slot.start &- slot.base),
-                    length: slot.end &- slot.start &+ 1, kind: Self.kind(ofLeaf: effective),
-                    userAccessible: effective & EntryBits.userAccessible != 0, leafSize: size)
-                guard leaf(translation) == .continue else { return .stop }
-                continue
-            }
-            let physical = entry & Mode.frameAddressMask
-            guard let child = ops.table(atPhysicalAddress: physical) else {
-                throw .entryOutsideTableMemory(virtualAddress: Mode.canonical(slot.start), level: level, entry: entry)
-            }
-            guard enter(physical, level &- 1, slot.base) else { continue }
-            tablesEntered &+= 1
-            guard tablesEntered <= maximumTables else { throw .walkTooLong(tables: maximumTables) }
-            level &-= 1
-            frames[level] = ReadFrame(
-                table: child,
-                cursor: EntryCursor(level: level, tableBase: slot.base, first: slot.start, last: slot.end),
-                allowed: frame.allowed & entry, denied: frame.denied | (entry & Mode.executeDisableBit))
+            if level == top { return .continue }
+            level &+= 1
         }
     }
 
@@ -253,6 +264,62 @@ extension PageTable {
             return decision == .continue
         }
         return decision
+    }
+}
+
+extension PageTable {
+    /// Calls `leaf` once per run of present 4 KiB leaves of the page table in `frame` that continue one
+    /// another (each entry the one before plus 4 KiB: the next frame, the same flags), reading its entries in
+    /// one run. One comparison per entry, where building a ``Translation`` per leaf and comparing those
+    /// costs tens of instructions.
+    /// - Returns: ``WalkDecision/stop`` if `leaf` stopped the walk.
+    @inlinable @inline(__always)
+    func readRuns(_ frame: ReadFrame<Ops>, _ leaf: (Translation) -> WalkDecision) -> WalkDecision {
+        let cursor = frame.cursor
+        let clear = (EntryBits.writable | EntryBits.userAccessible) & ~frame.allowed
+        let set = frame.denied
+        let high = Mode.canonical(cursor.tableBase) & ~(Mode.virtualSpaceSize &- 1)
+        let first = cursor.first
+        let last = cursor.last
+        var base = cursor.tableBase &+ (UInt64(truncatingIfNeeded: cursor.index) &<< 12)
+        var runBase: UInt64 = 0
+        var runEntry: UInt64 = 0  // 0: no run (a present entry is never 0)
+        var expected: UInt64 = 0
+        var decision = WalkDecision.continue
+        func flush() -> WalkDecision {
+            guard runEntry != 0 else { return .continue }
+            let start = max(first, runBase)
+            let end = min(last, base &- 1)
+            let translation = Translation(
+                virtualAddress: start | high, physicalAddress: (runEntry & Mode.frameAddressMask) &+ (start &- runBase),
+                length: end &- start &+ 1, kind: Self.kind(ofLeaf: runEntry),
+                userAccessible: runEntry & EntryBits.userAccessible != 0, leafSize: .size4K)
+            runEntry = 0
+            return leaf(translation)
+        }
+        ops.readEntries(in: frame.table, byteOffset: cursor.index &* Mode.entryByteCount, count: cursor.remaining) {
+            raw in
+            defer { base &+= 1 << 12 }
+            guard raw & EntryBits.present != 0 else {
+                decision = flush()
+                return decision == .continue
+            }
+            let entry = (raw & ~clear) | set
+            if entry == expected {
+                // A frame at the top of the physical space has no next frame: the carry must not match.
+                expected = entry &+ (1 << 12)
+                if expected & Mode.frameAddressMask == 0 { expected = 0 }
+                return true
+            }
+            decision = flush()
+            runBase = base
+            runEntry = entry
+            expected = entry &+ (1 << 12)
+            if expected & Mode.frameAddressMask == 0 { expected = 0 }
+            return decision == .continue
+        }
+        guard decision == .continue else { return decision }
+        return flush()
     }
 }
 

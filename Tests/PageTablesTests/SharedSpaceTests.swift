@@ -79,13 +79,15 @@ struct SharedSpaceTests {
         #expect(walk.map(\.root) == [0x10_0000] + processes.map { tables.ops.physicalAddress(of: $0) })
         #expect(walk[0].tables.count == 7)
         #expect(references(walk[0]).isEmpty)
-        #expect(mappings(walk[0]).map(\.leafSize) == [.size4K, .size4K, .size2M, .size2M, .size4K])
+        // Leaves that continue one another come back as one mapping per run.
+        #expect(mappings(walk[0]).map(\.leafSize) == [.size4K, .size2M, .size4K])
+        #expect(mappings(walk[0]).map(\.length) == [0x2000, 0x40_0000, 0x1000])
         let shared = SpaceReference(
             depth: 1, space: 0x10_0000, virtualAddress: upperHalf, ownerVirtualAddress: upperHalf, length: 1 << 39,
             tablePhysicalAddress: 0x10_1000)
-        for (space, pages) in zip(walk[1...], [1, 3]) {
+        for (space, pages) in zip(walk[1...], [UInt64(1), 3]) {
             #expect(references(space) == [shared])
-            #expect(mappings(space).count == pages)
+            #expect(mappings(space).map(\.length) == [pages << 12])
             #expect(space.tables.count == 4)  // root, PDPT, PD, PT of its own
         }
         // The rebuilt processes use the rebuilt kernel's PDPT itself.
@@ -151,7 +153,7 @@ struct SharedSpaceTests {
                     depth: 3, space: 0x10_0000, virtualAddress: 0x60_0000, ownerVirtualAddress: 0x20_0000,
                     length: 0x20_0000, tablePhysicalAddress: 0x10_3000)
             ])
-        #expect(mappings(walk[0]).map(\.virtualAddress) == [0x20_0000, 0x20_1000])
+        #expect(mappings(walk[0]).map(\.virtualAddress) == [0x20_0000])
         #expect(try tables.lookup(0x60_1000)?.physicalAddress == 0x70_1000)
         #expect(try tables.lookup(0x60_1000)?.userAccessible == true)
     }
