@@ -114,7 +114,7 @@ extension PageTable {
     /// Runs `editor` in the table below `entry` (found, split out of a large leaf, or allocated), then
     /// rewrites `entry` to reference it (or clears it, if the editor frees empty tables and it is empty).
     /// - Returns: where `table`, holding `entry`, lives afterwards.
-    @inlinable
+    @inlinable @inline(__always)
     mutating func descend<Editor: TableEditor>(
         _ editor: Editor, level: Int, table: Ops.TableAddress, slot: EntrySlot, entry old: UInt64,
         largeLeaf: LeafSize?
@@ -139,11 +139,17 @@ extension PageTable {
             unlinked = true
             zeroed = true
         }
-        let updated: Ops.TableAddress
+        var updated = child
         do {
-            updated = try edit(
-                editor, level: level &- 1, table: child, tableBase: slot.base, first: slot.start, last: slot.end,
-                zeroed: zeroed)
+            if level == 1 {
+                // A page table: straight to the handler's run of 4 KiB entries.
+                let cursor = EntryCursor<Mode>(level: 0, tableBase: slot.base, first: slot.start, last: slot.end)
+                if let moved = editor.editLeaves(in: child, cursor, ops: &ops) { updated = ops.relocatedTable(moved) }
+            } else {
+                updated = try edit(
+                    editor, level: level &- 1, table: child, tableBase: slot.base, first: slot.start, last: slot.end,
+                    zeroed: zeroed)
+            }
         } catch {
             // Give back a table not linked yet (and whatever it grew), leaving the entry as it was.
             if unlinked { freeSubtree(table: child, level: level &- 1) }
