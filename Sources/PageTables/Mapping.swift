@@ -133,6 +133,7 @@ public struct AllowedLeafSizes: OptionSet, Hashable, Sendable {
     /// One bit per large leaf size.
     public let rawValue: UInt8
     /// The set whose bits are `rawValue`.
+    /// - Parameter rawValue: bit 0 for 2 MiB, bit 1 for 1 GiB, bit 2 for 4 MiB.
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// The set allowing `size` and no other large leaf: empty for 4 KiB leaves (always allowed).

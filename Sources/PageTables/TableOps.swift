@@ -50,6 +50,11 @@ public protocol TableReader {
 
 extension TableReader {
     /// Default: one ``readEntry(at:)`` per entry.
+    /// - Parameters:
+    ///   - table: a table this store handed out.
+    ///   - byteOffset: the offset of the first entry; the run ends inside the table.
+    ///   - count: how many entries to read at most.
+    ///   - body: takes each entry in order; returns `false` to read no further.
     @inlinable
     public func readEntries(in table: TableAddress, byteOffset: Int, count: Int, _ body: (UInt64) -> Bool) {
         var offset = byteOffset
@@ -108,11 +113,19 @@ public protocol TableOps: TableReader {
     mutating func replaceRoot(with table: TableAddress)
 
     /// The table a relocation names.
+    /// - Parameter relocation: what a write returned.
     func relocatedTable(_ relocation: Relocation) -> TableAddress
 }
 
 extension TableOps {
     /// Default: one ``writeEntry(in:byteOffset:_:)`` per entry, following the table if it moves.
+    /// - Parameters:
+    ///   - table: the table to write in.
+    ///   - byteOffset: the offset of the first entry; the run ends inside the table.
+    ///   - count: how many entries to write.
+    ///   - first: the first entry's value.
+    ///   - step: what each further entry adds to the one before.
+    /// - Returns: the table's last new address if a write moved it.
     @inlinable
     public mutating func writeEntries(
         in table: TableAddress, byteOffset: Int, count: Int, first: UInt64, step: UInt64
@@ -138,6 +151,7 @@ public protocol InPlaceTableOps: TableOps where Relocation == Never {}
 
 extension InPlaceTableOps {
     /// Never called: an in-place store cannot report a relocation.
+    /// - Parameter relocation: a value that cannot exist.
     @inlinable public func relocatedTable(_ relocation: Never) -> TableAddress {}
 }
 
@@ -146,5 +160,6 @@ public protocol MovableTableOps: TableOps where Relocation == TableAddress {}
 
 extension MovableTableOps {
     /// The relocation is the new address itself.
+    /// - Parameter relocation: the table's new address.
     @inlinable public func relocatedTable(_ relocation: TableAddress) -> TableAddress { relocation }
 }
