@@ -156,10 +156,10 @@ extension PageTable {
     ///   - last: the last linear address; not below `first`.
     ///   - maximumTables: the most tables `tablesEntered` may reach.
     ///   - tablesEntered: tables entered so far, counted on across walks that share one budget.
-    ///   - enter: called with a table's physical address, its level and the linear address its first entry
-    ///     maps, after the reference was checked; returns `false` to skip the table (nothing below it is read).
     ///   - runs: whether 4 KiB leaves of one page table that continue one another (the next frame, the same
     ///     flags) come to `leaf` as one translation instead of one each.
+    ///   - enter: called with a table's physical address, its level and the linear address its first entry
+    ///     maps, after the reference was checked; returns `false` to skip the table (nothing below it is read).
     ///   - leaf: called with each leaf (or run); returns ``WalkDecision/stop`` to end the walk.
     /// - Returns: ``WalkDecision/stop`` if `leaf` stopped the walk.
     @inlinable @inline(__always)
