@@ -134,7 +134,7 @@ public struct AllowedLeafSizes: OptionSet, Hashable, Sendable {
     public let rawValue: UInt8
     /// The set whose bits are `rawValue`.
     /// - Parameter rawValue: bit 0 for 2 MiB, bit 1 for 1 GiB, bit 2 for 4 MiB.
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// The set allowing `size` and no other large leaf: empty for 4 KiB leaves (always allowed).
     /// - Parameter size: the one leaf size to allow.
@@ -149,16 +149,16 @@ public struct AllowedLeafSizes: OptionSet, Hashable, Sendable {
     }
 
     /// amd64 PD leaves.
-    public static let size2M = AllowedLeafSizes(rawValue: 1 << 0)
+    @inlinable public static var size2M: AllowedLeafSizes { AllowedLeafSizes(rawValue: 1 << 0) }
     /// amd64 PDPT leaves.
-    public static let size1G = AllowedLeafSizes(rawValue: 1 << 1)
+    @inlinable public static var size1G: AllowedLeafSizes { AllowedLeafSizes(rawValue: 1 << 1) }
     /// i686 PD leaves (need CR4.PSE).
-    public static let size4M = AllowedLeafSizes(rawValue: 1 << 2)
+    @inlinable public static var size4M: AllowedLeafSizes { AllowedLeafSizes(rawValue: 1 << 2) }
 
     /// Force 4 KiB leaves everywhere.
-    public static let smallPagesOnly: AllowedLeafSizes = []
+    @inlinable public static var smallPagesOnly: AllowedLeafSizes { [] }
     /// Every large leaf of every mode.
-    public static let all: AllowedLeafSizes = [.size2M, .size1G, .size4M]
+    @inlinable public static var all: AllowedLeafSizes { [.size2M, .size1G, .size4M] }
 
     /// Whether leaves of `size` may be written.
     /// - Parameter size: a leaf size.
