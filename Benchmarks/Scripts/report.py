@@ -119,16 +119,12 @@ def figures(rows):
     def pair(group, case, param="-", ours_impl="swift", base_impl="c"):
         return find(rows, group, case, ours_impl, param), find(rows, group, case, base_impl, param)
 
-    # Page-table setup and translate, 1 GiB.
+    # Page-table setup and translate, 1 GiB of 4 KiB leaves: the engine against the C loop, both modes.
     for arch in ("amd64", "i686"):
         s, c = pair("setup", f"{arch}/4k/prefaulted", GIB)
         if s and c:
-            r = s.median / c.median
-            if arch == "amd64":
-                ok = r <= 1.3 and s.median < 400_000
-                out.append(Figure(f"map 1 GiB, 4 KiB leaves, pre-faulted ({arch})", s, c, "<= 1.3x C, < 0.40 ms", ok))
-            else:
-                out.append(Figure(f"map 1 GiB, 4 KiB leaves, pre-faulted ({arch})", s, c, "<= 1.3x C", r <= 1.3))
+            out.append(Figure(f"map 1 GiB, 4 KiB leaves, pre-faulted ({arch})", s, c, "<= 1.1x C",
+                              s.median <= 1.1 * c.median))
     for arch, leaf in (("amd64", "2m"), ("i686", "4m")):
         s, c = pair("setup", f"{arch}/{leaf}/prefaulted", GIB)
         if s and c:
@@ -150,7 +146,12 @@ def figures(rows):
     for arch in ("amd64", "i686"):
         s, c = pair("translate", f"{arch}/4k/prefaulted", GIB)
         if s and c:
-            out.append(Figure(f"translate 1 GiB, 4 KiB leaves ({arch})", s, c, "< 0.20 ms", s.median < 200_000))
+            out.append(Figure(f"translate 1 GiB, 4 KiB leaves ({arch})", s, c, "<= 1.15x C",
+                              s.median <= 1.15 * c.median))
+    s, c = pair("spaces", "amd64/3x64m-shared-upper-half")
+    if s and c:
+        out.append(Figure("walkSpaces: 3 spaces x 64 MiB, shared 64 MiB upper half (amd64)", s, c,
+                          "(info: C only sums)", None))
 
     # Machines.
     # The bar compares the same work: microvm waits for its (normally background) teardown, as the C host

@@ -190,6 +190,30 @@ public final class GuestMemory {
         return madvise(base + Int(address), Int(count), 23 /* MADV_POPULATE_WRITE */) == 0
     }
 
+    /// Reads `count` consecutive little-endian entries of `width` bytes (4 or 8) from `address`, passing each
+    /// to `body` (zero-extended) until it returns false. One bounds check, then a plain loop: the read side of
+    /// ``storeRun(at:count:width:first:step:)``, for the page-table engine's walks.
+    @inlinable
+    func loadRun(at address: UInt64, count: Int, width: Int, _ body: (UInt64) -> Bool) {
+        precondition(
+            count >= 0 && address & UInt64(width &- 1) == 0 && contains(address, count: UInt64(count &* width)),
+            "page-table run outside guest memory")
+        if width == 8 {
+            // SAFETY: the run is inside the mapping and 8-byte aligned (checked above), and the mapping is
+            // page-aligned, so every access is in bounds and aligned; see storeRun for the binding.
+            let entries = UnsafePointer((base + Int(address)).assumingMemoryBound(to: UInt64.self))
+            for i in 0..<count {
+                guard body(UInt64(littleEndian: entries[i])) else { return }
+            }
+        } else {
+            // SAFETY: as above, with 4-byte entries.
+            let entries = UnsafePointer((base + Int(address)).assumingMemoryBound(to: UInt32.self))
+            for i in 0..<count {
+                guard body(UInt64(UInt32(littleEndian: entries[i]))) else { return }
+            }
+        }
+    }
+
     /// Writes `count` consecutive entries of `width` bytes (4 or 8) at `address`: `first`, `first + step`, ...
     /// One bounds check, then a plain loop the compiler can vectorise: the page-table engine's hot path.
     @inlinable

@@ -112,6 +112,11 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         return UInt64(value)
     }
 
+    @inlinable public func readEntries(in table: UInt64, byteOffset: Int, count: Int, _ body: (UInt64) -> Bool) {
+        memory.loadRun(
+            at: table &+ UInt64(truncatingIfNeeded: byteOffset), count: count, width: Mode.entryByteCount, body)
+    }
+
     @inlinable public func physicalAddress(of table: UInt64) -> UInt64 { table }
 
     @inlinable public func table(atPhysicalAddress physicalAddress: UInt64) -> UInt64? {

@@ -54,6 +54,13 @@ public struct Mapping: Hashable, Sendable, CustomStringConvertible {
     /// Whether user mode (CPL 3) may access it.
     public var userAccessible: Bool
 
+    /// A mapping of `length` bytes from `virtualBase` onto `physicalBase`.
+    /// - Parameters:
+    ///   - physicalBase: the first physical address; a multiple of 4 KiB.
+    ///   - virtualBase: the first virtual address; a multiple of 4 KiB.
+    ///   - length: bytes; a multiple of 4 KiB.
+    ///   - kind: the permissions.
+    ///   - userAccessible: whether user mode may access it.
     public init(
         physicalBase: UInt64, virtualBase: UInt64, length: UInt64, kind: MappingKind,
         userAccessible: Bool = false
@@ -66,12 +73,18 @@ public struct Mapping: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The identity mapping of `[base, base + length)`.
+    /// - Parameters:
+    ///   - base: the first address, virtual and physical; a multiple of 4 KiB.
+    ///   - length: bytes; a multiple of 4 KiB.
+    ///   - kind: the permissions.
+    ///   - userAccessible: whether user mode may access it.
     public static func identity(_ base: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool = false)
         -> Mapping
     {
         Mapping(physicalBase: base, virtualBase: base, length: length, kind: kind, userAccessible: userAccessible)
     }
 
+    /// `va X -> pa Y len L` and the permissions.
     public var description: String {
         "va \(hex(virtualBase)) -> pa \(hex(physicalBase)) len \(hex(length)) \(kind)\(userAccessible ? " user" : "")"
     }
@@ -79,7 +92,14 @@ public struct Mapping: Hashable, Sendable, CustomStringConvertible {
 
 /// The size of one leaf: what a single entry maps.
 public enum LeafSize: Int, Hashable, Sendable, Comparable, CustomStringConvertible {
-    case size4K, size2M, size4M, size1G
+    /// 4 KiB: a page-table entry.
+    case size4K
+    /// 2 MiB: an amd64 page-directory entry with PS.
+    case size2M
+    /// 4 MiB: an i686 page-directory entry with PS (needs CR4.PSE).
+    case size4M
+    /// 1 GiB: an amd64 PDPT entry with PS (needs CPUID Page1GB).
+    case size1G
 
     /// Bytes covered by one leaf of this size.
     @inlinable public var byteCount: UInt64 {
@@ -91,6 +111,7 @@ public enum LeafSize: Int, Hashable, Sendable, Comparable, CustomStringConvertib
         }
     }
 
+    /// Orders sizes by the bytes they map.
     public static func < (a: LeafSize, b: LeafSize) -> Bool { a.byteCount < b.byteCount }
 
     /// `4 KiB`, `2 MiB`, `4 MiB`, `1 GiB`.
@@ -109,22 +130,38 @@ public enum LeafSize: Int, Hashable, Sendable, Comparable, CustomStringConvertib
 /// The boot layer derives it from the vCPU's CPUID: 1 GiB leaves need CPUID.80000001H:EDX.Page1GB[bit 26];
 /// 4 MiB leaves on i686 need CPUID.01H:EDX.PSE[bit 3] and CR4.PSE. Never allow a size the CPU cannot walk.
 public struct AllowedLeafSizes: OptionSet, Hashable, Sendable {
+    /// One bit per large leaf size.
     public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    /// The set whose bits are `rawValue`.
+    /// - Parameter rawValue: bit 0 for 2 MiB, bit 1 for 1 GiB, bit 2 for 4 MiB.
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// The set allowing `size` and no other large leaf: empty for 4 KiB leaves (always allowed).
+    /// - Parameter size: the one leaf size to allow.
+    @inlinable
+    public init(only size: LeafSize) {
+        switch size {
+        case .size4K: self = []
+        case .size2M: self = .size2M
+        case .size4M: self = .size4M
+        case .size1G: self = .size1G
+        }
+    }
 
     /// amd64 PD leaves.
-    public static let size2M = AllowedLeafSizes(rawValue: 1 << 0)
+    @inlinable public static var size2M: AllowedLeafSizes { AllowedLeafSizes(rawValue: 1 << 0) }
     /// amd64 PDPT leaves.
-    public static let size1G = AllowedLeafSizes(rawValue: 1 << 1)
+    @inlinable public static var size1G: AllowedLeafSizes { AllowedLeafSizes(rawValue: 1 << 1) }
     /// i686 PD leaves (need CR4.PSE).
-    public static let size4M = AllowedLeafSizes(rawValue: 1 << 2)
+    @inlinable public static var size4M: AllowedLeafSizes { AllowedLeafSizes(rawValue: 1 << 2) }
 
     /// Force 4 KiB leaves everywhere.
-    public static let smallPagesOnly: AllowedLeafSizes = []
+    @inlinable public static var smallPagesOnly: AllowedLeafSizes { [] }
     /// Every large leaf of every mode.
-    public static let all: AllowedLeafSizes = [.size2M, .size1G, .size4M]
+    @inlinable public static var all: AllowedLeafSizes { [.size2M, .size1G, .size4M] }
 
     /// Whether leaves of `size` may be written.
+    /// - Parameter size: a leaf size.
     @inlinable public func allows(_ size: LeafSize) -> Bool {
         switch size {
         case .size4K: true
@@ -143,13 +180,21 @@ public struct Translation: Hashable, Sendable, CustomStringConvertible {
     public var physicalAddress: UInt64
     /// Bytes covered.
     public var length: UInt64
-    /// Permissions decoded from the entry.
+    /// Permissions, as the CPU enforces them (the leaf's, limited by every entry above it).
     public var kind: MappingKind
-    /// U/S of the leaf.
+    /// Whether user mode may access it (U/S of the leaf and every entry above it).
     public var userAccessible: Bool
     /// Size of the leaf entry that maps it.
     public var leafSize: LeafSize
 
+    /// A translation of `length` bytes from `virtualAddress` to `physicalAddress`.
+    /// - Parameters:
+    ///   - virtualAddress: the first virtual address, canonical.
+    ///   - physicalAddress: where `virtualAddress` translates to.
+    ///   - length: bytes covered.
+    ///   - kind: the permissions.
+    ///   - userAccessible: whether user mode may access it.
+    ///   - leafSize: the size of the leaf entry that maps it.
     public init(
         virtualAddress: UInt64, physicalAddress: UInt64, length: UInt64, kind: MappingKind,
         userAccessible: Bool, leafSize: LeafSize
@@ -162,6 +207,15 @@ public struct Translation: Hashable, Sendable, CustomStringConvertible {
         self.leafSize = leafSize
     }
 
+    /// Whether `next` continues this translation: it starts where this one ends, virtually and physically,
+    /// with the same kind, U/S and leaf size, so the two can be reported as one.
+    /// - Parameter next: the translation that follows.
+    @inlinable
+    public func continues(with next: Translation) -> Bool {
+        virtualAddress &+ length == next.virtualAddress && physicalAddress &+ length == next.physicalAddress
+            && kind == next.kind && userAccessible == next.userAccessible && leafSize == next.leafSize
+    }
+
     /// The same range as a ``Mapping`` value (leaf size dropped).
     public var mapping: Mapping {
         Mapping(
@@ -169,6 +223,7 @@ public struct Translation: Hashable, Sendable, CustomStringConvertible {
             userAccessible: userAccessible)
     }
 
+    /// `va X -> pa Y len L`, the permissions and the leaf size.
     public var description: String {
         "va \(hex(virtualAddress)) -> pa \(hex(physicalAddress)) len \(hex(length)) \(kind)\(userAccessible ? " user" : "") (\(leafSize) leaf)"
     }

@@ -5,7 +5,12 @@
 public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Which part of a mapping request was misaligned.
     public enum Field: String, Sendable {
-        case virtualAddress = "virtual address", physicalAddress = "physical address", length
+        /// The virtual base.
+        case virtualAddress = "virtual address"
+        /// The physical base.
+        case physicalAddress = "physical address"
+        /// The length.
+        case length
     }
 
     /// A base or a length is not a multiple of 4 KiB.
@@ -26,7 +31,13 @@ public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A walk descended into more tables than its limit: tables that reference themselves or each other
     /// many times over (a walk over tables the host built enters each table once).
     case walkTooLong(tables: Int)
+    /// A reference names a space with no rebuilt root: link the spaces in the order the walk reported them.
+    case unknownSpace(root: UInt64)
+    /// A reference's depth is not between 1 and the mode's levels below the root, or an address in it is
+    /// not the start of a block of its length inside the virtual space.
+    case invalidReference(SpaceReference)
 
+    /// One line for a person: what was wrong, with the addresses involved.
     public var description: String {
         switch self {
         case .misaligned(let field, let value):
@@ -47,6 +58,10 @@ public enum PageTableError: Error, Hashable, Sendable, CustomStringConvertible {
             "entry \(hex(entry)) at level \(level) for \(hex(va)) sets reserved bits for its level"
         case .walkTooLong(let tables):
             "the walk entered more than \(tables) tables: the tables reference themselves or each other"
+        case .unknownSpace(let root):
+            "no rebuilt tables for the space with root \(hex(root)): link spaces in the order they were walked"
+        case .invalidReference(let reference):
+            "the reference \(reference) does not name one block of the virtual space"
         }
     }
 }

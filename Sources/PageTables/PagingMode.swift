@@ -8,6 +8,7 @@ public enum Architecture: String, Sendable, CaseIterable, CustomStringConvertibl
     /// IA-32 protected mode with 2-level 32-bit paging (no PAE): 32-bit virtual and physical addresses.
     case i686
 
+    /// `amd64` or `i686`, as the command line spells it.
     public var description: String { rawValue }
 }
 
@@ -35,6 +36,7 @@ public protocol PagingMode: Sendable {
     /// The execute-disable bit, or 0 where the mode has none (i686 without PAE).
     static var executeDisableBit: UInt64 { get }
     /// The large leaf a level can hold, if any: `nil` for level 0 (always 4 KiB) and for the root on amd64.
+    /// - Parameter level: a table level, 0 for a page table.
     static func largeLeaf(atLevel level: Int) -> LeafSize?
 }
 
@@ -44,6 +46,7 @@ extension PagingMode {
     public static var entriesPerTable: Int { 1 << indexBits }
 
     /// The bit position where the index of `level` starts in a virtual address.
+    /// - Parameter level: a table level, 0 for a page table.
     @inlinable @inline(__always)
     public static func shift(ofLevel level: Int) -> Int { 12 &+ indexBits &* level }
 
@@ -70,6 +73,7 @@ extension PagingMode {
     }
 
     /// Converts a linear address back to the form software uses (amd64: sign-extended from bit 47).
+    /// - Parameter linearAddress: an address below ``virtualSpaceSize``.
     @inlinable @inline(__always)
     public static func canonical(_ linearAddress: UInt64) -> UInt64 {
         guard virtualAddressBits == 48 else { return linearAddress }
@@ -80,15 +84,24 @@ extension PagingMode {
 
 /// amd64 4-level paging (Intel SDM Vol. 3A §4.5): PML4, PDPT, PD, PT; 8-byte entries; NX at bit 63.
 public enum AMD64: PagingMode {
+    /// ``Architecture/amd64``.
     @inlinable public static var architecture: Architecture { .amd64 }
+    /// 4: PML4, PDPT, page directory, page table.
     @inlinable public static var levelCount: Int { 4 }
+    /// 9: 512 entries per table.
     @inlinable public static var indexBits: Int { 9 }
+    /// 8 bytes per entry.
     @inlinable public static var entryByteCount: Int { 8 }
+    /// 48: linear addresses below 2^48, used sign-extended from bit 47.
     @inlinable public static var virtualAddressBits: Int { 48 }
+    /// 52: the widest physical address 4-level paging can express (MAXPHYADDR).
     @inlinable public static var physicalAddressBits: Int { 52 }
     /// Bits 51:12 (SDM Vol. 3A Table 4-15 to 4-20: "Physical address of ...").
     @inlinable public static var frameAddressMask: UInt64 { 0x000F_FFFF_FFFF_F000 }
+    /// XD, bit 63 (with IA32_EFER.NXE set).
     @inlinable public static var executeDisableBit: UInt64 { EntryBits.executeDisable }
+    /// 2 MiB in a page directory (level 1), 1 GiB in a PDPT (level 2); none elsewhere.
+    /// - Parameter level: a table level, 0 for a page table.
     @inlinable public static func largeLeaf(atLevel level: Int) -> LeafSize? {
         switch level {
         case 1: .size2M  // PDE with PS=1 maps a 2 MiB page (SDM Table 4-17)
@@ -100,15 +113,24 @@ public enum AMD64: PagingMode {
 
 /// i686 32-bit paging (Intel SDM Vol. 3A §4.3): page directory and page table; 4-byte entries; no NX.
 public enum I686: PagingMode {
+    /// ``Architecture/i686``.
     @inlinable public static var architecture: Architecture { .i686 }
+    /// 2: page directory and page table.
     @inlinable public static var levelCount: Int { 2 }
+    /// 10: 1,024 entries per table.
     @inlinable public static var indexBits: Int { 10 }
+    /// 4 bytes per entry.
     @inlinable public static var entryByteCount: Int { 4 }
+    /// 32: the whole 4 GiB linear space.
     @inlinable public static var virtualAddressBits: Int { 32 }
+    /// 32: entries hold bits 31:12 of a frame (no PSE-36).
     @inlinable public static var physicalAddressBits: Int { 32 }
     /// Bits 31:12 (SDM Vol. 3A Table 4-5 and 4-6).
     @inlinable public static var frameAddressMask: UInt64 { 0xFFFF_F000 }
+    /// 0: 32-bit paging has no execute-disable bit; every present page is executable.
     @inlinable public static var executeDisableBit: UInt64 { 0 }
+    /// 4 MiB in the page directory (level 1, with CR4.PSE); none in a page table.
+    /// - Parameter level: a table level, 0 for a page table.
     @inlinable public static func largeLeaf(atLevel level: Int) -> LeafSize? {
         level == 1 ? .size4M : nil  // PDE with PS=1 and CR4.PSE=1 maps 4 MiB (SDM Table 4-4)
     }
@@ -119,6 +141,8 @@ extension PagingMode {
     /// one canonical half; i686: below 4 GiB), without wrapping, and with a physical range the entries can
     /// name. Zero length always passes. What ``PageTable/map(_:)`` checks first, usable before any table
     /// exists (e.g. to size an arena).
+    /// - Parameter mapping: the mapping to check.
+    /// - Throws: the ``PageTableError`` that ``PageTable/map(_:)`` would throw for it.
     @inlinable
     public static func validate(_ mapping: Mapping) throws(PageTableError) {
         guard try checkedRange(mapping.virtualBase, mapping.length) != nil else { return }

@@ -98,7 +98,7 @@ extension TableMemoryOps {
     public mutating func allocateTable() throws(PageTableError) -> TableAddress { try memory.allocate() }
 }
 
-/// In-place table ops over ``TableMemory``: the seed's `MayNotMoveTable` test double.
+/// In-place table ops over ``TableMemory``: the reference store that writes every table where it is.
 public struct ArrayTableOps<Mode: PagingMode>: InPlaceTableOps, TableMemoryOps, Sendable {
     public typealias TableAddress = TableMemory<Mode>.Address
     public var memory: TableMemory<Mode>
@@ -123,7 +123,7 @@ public struct ArrayTableOps<Mode: PagingMode>: InPlaceTableOps, TableMemoryOps, 
 
 /// Movable table ops over ``TableMemory``: every table that exists when ``freeze()`` is called is treated
 /// as part of a read-only snapshot, so the first write to it copies it to a new page and reports the move.
-/// Tables allocated afterwards are writable in place. This is the seed's `MayMoveTable` test double.
+/// Tables allocated afterwards are writable in place: the reference movable store.
 public struct CopyOnFirstWriteTableOps<Mode: PagingMode>: MovableTableOps, TableMemoryOps, Sendable {
     public typealias TableAddress = TableMemory<Mode>.Address
     public var memory: TableMemory<Mode>

@@ -14,7 +14,11 @@ import PageTables
 /// The C loop gets the same memory: an identically flagged `mmap` (populated or fresh) per case / iteration.
 ///
 /// Translate: `forEachLeaf` with a trivial body over the same ranges (tables built once, pre-faulted),
-/// against a plain C walk of the same leaves.
+/// against a plain C walk of the same leaves; every sample checks its checksum.
+///
+/// Spaces: `walkSpaces` over three amd64 address spaces with 64 MiB of 4 KiB pages each that share a 64 MiB
+/// kernel upper half (one PDPT, linked with `linkShared`), against the C walk of the same leaves (the kernel
+/// half once). The engine also builds the result arrays; the C walk only sums.
 ///
 /// Small cases are batched (K iterations over K arenas per sample, time / K) so a sample is >= ~20 us.
 enum PageTableBench {
@@ -27,7 +31,7 @@ enum PageTableBench {
         return name.contains(only)
     }
 
-    static func run(setup: Bool, translate: Bool) {
+    static func run(setup: Bool, translate: Bool, spaces: Bool = false) {
         let samples = Harness.runs(21, quick: 5)
         if setup {
             for backing in ["prefaulted", "fresh"] {
@@ -44,6 +48,7 @@ enum PageTableBench {
                 translateCases(I686.self, large: large, samples: samples)
             }
         }
+        if spaces { spacesCase(samples: samples) }
     }
 
     static func allowed<Mode: PagingMode>(_: Mode.Type, large: Bool) -> AllowedLeafSizes {
@@ -367,6 +372,14 @@ enum PageTableBench {
             let raw = RawMemory(size: Int(arena), populate: true)
             _ = cMap(mode)(raw.base, 0, 0, 0, size, large ? 1 : 0)
             let table = tables
+            // Both walks must see the same leaves. Every sample checks its sum against this, which also keeps
+            // the optimiser from dropping the walk whose result nothing else uses.
+            var check: UInt64 = 0
+            try! table.forEachLeaf(virtualBase: 0, length: size) { check &+= $0.physicalAddress &+ $0.length }
+            let cCheck = walk(raw.base, 0, 0, size)
+            guard check == cCheck else {
+                Harness.fail("translate \(name) \(size): checksums differ (\(check) vs C \(cCheck))")
+            }
 
             func swiftSample(_ batch: Int) -> Double {
                 var sum: UInt64 = 0
@@ -379,7 +392,7 @@ enum PageTableBench {
                     Harness.fail("translate failed: \(error)")
                 }
                 let end = Harness.now()
-                blackHole(sum)
+                guard sum == check &* UInt64(batch) else { Harness.fail("translate \(name): wrong sum") }
                 return Double(end - start) / Double(batch)
             }
             func cSample(_ batch: Int) -> Double {
@@ -387,15 +400,8 @@ enum PageTableBench {
                 let start = Harness.now()
                 for _ in 0..<batch { sum &+= walk(raw.base, 0, 0, size) }
                 let end = Harness.now()
-                blackHole(sum)
+                guard sum == check &* UInt64(batch) else { Harness.fail("translate \(name): wrong C sum") }
                 return Double(end - start) / Double(batch)
-            }
-            // Both walks must see the same leaves.
-            var check: UInt64 = 0
-            try! table.forEachLeaf(virtualBase: 0, length: size) { check &+= $0.physicalAddress &+ $0.length }
-            let cCheck = walk(raw.base, 0, 0, size)
-            guard check == cCheck else {
-                Harness.fail("translate \(name) \(size): checksums differ (\(check) vs C \(cCheck))")
             }
 
             _ = swiftSample(1)
@@ -422,6 +428,113 @@ enum PageTableBench {
                 group: "translate", case: name, impl: "c", param: String(size), unit: "ns",
                 Harness.summarize(cTimes), note: "batch=\(batch)")
         }
+    }
+}
+
+extension PageTableBench {
+    // MARK: Spaces
+
+    static func spacesCase(samples: Int) {
+        let name = "amd64/3x64m-shared-upper-half"
+        guard selected(name) else { return }
+        Harness.progress("pagetable spaces \(name)")
+        let size: UInt64 = 64 << 20
+        let upperHalf: UInt64 = 0xFFFF_8000_0000_0000
+        let arena: UInt64 = 1 << 20
+        let memory: GuestMemory
+        var tables: PageTable<GuestTableOps<AMD64>>
+        var roots: [UInt64] = []
+        do {
+            memory = try GuestMemory(size: arena, populate: true)
+            tables = PageTable(
+                ops: try GuestTableOps(memory: memory, arenaBase: 0, arenaSize: arena, arenaIsZero: true),
+                allowedLeafSizes: .smallPagesOnly)
+            let kernel = tables.ops.root
+            try tables.map(Mapping(physicalBase: 1 << 32, virtualBase: upperHalf, length: size, kind: .readWrite))
+            let kernelHalf = SpaceReference(
+                depth: 1, space: kernel, virtualAddress: upperHalf, ownerVirtualAddress: upperHalf, length: 1 << 39,
+                tablePhysicalAddress: 0)
+            for space in 0..<3 {
+                if space > 0 {
+                    tables.ops.replaceRoot(with: try tables.ops.allocateTable())
+                    try tables.linkShared(kernelHalf, builtRoots: [kernel: kernel])
+                }
+                roots.append(tables.ops.root)
+                try tables.map(
+                    Mapping(physicalBase: UInt64(space + 2) << 32, virtualBase: 0, length: size, kind: .readWrite))
+            }
+        } catch {
+            Harness.fail("\(error)")
+        }
+        // The C walk reads a copy of the same tables (table addresses are offsets in the arena).
+        let raw = RawMemory(size: Int(arena), populate: true)
+        guard let bytes = memory.read(at: 0, count: Int(arena)) else { Harness.fail("cannot read the arena") }
+        bytes.withUnsafeBytes { raw.base.copyMemory(from: $0.baseAddress!, byteCount: Int(arena)) }
+        func cWalk(_ root: UInt64, _ linear: UInt64) -> UInt64 {
+            cb_walk_amd64(UnsafeRawPointer(raw.base + Int(root)), root, linear, size)
+        }
+        let table = tables
+        let spaceRoots = roots
+
+        /// The C walk's sum, physical address plus length per leaf, over runs of leaves of one size.
+        func checksum(_ walk: [SpaceWalk]) -> UInt64 {
+            var sum: UInt64 = 0
+            for space in walk {
+                for case .mapping(let run) in space.items {
+                    let size = run.leafSize.byteCount
+                    let n = run.length / size
+                    sum &+= n &* run.physicalAddress &+ size &* (n &* (n &+ 1) / 2)
+                }
+            }
+            return sum
+        }
+        let check: UInt64
+        do { check = checksum(try table.walkSpaces(roots: spaceRoots)) } catch { Harness.fail("\(error)") }
+        let cCheck = spaceRoots.map { cWalk($0, 0) }.reduce(0, &+) &+ cWalk(spaceRoots[0], 1 << 47)
+        guard check == cCheck else { Harness.fail("spaces: checksums differ (\(check) vs C \(cCheck))") }
+
+        func swiftSample(_ batch: Int) -> Double {
+            var sum: UInt64 = 0
+            let start = Harness.now()
+            do {
+                for _ in 0..<batch { sum &+= checksum(try table.walkSpaces(roots: spaceRoots)) }
+            } catch {
+                Harness.fail("walkSpaces failed: \(error)")
+            }
+            let end = Harness.now()
+            guard sum == check &* UInt64(batch) else { Harness.fail("spaces: wrong sum") }
+            return Double(end - start) / Double(batch)
+        }
+        func cSample(_ batch: Int) -> Double {
+            var sum: UInt64 = 0
+            let start = Harness.now()
+            for _ in 0..<batch {
+                for root in spaceRoots { sum &+= cWalk(root, 0) }
+                sum &+= cWalk(spaceRoots[0], 1 << 47)
+            }
+            let end = Harness.now()
+            guard sum == check &* UInt64(batch) else { Harness.fail("spaces: wrong C sum") }
+            return Double(end - start) / Double(batch)
+        }
+        _ = swiftSample(1)
+        _ = cSample(1)
+        var swiftTimes: [Double] = [], cTimes: [Double] = []
+        for i in 0..<samples {
+            if i % 2 == 0 {
+                swiftTimes.append(swiftSample(1))
+                cTimes.append(cSample(1))
+            } else {
+                cTimes.append(cSample(1))
+                swiftTimes.append(swiftSample(1))
+            }
+        }
+        blackHole(memory)
+        let note = "3 spaces x 64 MiB + shared 64 MiB upper half, 4 KiB leaves"
+        Harness.emit(
+            group: "spaces", case: name, impl: "swift", param: "-", unit: "ns", Harness.summarize(swiftTimes),
+            note: note)
+        Harness.emit(
+            group: "spaces", case: name, impl: "c", param: "-", unit: "ns", Harness.summarize(cTimes), note: note)
     }
 }
 

@@ -8,6 +8,7 @@ let usage = """
 
     groups: setup      page-table setup, 4 KiB..4 GiB, amd64/i686, 4 KiB vs large leaves, pre-faulted vs fresh
             translate  forEachLeaf over the same ranges vs a C walk
+            spaces     walkSpaces over 3 spaces sharing a kernel upper half vs a C walk of the same leaves
             boot       in-process create -> HLT -> teardown of hello64 vs the C host (i686: n/a on kvm_pvm)
             exits      outloop64: 100,000 OUT exits, cost per exit vs the C host
             rate       machines created + run + destroyed per second, 1 and 2 threads
@@ -72,8 +73,8 @@ while index < arguments.count {
 }
 if groups.isEmpty || groups == ["all"] {
     groups = [
-        "setup", "translate", "boot", "exits", "rate", "memory", "reset", "reset-rate", "restore", "snapshot",
-        "restored-memory",
+        "setup", "translate", "spaces", "boot", "exits", "rate", "memory", "reset", "reset-rate", "restore",
+        "snapshot", "restored-memory",
     ]
 }
 
@@ -88,7 +89,8 @@ for group in groups {
     switch group {
     case "setup": PageTableBench.run(setup: true, translate: false)
     case "translate": PageTableBench.run(setup: false, translate: true)
-    case "pagetable": PageTableBench.run(setup: true, translate: true)
+    case "spaces": PageTableBench.run(setup: false, translate: false, spaces: true)
+    case "pagetable": PageTableBench.run(setup: true, translate: true, spaces: true)
     case "boot": MachineBench.boot(guests: guestDirectory())
     case "exits": MachineBench.exits(guests: guestDirectory())
     case "rate": MachineBench.rate(guests: guestDirectory())
