@@ -155,6 +155,21 @@ public actor AsyncMachine {
         try machine.run()
     }
 
+    /// Calls the guest function `name` (``Machine/call(_:_:)-(String,CallValue...)``) on the machine's thread.
+    public func call(_ name: String, _ arguments: CallValue...) throws(CallError) -> CallValue {
+        try machine.call(try machine.function(name), arguments)
+    }
+
+    /// Resets the machine to its snapshot (``Machine/reset(allState:)``) on its thread.
+    public func reset() throws(SnapshotError) {
+        try machine.reset()
+    }
+
+    /// Snapshots the machine (``Machine/snapshot()``) on its thread.
+    public func snapshot() throws(SnapshotError) -> Snapshot {
+        try machine.snapshot()
+    }
+
     /// Runs `body` with the machine, on its thread.
     public func withMachine<T: Sendable, E: Error>(_ body: (Machine) throws(E) -> T) throws(E) -> T {
         try body(machine)

@@ -143,6 +143,7 @@ extension Machine {
     /// machine needing a reset (``CallError/run(_:)`` with the cause; later calls get
     /// ``RunError/needsReset(after:)``).
     public func call(_ function: GuestFunction, _ arguments: [CallValue]) throws(CallError) -> CallValue {
+        if let poisoned { throw .run(.needsReset(after: poisoned)) }
         guard let calls = callInterface, waitingForCall else { throw .notReady }
         guard function.index < calls.names.count else { throw .unknownFunction(function.name) }
         guard arguments.count <= CallArea.maximumArguments else {
