@@ -34,6 +34,7 @@ GUEST_LIST=(
     "pagewalk64 pagewalk.swift"
     "pagewalk32 pagewalk.swift"
     "cow64 cow.swift"
+    "alloc64 alloc.swift"
 )
 
 mode=build
@@ -71,7 +72,7 @@ SWIFT_FLAGS=(
     -module-name Guest -I Runtime -module-cache-path "$work/module-cache"
 )
 C_FLAGS=(
-    -ffreestanding -nostdlib -Os -Werror -mno-red-zone "${NO_FLOAT[@]}" -fno-stack-protector -ffunction-sections
+    -ffreestanding -nostdlib -Os -Werror -mno-red-zone "${NO_FLOAT[@]}" -fno-stack-protector -ffunction-sections -fdata-sections
     -fno-asynchronous-unwind-tables -fno-ident -I Runtime
 )
 

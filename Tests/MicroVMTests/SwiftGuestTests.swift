@@ -7,7 +7,7 @@ import Testing
 // ones on QEMU's software MMU, and the ELF / flat-image pair the build script writes for each.
 
 /// The names built by scripts/build-swift-guests.sh.
-private let swiftGuests = ["swifthello64", "swifthello32", "pagewalk64", "pagewalk32", "cow64"]
+private let swiftGuests = ["swifthello64", "swifthello32", "pagewalk64", "pagewalk32", "cow64", "alloc64"]
 
 /// A configuration for a Swift guest with a bigger timeout than the assembly guests': every instruction is
 /// emulated here (about a microsecond each), and pagewalk64 over 4 KiB leaves runs a few hundred thousand.
@@ -124,6 +124,25 @@ struct SwiftGuestKVMTests {
         let machine = try Machine(configuration: try swiftConfiguration("cow64"))
         #expect(try machine.run() == .exited(status: 1))
         #expect(text(machine.consoleOutput) == "cow64: no copy-on-write mapping (--map VA=PA:4K:rc)\n")
+    }
+
+    @Test("alloc64: arrays, a class and print with interpolation run on the runtime's heap and putchar")
+    func heap() throws {
+        let machine = try Machine(configuration: try swiftConfiguration("alloc64"))
+        #expect(try machine.run() == .halted)
+        try #require(machine.reports.count == 1)
+        let report = machine.reports[0]
+        #expect(report.count == 3 && report[0] == 100 && report[1] == 338_350)
+        let used = report.count == 3 ? report[2] : 0
+        #expect(used > 0 && used < 64 << 10)
+        #expect(
+            text(machine.consoleOutput)
+                == "alloc64: the squares of 1...100 sum to 338350\nalloc64: \(used) bytes of heap\n")
+        // The heap starts on the page after the image: the first object there begins with its metadata pointer,
+        // an address inside the image.
+        let imageEnd = 0x10_0000 + UInt64(try guest("alloc64").count)
+        let metadata = machine.memory.load(UInt64.self, at: (imageEnd + 0xFFF) & ~0xFFF) ?? 0
+        #expect(metadata >= 0x10_0000 && metadata < imageEnd)
     }
 
     @Test("a write fault the host cannot resolve is reported by the runtime's handler, not a triple fault")

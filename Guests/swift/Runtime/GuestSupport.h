@@ -83,7 +83,14 @@ GUEST_INLINE uintptr_t guest_exception_stubs(void) { return (uintptr_t)microvm_e
 extern char __microvm_image_end[];
 GUEST_INLINE uintptr_t guest_image_end(void) { return (uintptr_t)__microvm_image_end; }
 
-/* The bump allocator in support.c: hands out [start, end) to posix_memalign; free does nothing. */
+/* The boot-information block's address (RDI / EDI at entry), stored by microvm_start (Runtime.swift). */
+extern uintptr_t microvm_boot_info;
+
+/* The bump allocator in support.c: posix_memalign hands out [start, end); free does nothing. The first
+ * allocation sets up the default heap unless microvm_heap_init was called before. */
+#define MICROVM_HEAP_SIZE (1u << 20)
+/* Bytes of copy-on-write scratch frames right below the page-table arena (docs/layout.md): not for the heap. */
+#define MICROVM_SCRATCH_SIZE (256u << 10)
 void microvm_heap_init(uintptr_t start, uintptr_t end);
 /* Bytes posix_memalign has handed out so far. */
 uintptr_t microvm_heap_used(void);

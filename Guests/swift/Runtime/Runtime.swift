@@ -7,12 +7,9 @@
 
 import GuestSupport
 
-/// The address of the boot-information block, kept for ``Runtime/halt()`` and the exception handler.
-nonisolated(unsafe) var bootInfoAddress: UInt = 0
-
 @_cdecl("microvm_start")
 func microvmStart(_ address: UInt) -> Never {
-    bootInfoAddress = address
+    microvm_boot_info = address  // for Runtime.halt(), the exception handler and the heap (support.c)
     guestMain(BootInfo(address: address))
     Runtime.halt()
 }
@@ -23,7 +20,7 @@ enum Runtime {
     static let exitPort: UInt16 = 0xF4
 
     /// The boot information the host passed.
-    static var bootInfo: BootInfo { BootInfo(address: bootInfoAddress) }
+    static var bootInfo: BootInfo { BootInfo(address: microvm_boot_info) }
 
     /// Whether the host has no hypercall port and reads reports from the console (boot-info flag bit 0:
     /// the QEMU oracle, where `hlt` would never end the run).

@@ -2,8 +2,9 @@
  * support.c: the C library functions an Embedded Swift guest links against, freestanding (no libc here).
  *
  *  - posix_memalign / free: the Swift runtime allocates objects through these. A bump allocator over the
- *    RAM the runtime hands it at start (Runtime.swift: after the image, up to 1 MiB, below the copy-on-write
- *    scratch); free never gives memory back. Guests are short-lived: they print, report and halt.
+ *    RAM after the image (1 MiB from the next page, never into the copy-on-write scratch below the arena),
+ *    set up by the first allocation, so a guest that allocates nothing pays nothing; free never gives memory
+ *    back. Guests are short-lived: they print, report and halt.
  *  - memset / memcpy / memmove: the compiler emits calls to them for large copies and zeroing. Each is one
  *    `rep stosb` / `rep movsb`: a single instruction for the emulating KVM to run, where a byte loop would be
  *    five per byte. memmove copies backwards (DF=1) when the destination overlaps above the source.
@@ -21,8 +22,11 @@
 
 #include "GuestSupport.h"
 
-static uintptr_t heap_next;
+uintptr_t microvm_boot_info;
+
+/* The heap: [heap_next, heap_end), set up by the first allocation unless microvm_heap_init came first. */
 static uintptr_t heap_start;
+static uintptr_t heap_next;
 static uintptr_t heap_end;
 
 void microvm_heap_init(uintptr_t start, uintptr_t end) {
@@ -31,9 +35,20 @@ void microvm_heap_init(uintptr_t start, uintptr_t end) {
     heap_end = end;
 }
 
+/* The default heap: from the page after the image, MICROVM_HEAP_SIZE bytes, but never into the copy-on-write
+ * scratch frames below the page-table arena (arena base from the boot-information block, offset 24). */
+static void heap_default(void) {
+    uintptr_t start = ((uintptr_t)__microvm_image_end + 0xFFF) & ~(uintptr_t)0xFFF;
+    uint64_t limit = *(const volatile uint64_t *)(microvm_boot_info + 24) - MICROVM_SCRATCH_SIZE;
+    uint64_t end = (uint64_t)start + MICROVM_HEAP_SIZE;
+    if (end > limit) end = limit > start ? limit : start;
+    microvm_heap_init(start, (uintptr_t)end);
+}
+
 uintptr_t microvm_heap_used(void) { return heap_next - heap_start; }
 
 int posix_memalign(void **result, size_t alignment, size_t size) {
+    if (heap_end == 0) heap_default();
     if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return 22; /* EINVAL */
     uintptr_t start = (heap_next + alignment - 1) & ~(uintptr_t)(alignment - 1);
     if (start < heap_next || start > heap_end || heap_end - start < size) return 12; /* ENOMEM */
