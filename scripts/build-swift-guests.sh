@@ -34,6 +34,7 @@ GUEST_LIST=(
     "pagewalk64 pagewalk.swift"
     "pagewalk32 pagewalk.swift"
     "cow64 cow.swift"
+    "cow32 cow.swift"
     "alloc64 alloc.swift"
 )
 

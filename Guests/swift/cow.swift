@@ -1,4 +1,5 @@
-// cow64 (amd64): a write to a copy-on-write page lands in a private copy; the original frame keeps its bytes.
+// cow64 (amd64) and cow32 (i686): a write to a copy-on-write page lands in a private copy; the original frame
+// keeps its bytes.
 //
 // What it does: installs the runtime's exception handlers (Runtime/Exceptions.swift), takes the first
 // copy-on-write mapping of the boot-information block (VA -> frame PA), writes "original" into the frame through
@@ -16,11 +17,20 @@
 // and halts.
 //
 // What the host must see: those four lines (XXX: the scratch frame the host chose, equal to the `to` of its
-// one copy-on-write resolution, whose `from` is the frame), one report, HLT, status 0.
+// one copy-on-write resolution, whose `from` is the frame), one report, HLT, status 0. cow32 prints 8-digit
+// addresses and runs under the QEMU oracle with the host answering on the console (boot-info flags 0 and 1):
+// the resolution is asked for with a `C 40000000` line before the four lines, and the run ends with QEMU
+// status 1 (the report goes to a port QEMU ignores).
 // Needs: `--map VA=PA:4K:rc` with PA in RAM (e.g. `--map 0x40000000=0x400000:4K:rc`); without a copy-on-write
 // mapping it prints `cow64: no copy-on-write mapping (--map VA=PA:4K:rc)` and exits with status 1.
 
 import GuestSupport
+
+#if arch(x86_64)
+let name: StaticString = "cow64"
+#else
+let name: StaticString = "cow32"
+#endif
 
 /// "original" and "private!" as little-endian u64s.
 let originalBytes: UInt64 = 0x6C61_6E69_6769_726F
@@ -30,7 +40,8 @@ func guestMain(_ boot: BootInfo) {
     Exceptions.install()
     guard let mapping = boot.firstMapping(where: { $0.isCopyOnWrite }), mapping.physicalAddress < boot.memorySize
     else {
-        Console.write("cow64: no copy-on-write mapping (--map VA=PA:4K:rc)\n")
+        Console.write(name)
+        Console.write(": no copy-on-write mapping (--map VA=PA:4K:rc)\n")
         Runtime.exit(1)
     }
     let page = UInt(truncatingIfNeeded: mapping.virtualAddress)
@@ -43,7 +54,8 @@ func guestMain(_ boot: BootInfo) {
     let frameAfter = guest_read64(frame)
     let now = PageTables.lookup(mapping.virtualAddress)
 
-    Console.write("cow64: ")
+    Console.write(name)
+    Console.write(": ")
     Console.write(address: mapping.virtualAddress)
     Console.write(" is copy-on-write over frame ")
     Console.write(address: mapping.physicalAddress)

@@ -1,5 +1,5 @@
-// pagewalk64 (amd64): the guest walks its own page tables from CR3 and prints them exactly as the host's
-// `microvm --dump-tables` / `Machine.dumpTables()` / `AddressSpace.dump()` does.
+// pagewalk64 (amd64) and pagewalk32 (i686): the guest walks its own page tables from CR3 and prints them
+// exactly as the host's `microvm --dump-tables` / `Machine.dumpTables()` / `AddressSpace.dump()` does.
 //
 // What it does: visits every present leaf of the tables in CR3 (Runtime/PageTables.swift: 4 KiB, 2 MiB and
 // 1 GiB leaves; R/W and U/S ANDed down the levels, NX ORed; bit 9 marks copy-on-write), merges neighbours whose
@@ -8,12 +8,13 @@
 //
 //     0x0000000000100000-0x0000000000100fff -> 0x0000000000100000-0x0000000000100fff      4 KiB  rwx-   4 KiB
 //
-// virtual range, physical range, size (right-aligned in 10 columns: `N unit` or `N.t unit` when a tenth is
+// (i686: 8-digit addresses, 4 KiB and 4 MiB leaves) virtual range, physical range, size (right-aligned in 10 columns: `N unit` or `N.t unit` when a tenth is
 // exact, else the next smaller unit), permissions (`r`, `w`/`-`, `x`/`-`, `u`/`-`, then `c` for copy-on-write,
 // padded to 5), leaf size.
 //
 // What the host must see: console output equal, byte for byte, to `Machine.dumpTables()` at boot (no header
-// line: the tables are the host's), then HLT, status 0. Any `--map` and `--page-size` work.
+// line: the tables are the host's), then HLT, status 0. Any `--map` and `--page-size` work. pagewalk32 runs
+// under the QEMU oracle (console mode: the runtime ends QEMU through port 0xF4, status 1).
 //
 // Relies on: the runtime in Runtime/; RAM identity-mapped over the page-table arena (docs/layout.md).
 
@@ -43,12 +44,6 @@ struct Run {
     }
 }
 
-#if arch(x86_64)
-let addressDigits = 16
-#else
-let addressDigits = 8
-#endif
-
 func guestMain(_ boot: BootInfo) {
     var pending: Run? = nil
     PageTables.forEachLeaf { leaf in
@@ -65,13 +60,13 @@ func guestMain(_ boot: BootInfo) {
 }
 
 func printLine(_ run: Run) {
-    Console.write(address: run.virtualAddress, digits: addressDigits)
+    Console.write(address: run.virtualAddress)
     Console.write("-")
-    Console.write(address: run.virtualAddress &+ run.length &- 1, digits: addressDigits)
+    Console.write(address: run.virtualAddress &+ run.length &- 1)
     Console.write(" -> ")
-    Console.write(address: run.physicalAddress, digits: addressDigits)
+    Console.write(address: run.physicalAddress)
     Console.write("-")
-    Console.write(address: run.physicalAddress &+ run.length &- 1, digits: addressDigits)
+    Console.write(address: run.physicalAddress &+ run.length &- 1)
     Console.write(" ")
     let size = ByteSize(run.length)
     Console.write(UInt8(ascii: " "), count: 10 - size.width)

@@ -129,16 +129,16 @@ func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun {
 // MARK: - Running with the host live in the loop (runtime copy-on-write)
 
 /// A copy-on-write resolution the host made while QEMU ran: `nil` when the page was not copy-on-write.
-private typealias Resolution = (virtualAddress: UInt64, from: UInt64, to: UInt64)
+typealias Resolution = (virtualAddress: UInt64, from: UInt64, to: UInt64)
 
-private struct LiveQEMURun {
+struct LiveQEMURun {
     var run: QEMURun
     /// One entry per `C` line, in order: what ``BootImage/resolveCopyOnWrite(at:)`` returned.
     var resolutions: [Resolution?]
 }
 
 /// Where shared guest RAM files go: /dev/shm (tmpfs) when there is one.
-private func sharedRAMPath() -> String {
+func sharedRAMPath() -> String {
     let name = "microvm-tests-\(getpid())-ram-\(UInt64.random(in: 0...UInt64.max))"
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDirectory), isDirectory.boolValue {
@@ -153,7 +153,7 @@ private func sharedRAMPath() -> String {
 /// copy-on-write on the live tables in the shared RAM and answers one byte on QEMU's stdin, `0` resolved or
 /// `1` not copy-on-write (docs/layout.md, console mode with boot-info flag bit 1). No loader files: the
 /// guest sees the host's bytes directly.
-private func runOnQEMULive(_ image: BootImage, ramPath: String, seconds: Int = 20) throws -> LiveQEMURun {
+func runOnQEMULive(_ image: BootImage, ramPath: String, seconds: Int = 20) throws -> LiveQEMURun {
     let architecture = image.configuration.architecture
     let memorySize = image.configuration.memorySize
     precondition(memorySize & 0xF_FFFF == 0 && memorySize > 0x10_0000, "RAM must be whole MiB above 1 MiB")

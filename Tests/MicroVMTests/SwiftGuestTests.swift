@@ -7,7 +7,9 @@ import Testing
 // ones on QEMU's software MMU, and the ELF / flat-image pair the build script writes for each.
 
 /// The names built by scripts/build-swift-guests.sh.
-private let swiftGuests = ["swifthello64", "swifthello32", "pagewalk64", "pagewalk32", "cow64", "alloc64"]
+private let swiftGuests = [
+    "swifthello64", "swifthello32", "pagewalk64", "pagewalk32", "cow64", "cow32", "alloc64",
+]
 
 /// A configuration for a Swift guest with a bigger timeout than the assembly guests': every instruction is
 /// emulated here (about a microsecond each), and pagewalk64 over 4 KiB leaves runs a few hundred thousand.
@@ -208,6 +210,72 @@ struct SwiftGuestQEMUTests {
         let run = try runOnQEMU(image)
         #expect(run.status == 1, "stderr: \(run.standardError)")
         #expect(run.standardOutput == expected)
+    }
+}
+
+extension SwiftGuestQEMUTests {
+    @Test(
+        "cow32: the i686 #PF handler resolves copy-on-write with the host answering on the console",
+        arguments: [false, true])
+    func copyOnWrite(largeLeaves: Bool) throws {
+        let page: UInt64 = 0x4000_0000
+        let frame: UInt64 = 0x40_0000
+        let ramPath = sharedRAMPath()
+        defer { unlink(ramPath) }
+        let memory = try GuestMemory(sharedFile: ramPath, size: 16 << 20)
+        var configuration = MachineConfiguration(architecture: .i686, image: try guest("cow32"))
+        configuration.extraMappings = [
+            Mapping(
+                physicalBase: frame, virtualBase: page, length: largeLeaves ? 4 << 20 : 0x1000,
+                kind: .copyOnWrite(executable: false))
+        ]
+        let image = try BootImage(
+            configuration: configuration, allowedLeafSizes: largeLeaves ? [.size4M] : [], memory: memory)
+        #expect(try image.addressSpace.lookup(page)?.leafSize == (largeLeaves ? .size4M : .size4K))
+        try image.setProbes([], flags: [.reportOnConsole, .hostAnswersOnConsole])
+
+        let live = try runOnQEMULive(image, ramPath: ramPath)
+        #expect(live.run.status == 1, "stderr: \(live.run.standardError)")
+        try #require(live.resolutions.count == 1, "output:\n\(live.run.standardOutput)")
+        let resolution = try #require(live.resolutions[0])
+        #expect(resolution.virtualAddress == page && resolution.from == frame)
+        // On i686 the 8-byte store is two 4-byte stores (the compiler may write either half first): the `C`
+        // line names the address of the first one, in the page.
+        let lines = live.run.standardOutput.split(separator: "\n", maxSplits: 1)
+        try #require(lines.count == 2, "output:\n\(live.run.standardOutput)")
+        #expect(["C 40000000", "C 40000004"].contains(String(lines[0])))
+        let copy = String(resolution.to, radix: 16)
+        #expect(
+            lines[1] == """
+                cow32: 0x40000000 is copy-on-write over frame 0x00400000
+                before the write: the page reads "original", the frame reads "original"
+                after the write: the page reads "private!", the frame reads "original"
+                0x40000000 now maps frame 0x\(String(repeating: "0", count: 8 - copy.count) + copy) rw
+
+                """)
+        #expect(memory.load(UInt64.self, at: frame) == 0x6C61_6E69_6769_726F)  // "original"
+        #expect(memory.load(UInt64.self, at: resolution.to) == 0x2165_7461_7669_7270)  // "private!"
+    }
+}
+
+extension SwiftGuestQEMUTests {
+    @Test("cow32 with nobody answering: the runtime reports the fault as an F line, QEMU status 3")
+    func copyOnWriteUnanswered() throws {
+        var configuration = MachineConfiguration(architecture: .i686, image: try guest("cow32"))
+        configuration.extraMappings = [
+            Mapping(
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .copyOnWrite(executable: false))
+        ]
+        let image = try BootImage(configuration: configuration, allowedLeafSizes: [])
+        try image.setProbes([], flags: .reportOnConsole)
+        let run = try runOnQEMU(image)
+        #expect(run.status == 3, "stderr: \(run.standardError)")
+        // F <vector 14> <error P|W = 3> <CR2> <EIP>, in hex without 0x; EIP is inside the image.
+        let fatal = try #require(run.console.fatal, "output:\n\(run.standardOutput)")
+        #expect(fatal[0] == 14 && fatal[1] == 3 && fatal[2] & ~7 == 0x4000_0000)
+        let imageEnd = 0x10_0000 + UInt64(try guest("cow32").count)
+        #expect(fatal[3] > 0x10_0000 && fatal[3] < imageEnd)
+        #expect(run.console.reports.isEmpty && run.console.otherLines.isEmpty)
     }
 }
 

@@ -6,8 +6,25 @@ enum Console {
     /// COM1's data register; microvm copies every byte written to it to standard output.
     static let port: UInt16 = 0x3F8
 
+    /// COM1's line status register: bit 0 is set when a received byte is waiting (QEMU's serial port; microvm
+    /// has no console input and ends the run on an `in` from it).
+    static let lineStatusPort: UInt16 = 0x3FD
+
+    /// Hex digits of an address as the host prints them: 16 on amd64, 8 on i686.
+    #if arch(x86_64)
+    static let addressDigits = 16
+    #else
+    static let addressDigits = 8
+    #endif
+
     /// One byte.
     @inline(__always) static func write(_ byte: UInt8) { guest_outb(port, byte) }
+
+    /// Waits for one byte from the console (console mode under QEMU only).
+    static func readByte() -> UInt8 {
+        while guest_inb(lineStatusPort) & 1 == 0 {}
+        return guest_inb(port)
+    }
 
     /// A string literal's UTF-8 bytes.
     static func write(_ text: StaticString) {
@@ -43,8 +60,8 @@ enum Console {
         }
     }
 
-    /// `0x` and `value` as `digits` hex digits: `0x0000000000100000`.
-    static func write(address value: UInt64, digits: Int = 16) {
+    /// `0x` and `value` as `digits` hex digits: `0x0000000000100000` (`0x00100000` on i686).
+    static func write(address value: UInt64, digits: Int = addressDigits) {
         write("0x")
         write(hex: value, digits: digits)
     }

@@ -5,8 +5,11 @@
 // the frame into a private one and maps the page writable in the live tables; the handler `invlpg`s the address
 // (the TLB may still hold the read-only translation) and returns, and the stub's `iret` retries the write,
 // which now lands in the private copy. Every other exception is fatal: hypercall 2 names it and the host ends
-// the run with one line (vector, error code, CR2, RIP); in console mode (no host port) an
-// `F <vector> <error> <cr2> <rip>` line and exit status 1 instead, as the probe runtime prints them.
+// the run with one line (vector, error code, CR2, RIP).
+// Console mode (boot-info flag bit 0: the QEMU oracle, no hypercall port) speaks the probe runtime's console
+// protocol (docs/layout.md): with flag bit 1 a host answers on the console, so the handler prints `C <cr2>` and
+// reads one byte from COM1 ('0' resolved); a fatal exception prints `F <vector> <error> <cr2> <rip>` and ends
+// with exit status 1.
 
 import GuestSupport
 
@@ -54,6 +57,18 @@ enum Exceptions {
     /// the retry cannot succeed (a read-only table above it, say), so it is fatal instead of a loop.
     nonisolated(unsafe) static var lastResolvedPage: UInt64 = 1
 
+    /// Asks the host to resolve a write fault on a copy-on-write page: hypercall 3, or in console mode with a
+    /// host answering on the console, a `C <address>` line and its one-byte answer.
+    static func resolveCopyOnWrite(at address: UInt64) -> Bool {
+        let flags = Runtime.bootInfo.flags
+        if flags & 1 == 0 { return Hypercall.resolveCopyOnWrite(at: address) }
+        guard flags & 2 != 0 else { return false }  // console mode, nobody answering
+        Console.write("C ")
+        Console.write(hex: address)
+        Console.write("\n")
+        return Console.readByte() == UInt8(ascii: "0")
+    }
+
     /// Ends the run for an exception the guest cannot handle.
     static func fatal(vector: UInt64, errorCode: UInt64, cr2: UInt64, instructionPointer: UInt64) -> Never {
         if Runtime.consoleMode {
@@ -84,7 +99,7 @@ func microvmException(_ frame: UnsafePointer<UInt>) {
     let page = address & ~0xFFF
     // #PF (vector 14) on a present page (P, bit 0) by a write (W/R, bit 1): perhaps copy-on-write.
     if vector == 14 && errorCode & 3 == 3 && page != Exceptions.lastResolvedPage
-        && Hypercall.resolveCopyOnWrite(at: address)
+        && Exceptions.resolveCopyOnWrite(at: address)
     {
         Exceptions.lastResolvedPage = page
         guest_invlpg(UInt(truncatingIfNeeded: address))
