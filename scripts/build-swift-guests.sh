@@ -70,7 +70,7 @@ SWIFT_FLAGS=(
     -enable-experimental-feature Embedded -wmo -parse-as-library -Osize
     -Xfrontend -disable-stack-protector -Xfrontend -function-sections
     -Xcc -mno-red-zone -Xcc -mno-sse -Xcc -mno-sse2 -Xcc -mno-mmx -Xcc -msoft-float
-    -module-name Guest -I Runtime -module-cache-path "$work/module-cache"
+    -swift-version 6 -module-name Guest -I Runtime -module-cache-path "$work/module-cache"
 )
 C_FLAGS=(
     -ffreestanding -nostdlib -Os -Werror -mno-red-zone "${NO_FLOAT[@]}" -fno-stack-protector -ffunction-sections -fdata-sections

@@ -83,8 +83,12 @@ GUEST_INLINE uintptr_t guest_exception_stubs(void) { return (uintptr_t)microvm_e
 extern char __microvm_image_end[];
 GUEST_INLINE uintptr_t guest_image_end(void) { return (uintptr_t)__microvm_image_end; }
 
-/* The boot-information block's address (RDI / EDI at entry), stored by microvm_start (Runtime.swift). */
+/* The boot-information block's address (RDI / EDI at entry), stored by microvm_start (Runtime.swift); read by
+ * Runtime.halt(), the exception handler and the heap. Swift reaches it through these two functions (a mutable C
+ * global read directly from Swift 6 code is a concurrency error; a guest has one CPU and no threads). */
 extern uintptr_t microvm_boot_info;
+GUEST_INLINE uintptr_t guest_boot_info(void) { return microvm_boot_info; }
+GUEST_INLINE void guest_set_boot_info(uintptr_t address) { microvm_boot_info = address; }
 
 /* The bump allocator in support.c: posix_memalign hands out [start, end); free does nothing. The first
  * allocation sets up the default heap unless microvm_heap_init was called before. */

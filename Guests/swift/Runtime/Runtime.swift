@@ -9,7 +9,7 @@ import GuestSupport
 
 @_cdecl("microvm_start")
 func microvmStart(_ address: UInt) -> Never {
-    microvm_boot_info = address  // for Runtime.halt(), the exception handler and the heap (support.c)
+    guest_set_boot_info(address)  // for Runtime.halt(), the exception handler and the heap (support.c)
     guestMain(BootInfo(address: address))
     Runtime.halt()
 }
@@ -20,7 +20,7 @@ enum Runtime {
     static let exitPort: UInt16 = 0xF4
 
     /// The boot information the host passed.
-    static var bootInfo: BootInfo { BootInfo(address: microvm_boot_info) }
+    static var bootInfo: BootInfo { BootInfo(address: guest_boot_info()) }
 
     /// Whether the host has no hypercall port and reads reports from the console (boot-info flag bit 0:
     /// the QEMU oracle, where `hlt` would never end the run).
