@@ -27,9 +27,9 @@
 import GuestSupport
 
 #if arch(x86_64)
-let name: StaticString = "cow64"
+    let name: StaticString = "cow64"
 #else
-let name: StaticString = "cow32"
+    let name: StaticString = "cow32"
 #endif
 
 /// "original" and "private!" as little-endian u64s.

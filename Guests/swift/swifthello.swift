@@ -12,8 +12,8 @@
 
 func guestMain(_ boot: BootInfo) {
     #if arch(x86_64)
-    Console.write("hello from Swift (amd64)\n")
+        Console.write("hello from Swift (amd64)\n")
     #else
-    Console.write("hello from Swift (i686)\n")
+        Console.write("hello from Swift (i686)\n")
     #endif
 }

@@ -33,7 +33,8 @@ private let dumpMappings: [Mapping] = [
     Mapping(
         physicalBase: 0x50_0000, virtualBase: 0x7F00_0000_0000, length: 0x1000, kind: .copyOnWrite(executable: false),
         userAccessible: true),
-    Mapping(physicalBase: 0x20_0000, virtualBase: 0x4000_0000, length: 0x20_0000, kind: .copyOnWrite(executable: false)),
+    Mapping(
+        physicalBase: 0x20_0000, virtualBase: 0x4000_0000, length: 0x20_0000, kind: .copyOnWrite(executable: false)),
     Mapping(
         physicalBase: 0x60_0000, virtualBase: 0xFFFF_FFFF_C000_0000, length: 0x3000, kind: .readWriteExecute),
 ]
@@ -66,10 +67,21 @@ struct SwiftGuestKVMTests {
         #expect(printed.contains("  2 MiB\n") == (pageSize == .automatic))
         #expect(printed.contains(" rwx-   4 KiB\n"))
         if withMappings {
-            #expect(printed.contains("0x00007f0000000000-0x00007f0000000fff -> 0x0000000000500000-0x0000000000500fff      4 KiB  r--uc  4 KiB\n"))
-            #expect(printed.contains("0xffff800000000000-0xffff800000001fff -> 0x0000000000300000-0x0000000000301fff      8 KiB  rw--   4 KiB\n"))
-            #expect(printed.contains("0xffffffffc0000000-0xffffffffc0002fff -> 0x0000000000600000-0x0000000000602fff     12 KiB  rwx-   4 KiB\n"))
-            #expect(printed.contains("0x0000000040000000-0x00000000401fffff -> 0x0000000000200000-0x00000000003fffff      2 MiB  r---c"))
+            #expect(
+                printed.contains(
+                    "0x00007f0000000000-0x00007f0000000fff -> 0x0000000000500000-0x0000000000500fff      4 KiB  r--uc  4 KiB\n"
+                ))
+            #expect(
+                printed.contains(
+                    "0xffff800000000000-0xffff800000001fff -> 0x0000000000300000-0x0000000000301fff      8 KiB  rw--   4 KiB\n"
+                ))
+            #expect(
+                printed.contains(
+                    "0xffffffffc0000000-0xffffffffc0002fff -> 0x0000000000600000-0x0000000000602fff     12 KiB  rwx-   4 KiB\n"
+                ))
+            #expect(
+                printed.contains(
+                    "0x0000000040000000-0x00000000401fffff -> 0x0000000000200000-0x00000000003fffff      2 MiB  r---c"))
         }
     }
 
@@ -155,7 +167,8 @@ struct SwiftGuestKVMTests {
                 "cow64", pageSize: .small,
                 mappings: [
                     Mapping(
-                        physicalBase: 0x40_0000, virtualBase: page, length: 0x1000, kind: .copyOnWrite(executable: false))
+                        physicalBase: 0x40_0000, virtualBase: page, length: 0x1000,
+                        kind: .copyOnWrite(executable: false))
                 ]))
         // The boot block still lists the mapping as copy-on-write, but the page is now plain read-only: hypercall
         // 3 answers "not copy-on-write", and the handler reports the fault with hypercall 2.
@@ -168,7 +181,9 @@ struct SwiftGuestKVMTests {
                 Issue.record("expected a page fault, got \(error)")
                 return
             }
-            #expect(description.hasPrefix("write to 0x40000000 (-> 0x400000, read-only, no-execute, 4 KiB leaf) at RIP 0x10"))
+            #expect(
+                description.hasPrefix(
+                    "write to 0x40000000 (-> 0x400000, read-only, no-execute, 4 KiB leaf) at RIP 0x10"))
         }
         #expect(machine.copyOnWriteResolutions.isEmpty)
         #expect(machine.consoleOutput.isEmpty)
@@ -264,7 +279,8 @@ extension SwiftGuestQEMUTests {
         var configuration = MachineConfiguration(architecture: .i686, image: try guest("cow32"))
         configuration.extraMappings = [
             Mapping(
-                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .copyOnWrite(executable: false))
+                physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .copyOnWrite(executable: false)
+            )
         ]
         let image = try BootImage(configuration: configuration, allowedLeafSizes: [])
         try image.setProbes([], flags: .reportOnConsole)
@@ -306,10 +322,16 @@ struct SwiftGuestFileTests {
             guard read(header, 4) == 1 else { continue }  // PT_LOAD
             if is64 {
                 loads.append(
-                    (Int(read(header + 8, 8)), read(header + 16, 8), Int(read(header + 32, 8)), Int(read(header + 40, 8))))
+                    (
+                        Int(read(header + 8, 8)), read(header + 16, 8), Int(read(header + 32, 8)),
+                        Int(read(header + 40, 8))
+                    ))
             } else {
                 loads.append(
-                    (Int(read(header + 4, 4)), read(header + 8, 4), Int(read(header + 16, 4)), Int(read(header + 20, 4))))
+                    (
+                        Int(read(header + 4, 4)), read(header + 8, 4), Int(read(header + 16, 4)),
+                        Int(read(header + 20, 4))
+                    ))
             }
         }
         try #require(loads.count == 1)

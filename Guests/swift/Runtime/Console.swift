@@ -12,9 +12,9 @@ enum Console {
 
     /// Hex digits of an address as the host prints them: 16 on amd64, 8 on i686.
     #if arch(x86_64)
-    static let addressDigits = 16
+        static let addressDigits = 16
     #else
-    static let addressDigits = 8
+        static let addressDigits = 8
     #endif
 
     /// One byte.

@@ -23,9 +23,9 @@ enum Exceptions {
     static let codeSelector: UInt16 = 0x08
 
     #if arch(x86_64)
-    static let gateSize = 16
+        static let gateSize = 16
     #else
-    static let gateSize = 8
+        static let gateSize = 8
     #endif
 
     /// Builds the IDT and loads it: from now on a copy-on-write write fault is resolved and retried, and any
@@ -42,8 +42,8 @@ enum Exceptions {
             gate.storeBytes(of: 0x8E00, toByteOffset: 4, as: UInt16.self)  // present, DPL 0, interrupt gate
             gate.storeBytes(of: UInt16(truncatingIfNeeded: handler >> 16), toByteOffset: 6, as: UInt16.self)
             #if arch(x86_64)
-            gate.storeBytes(of: UInt32(truncatingIfNeeded: handler >> 32), toByteOffset: 8, as: UInt32.self)
-            gate.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
+                gate.storeBytes(of: UInt32(truncatingIfNeeded: handler >> 32), toByteOffset: 8, as: UInt32.self)
+                gate.storeBytes(of: 0, toByteOffset: 12, as: UInt32.self)
             #endif
             vector += 1
         }

@@ -40,21 +40,21 @@ enum PageTables {
     static let copyOnWrite: UInt64 = 1 << 9
 
     #if arch(x86_64)
-    static let levels = 4
-    static let indexBits = 9
-    static let entryBytes = 8
-    /// Physical address bits 51:12.
-    static let frameMask: UInt64 = 0x000F_FFFF_FFFF_F000
-    /// XD, bit 63.
-    static let executeDisable: UInt64 = 1 << 63
+        static let levels = 4
+        static let indexBits = 9
+        static let entryBytes = 8
+        /// Physical address bits 51:12.
+        static let frameMask: UInt64 = 0x000F_FFFF_FFFF_F000
+        /// XD, bit 63.
+        static let executeDisable: UInt64 = 1 << 63
     #else
-    static let levels = 2
-    static let indexBits = 10
-    static let entryBytes = 4
-    /// Physical address bits 31:12.
-    static let frameMask: UInt64 = 0xFFFF_F000
-    /// 32-bit paging has no NX.
-    static let executeDisable: UInt64 = 0
+        static let levels = 2
+        static let indexBits = 10
+        static let entryBytes = 4
+        /// Physical address bits 31:12.
+        static let frameMask: UInt64 = 0xFFFF_F000
+        /// 32-bit paging has no NX.
+        static let executeDisable: UInt64 = 0
     #endif
 
     /// The root table's physical address, from CR3.
@@ -80,8 +80,9 @@ enum PageTables {
             let entry = readEntry(table: table, index: index)
             if entry & present == 0 { return nil }
             if level == 0 || (largeLeaves && level < 3 && entry & pageSize != 0) {
-                return leaf(entry: entry, address: virtualAddress & ~((1 << shift) &- 1), shift: shift,
-                            allowed: allowed, denied: denied)
+                return leaf(
+                    entry: entry, address: virtualAddress & ~((1 << shift) &- 1), shift: shift,
+                    allowed: allowed, denied: denied)
             }
             allowed &= entry
             denied |= entry & executeDisable
@@ -94,9 +95,9 @@ enum PageTables {
     /// walks), on i686 only with CR4.PSE (bit 4).
     static var largeLeavesWalked: Bool {
         #if arch(x86_64)
-        return true
+            return true
         #else
-        return guest_read_cr4() & (1 << 4) != 0
+            return guest_read_cr4() & (1 << 4) != 0
         #endif
     }
 
@@ -105,9 +106,9 @@ enum PageTables {
     static func readEntry(table: UInt64, index: Int) -> UInt64 {
         let pointer = UnsafeRawPointer(bitPattern: UInt(truncatingIfNeeded: table)).unsafelyUnwrapped
         #if arch(x86_64)
-        return pointer.load(fromByteOffset: index &* entryBytes, as: UInt64.self)
+            return pointer.load(fromByteOffset: index &* entryBytes, as: UInt64.self)
         #else
-        return UInt64(pointer.load(fromByteOffset: index &* entryBytes, as: UInt32.self))
+            return UInt64(pointer.load(fromByteOffset: index &* entryBytes, as: UInt32.self))
         #endif
     }
 
@@ -146,9 +147,9 @@ enum PageTables {
     /// amd64 addresses with bit 47 set are written with bits 63:48 set too.
     static func canonical(_ address: UInt64) -> UInt64 {
         #if arch(x86_64)
-        return address & (1 << 47) != 0 ? address | 0xFFFF_0000_0000_0000 : address
+            return address & (1 << 47) != 0 ? address | 0xFFFF_0000_0000_0000 : address
         #else
-        return address
+            return address
         #endif
     }
 }
