@@ -28,7 +28,7 @@ check=0
 case "${1:-}" in
     "") ;;
     --check) check=1 ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-guests: unknown argument: $1 (use --check or nothing)" >&2; exit 2 ;;
 esac
 

@@ -47,7 +47,7 @@ case "${1:-}" in
         mode=into
         into="${2:?--into needs a directory}"
         ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-swift-guests: unknown argument: $1 (use --check, --into DIR or nothing)" >&2; exit 2 ;;
 esac
 
