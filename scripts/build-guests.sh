@@ -12,6 +12,8 @@
 # output is only the linked .text section (see the linker scripts).
 # Guests/qemu/*.S are the QEMU oracle's 64 KiB -bios trampolines (tramp32 i686, tramp64 amd64), linked with
 # Guests/qemu/bios.ld into Guests/qemu/*.bin and checked the same way.
+# The Embedded Swift guests (Guests/swift/*.swift -> Guests/swift/NAME.elf and Guests/NAME.bin) are built by
+# scripts/build-swift-guests.sh, called from here, and checked the same way too.
 set -euo pipefail
 
 TOOLS="${SWIFT_TOOLCHAIN:-/opt/swift/usr/bin}"
@@ -26,7 +28,7 @@ check=0
 case "${1:-}" in
     "") ;;
     --check) check=1 ;;
-    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-guests: unknown argument: $1 (use --check or nothing)" >&2; exit 2 ;;
 esac
 
@@ -82,12 +84,19 @@ for src in "$GUESTS"/qemu/*.S; do
     built+=("qemu/$name.bin")
 done
 
+# The Embedded Swift guests: their own script (swiftc, flags, the no-floating-point check), into this directory.
+"$ROOT/scripts/build-swift-guests.sh" --into "$work"
+for elf in "$work"/swift/*.elf; do
+    name="$(basename "$elf" .elf)"
+    built+=("$name.bin" "swift/$name.elf")
+done
+
 if (( check )); then
     # Every committed binary must have a source, and every source's binary must match byte for byte.
-    for committed in "$GUESTS"/*.bin "$GUESTS"/qemu/*.bin; do
+    for committed in "$GUESTS"/*.bin "$GUESTS"/qemu/*.bin "$GUESTS"/swift/*.elf; do
         name="${committed#"$GUESTS"/}"
         if [[ ! -e "$work/$name" ]]; then
-            echo "build-guests: Guests/$name has no source Guests/${name%.bin}.S" >&2
+            echo "build-guests: Guests/$name has no source (Guests/${name%.bin}.S, or a Swift guest of scripts/build-swift-guests.sh)" >&2
             exit 1
         fi
     done
@@ -101,11 +110,11 @@ if (( check )); then
             exit 1
         fi
     done
-    echo "guests: ${#built[@]} binaries match"
+    echo "guests: ${#built[@]} files match"
 else
     for name in "${built[@]}"; do
         cp "$work/$name" "$GUESTS/$name"
         chmod 0644 "$GUESTS/$name"
     done
-    echo "guests: built ${#built[@]} binaries into Guests/"
+    echo "guests: built ${#built[@]} files into Guests/"
 fi

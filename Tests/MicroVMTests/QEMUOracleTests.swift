@@ -25,13 +25,13 @@ private func executableOnPath(_ name: String) -> String? {
 
 private let qemuI386 = executableOnPath("qemu-system-i386")
 private let qemuX86_64 = executableOnPath("qemu-system-x86_64")
-private let qemuUsable = qemuI386 != nil && qemuX86_64 != nil && executableOnPath("timeout") != nil
-private let qemuReason: Comment = "needs qemu-system-x86 (Debian), installed by .ci/run"
+let qemuUsable = qemuI386 != nil && qemuX86_64 != nil && executableOnPath("timeout") != nil
+let qemuReason: Comment = "needs qemu-system-x86 (Debian), installed by .ci/run"
 
 // MARK: - The probe guest's console protocol
 
 /// What the probe guest printed in console mode (docs/layout.md, "Hypercalls").
-private struct ProbeConsole: Equatable, CustomStringConvertible {
+struct ProbeConsole: Equatable, CustomStringConvertible {
     /// `R <index> <outcome> <a> <b> <c> <d>` lines, as six numbers each.
     var reports: [[UInt64]] = []
     /// The `F <vector> <error> <cr2> <rip>` line, if any.
@@ -74,7 +74,7 @@ private struct ProbeConsole: Equatable, CustomStringConvertible {
 
 // MARK: - Running a boot image under QEMU
 
-private struct QEMURun {
+struct QEMURun {
     /// QEMU's exit status: isa-debug-exit turns the guest's `out` of V into (V << 1) | 1, so the probe
     /// guest's `D` ends with 1 and its `F` with 3; 124 / 137 mean `timeout` had to stop it.
     var status: Int32
@@ -85,7 +85,7 @@ private struct QEMURun {
 
 /// Exports `image`'s RAM as [0, 0xA0000) and [0x100000, RAM size) (QEMU's pc machine has the VGA hole and
 /// the BIOS between) and boots it with the trampoline for its architecture, killing QEMU after `seconds`.
-private func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun {
+func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun {
     let architecture = image.configuration.architecture
     let memorySize = image.configuration.memorySize
     precondition(memorySize & 0xF_FFFF == 0 && memorySize > 0x10_0000, "RAM must be whole MiB above 1 MiB")
@@ -129,16 +129,16 @@ private func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun 
 // MARK: - Running with the host live in the loop (runtime copy-on-write)
 
 /// A copy-on-write resolution the host made while QEMU ran: `nil` when the page was not copy-on-write.
-private typealias Resolution = (virtualAddress: UInt64, from: UInt64, to: UInt64)
+typealias Resolution = (virtualAddress: UInt64, from: UInt64, to: UInt64)
 
-private struct LiveQEMURun {
+struct LiveQEMURun {
     var run: QEMURun
     /// One entry per `C` line, in order: what ``BootImage/resolveCopyOnWrite(at:)`` returned.
     var resolutions: [Resolution?]
 }
 
 /// Where shared guest RAM files go: /dev/shm (tmpfs) when there is one.
-private func sharedRAMPath() -> String {
+func sharedRAMPath() -> String {
     let name = "microvm-tests-\(getpid())-ram-\(UInt64.random(in: 0...UInt64.max))"
     var isDirectory: ObjCBool = false
     if FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDirectory), isDirectory.boolValue {
@@ -153,7 +153,7 @@ private func sharedRAMPath() -> String {
 /// copy-on-write on the live tables in the shared RAM and answers one byte on QEMU's stdin, `0` resolved or
 /// `1` not copy-on-write (docs/layout.md, console mode with boot-info flag bit 1). No loader files: the
 /// guest sees the host's bytes directly.
-private func runOnQEMULive(_ image: BootImage, ramPath: String, seconds: Int = 20) throws -> LiveQEMURun {
+func runOnQEMULive(_ image: BootImage, ramPath: String, seconds: Int = 20) throws -> LiveQEMURun {
     let architecture = image.configuration.architecture
     let memorySize = image.configuration.memorySize
     precondition(memorySize & 0xF_FFFF == 0 && memorySize > 0x10_0000, "RAM must be whole MiB above 1 MiB")
