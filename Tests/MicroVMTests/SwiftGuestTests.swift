@@ -1,5 +1,5 @@
 import Foundation
-import MicroVM
+@_spi(Testing) import MicroVM
 import PageTables
 import Testing
 
@@ -177,13 +177,14 @@ struct SwiftGuestKVMTests {
             _ = try machine.run()
             Issue.record("expected a page fault")
         } catch {
-            guard case .pageFault(let description) = error else {
+            guard case .fault(let fault) = error, case .exception(14, let errorCode) = fault.kind else {
                 Issue.record("expected a page fault, got \(error)")
                 return
             }
+            #expect(errorCode & 0x3 == 0x3)  // present, write
             #expect(
-                description.hasPrefix(
-                    "write to 0x40000000 (-> 0x400000, read-only, no-execute, 4 KiB leaf) at RIP 0x10"))
+                fault.description.hasPrefix(
+                    "page fault: write to 0x40000000 (-> 0x400000, read-only, no-execute, 4 KiB leaf) at RIP 0x10"))
         }
         #expect(machine.copyOnWriteResolutions.isEmpty)
         #expect(machine.consoleOutput.isEmpty)
