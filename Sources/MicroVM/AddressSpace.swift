@@ -45,6 +45,17 @@ public protocol AddressSpace: AnyObject {
     var arena: ArenaState { get }
     /// Puts the arena and the root back as a snapshot had them.
     func restore(arena: ArenaState, root: UInt64)
+    /// Another address space over the same memory and arena, rooted at `root` (a table in RAM): what the
+    /// host uses to read and change an extra space (one it built, or one the guest registered).
+    func space(root: UInt64) -> any AddressSpace
+    /// A new address space: a fresh root in the arena whose entries for each of the `shared` blocks are this
+    /// space's own (so the tables below them are the same tables, not copies); empty elsewhere.
+    ///
+    /// - Parameter shared: ranges whose bases and lengths are multiples of the smallest block the tables
+    ///   can share (2 MiB on amd64, 4 MiB on i686); each is shared in the largest aligned blocks that fit.
+    /// - Throws: ``PageTableError/misaligned(_:_:)`` for a range that is not made of such blocks,
+    ///   ``PageTableError/outOfTableMemory`` when the arena is full, range errors.
+    func makeSpace(sharing shared: [(virtualBase: UInt64, length: UInt64)]) throws(PageTableError) -> any AddressSpace
 }
 
 /// Page tables of one paging mode, built in place in guest RAM: what the two concrete address spaces
@@ -52,20 +63,46 @@ public protocol AddressSpace: AnyObject {
 /// through `any AddressSpace` lands in engine code specialised for that mode (a generic class would run the
 /// engine unspecialised, through metadata lookups).
 public protocol GuestPageTables: AddressSpace {
-    associatedtype Mode: PagingMode
+    associatedtype Ops: GuestTableStore
     /// The engine over the guest-memory table ops.
-    var tables: PageTable<GuestTableOps<Mode>> { get set }
+    var tables: PageTable<Ops> { get set }
+    /// Wraps tables.
+    init(tables: PageTable<Ops>)
+}
+
+/// Table ops over guest RAM with an arena: in place (``GuestTableOps``) or over a snapshot's tables
+/// (``SnapshotTableOps``).
+public protocol GuestTableStore: TableOps where TableAddress == UInt64 {
+    /// The memory holding the tables.
+    var memory: GuestMemory { get }
+    /// Bytes of the arena in use.
+    var bytesInUse: UInt64 { get }
+    /// From now on, clear never-used tables when allocating them.
+    mutating func arenaMayBeDirty()
+    /// Where the arena stands.
+    var arenaState: ArenaState { get }
+    /// Puts the arena and the root back as `state` and `root` had them.
+    mutating func restore(_ state: ArenaState, root: UInt64)
+    /// The same kind of ops over the same memory and arena, with another root.
+    func sibling(root: UInt64) -> Self
+}
+
+extension GuestTableOps: GuestTableStore {
+    public func sibling(root: UInt64) -> Self { GuestTableOps(sharingArenaOf: self, root: root) }
+}
+extension SnapshotTableOps: GuestTableStore {
+    public func sibling(root: UInt64) -> Self { SnapshotTableOps(arena: arena.sibling(root: root)) }
 }
 
 extension GuestPageTables {
-    @inline(__always) public var architecture: Architecture { Mode.architecture }
+    @inline(__always) public var architecture: Architecture { Ops.Mode.architecture }
     @inline(__always) public var rootPhysicalAddress: UInt64 { tables.rootPhysicalAddress }
     @inline(__always) public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
     @inline(__always) public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
     @inline(__always) public var walkableLeafSizes: AllowedLeafSizes { tables.walkableLeafSizes }
     @inline(__always) public var allowedLeafSizes: AllowedLeafSizes { tables.allowedLeafSizes }
     @inline(__always) public var virtualSpace: [(base: UInt64, length: UInt64)] {
-        PageTable<GuestTableOps<Mode>>.virtualSpace
+        PageTable<Ops>.virtualSpace
     }
     @inline(__always) public func map(_ mapping: Mapping) throws(PageTableError) { try tables.map(mapping) }
     @inline(__always) public func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError) {
@@ -100,6 +137,49 @@ extension GuestPageTables {
     @inline(__always) public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
     public var arena: ArenaState { tables.ops.arenaState }
     public func restore(arena: ArenaState, root: UInt64) { tables.ops.restore(arena, root: root) }
+
+    public func space(root: UInt64) -> any AddressSpace {
+        Self(
+            tables: PageTable(
+                ops: tables.ops.sibling(root: root & Ops.Mode.frameAddressMask), allowedLeafSizes: tables.allowedLeafSizes,
+                walkableLeafSizes: tables.walkableLeafSizes))
+    }
+
+    public func makeSpace(sharing shared: [(virtualBase: UInt64, length: UInt64)]) throws(PageTableError)
+        -> any AddressSpace
+    {
+        typealias Mode = Ops.Mode
+        // The blocks an entry can share, largest first: one entry of the level above each shareable table.
+        let top = Mode.levelCount - 1
+        let blocks: [(depth: Int, size: UInt64)] = (1...top).map { depth in
+            (depth, UInt64(1) << UInt64(Mode.shift(ofLevel: top - depth + 1)))
+        }
+        let smallest = blocks.last!.size
+        var references: [SpaceReference] = []
+        let owner = rootPhysicalAddress
+        for range in shared {
+            guard range.virtualBase % smallest == 0 else { throw .misaligned(.virtualAddress, range.virtualBase) }
+            guard range.length % smallest == 0 else { throw .misaligned(.length, range.length) }
+            var address = range.virtualBase
+            let end = range.virtualBase &+ range.length
+            while address != end {
+                let remaining = end &- address
+                let block = blocks.first { address % $0.size == 0 && $0.size <= remaining }!
+                references.append(
+                    SpaceReference(
+                        depth: block.depth, space: owner, virtualAddress: address, ownerVirtualAddress: address,
+                        length: block.size, tablePhysicalAddress: 0))
+                address &+= block.size
+            }
+        }
+        var ops = tables.ops
+        let root = try ops.allocateTable()
+        var space = PageTable(
+            ops: ops.sibling(root: root), allowedLeafSizes: tables.allowedLeafSizes,
+            walkableLeafSizes: tables.walkableLeafSizes)
+        for reference in references { try space.linkShared(reference, builtRoots: [owner: tables.ops.root]) }
+        return Self(tables: space)
+    }
 }
 
 /// amd64 4-level tables in guest RAM.
@@ -147,22 +227,47 @@ public final class I686PageTables: GuestPageTables {
 }
 
 /// The address space of a snapshot's tables, continued where they are in `memory` (a private view of the
-/// snapshot's image), allocating new tables from the arena as the snapshot left it.
+/// snapshot's image) with movable ops: changes copy the tables they touch into the arena as the snapshot
+/// left it.
 func restoredAddressSpace(
     architecture: Architecture, memory: GuestMemory, arena: ArenaState, root: UInt64, allowedLeafSizes: AllowedLeafSizes,
     walkableLeafSizes: AllowedLeafSizes
 ) -> any AddressSpace {
     switch architecture {
     case .amd64:
-        AMD64PageTables(
+        RestoredAMD64PageTables(
             tables: PageTable(
-                ops: GuestTableOps(memory: memory, arena: arena, root: root), allowedLeafSizes: allowedLeafSizes,
+                ops: SnapshotTableOps(memory: memory, arena: arena, root: root), allowedLeafSizes: allowedLeafSizes,
                 walkableLeafSizes: walkableLeafSizes))
     case .i686:
+        RestoredI686PageTables(
+            tables: PageTable(
+                ops: SnapshotTableOps(memory: memory, arena: arena, root: root), allowedLeafSizes: allowedLeafSizes,
+                walkableLeafSizes: walkableLeafSizes))
+    }
+}
+
+/// amd64 4-level tables of a snapshot, continued with movable ops (``SnapshotTableOps``).
+public final class RestoredAMD64PageTables: GuestPageTables {
+    public var tables: PageTable<SnapshotTableOps<AMD64>>
+    public init(tables: PageTable<SnapshotTableOps<AMD64>>) { self.tables = tables }
+    public func view(root: UInt64) -> any AddressSpace {
+        AMD64PageTables(
+            tables: PageTable(
+                ops: GuestTableOps(memory: tables.ops.memory, root: root & AMD64.frameAddressMask),
+                allowedLeafSizes: tables.allowedLeafSizes, walkableLeafSizes: tables.walkableLeafSizes))
+    }
+}
+
+/// i686 2-level tables of a snapshot, continued with movable ops (``SnapshotTableOps``).
+public final class RestoredI686PageTables: GuestPageTables {
+    public var tables: PageTable<SnapshotTableOps<I686>>
+    public init(tables: PageTable<SnapshotTableOps<I686>>) { self.tables = tables }
+    public func view(root: UInt64) -> any AddressSpace {
         I686PageTables(
             tables: PageTable(
-                ops: GuestTableOps(memory: memory, arena: arena, root: root), allowedLeafSizes: allowedLeafSizes,
-                walkableLeafSizes: walkableLeafSizes))
+                ops: GuestTableOps(memory: tables.ops.memory, root: root & I686.frameAddressMask),
+                allowedLeafSizes: tables.allowedLeafSizes, walkableLeafSizes: tables.walkableLeafSizes))
     }
 }
 

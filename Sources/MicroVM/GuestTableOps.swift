@@ -10,19 +10,15 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
 
     /// The memory holding the tables.
     public let memory: GuestMemory
-    /// First byte of the arena.
-    public let arenaBase: UInt64
-    /// One past the last byte of the arena.
-    public let arenaEnd: UInt64
-    /// Next never-used table in the arena.
-    @usableFromInline var next: UInt64
-    /// Tables given back, reused first.
-    @usableFromInline var freeTables: [UInt64] = []
-    /// End of the arena pages already faulted in ahead of allocation (see ``allocateTable()``).
-    @usableFromInline var populatedEnd: UInt64
-    /// Whether never-used arena pages are known to hold zeros (fresh memory the guest has not run on).
-    @usableFromInline var untouchedArenaIsZero: Bool
+    /// Where tables come from: shared by every address space over the same arena (a machine's boot space
+    /// and the extra ones it builds), so they never hand out the same table twice.
+    @usableFromInline let arena: TableArena
     public private(set) var root: UInt64
+
+    /// First byte of the arena.
+    public var arenaBase: UInt64 { arena.base }
+    /// One past the last byte of the arena.
+    public var arenaEnd: UInt64 { arena.end }
 
     /// Claims the arena `[arenaBase, arenaBase + arenaSize)` and allocates the root table in it.
     ///
@@ -35,11 +31,9 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         precondition(arenaBase & 0xFFF == 0 && arenaSize & 0xFFF == 0, "the arena must be page-aligned")
         precondition(memory.contains(arenaBase, count: arenaSize), "the arena must lie inside guest memory")
         self.memory = memory
-        self.arenaBase = arenaBase
-        self.arenaEnd = arenaBase + arenaSize
-        self.next = arenaBase
-        self.populatedEnd = arenaBase
-        self.untouchedArenaIsZero = arenaIsZero
+        arena = TableArena(
+            base: arenaBase, end: arenaBase + arenaSize, next: arenaBase, freeTables: [], populatedEnd: arenaBase,
+            untouchedIsZero: arenaIsZero)
         // Big arenas (guests of a GiB and more) fill faster from huge pages; small ones would only pay for
         // clearing 2 MiB they never use.
         if arenaSize >= 2 << 20 { memory.adviseHugePages(at: arenaBase, count: arenaSize) }
@@ -52,11 +46,7 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     /// no table is ever freed, so maps that need a new table fail instead of writing outside the tables.
     public init(memory: GuestMemory, root: UInt64) {
         self.memory = memory
-        self.arenaBase = 0
-        self.arenaEnd = 0
-        self.next = 0
-        self.populatedEnd = 0
-        self.untouchedArenaIsZero = false
+        arena = TableArena(base: 0, end: 0, next: 0, freeTables: [], populatedEnd: 0, untouchedIsZero: false)
         self.root = root
     }
 
@@ -65,35 +55,40 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     public init(memory: GuestMemory, arena state: ArenaState, root: UInt64) {
         precondition(memory.contains(state.base, count: state.end - state.base), "the arena must lie inside guest memory")
         self.memory = memory
-        self.arenaBase = state.base
-        self.arenaEnd = state.end
-        self.next = state.next
-        self.freeTables = state.freeTables
-        self.populatedEnd = state.end  // memory that already holds a machine needs no populating ahead
-        self.untouchedArenaIsZero = false
+        // Memory that already holds a machine needs no populating ahead.
+        arena = TableArena(
+            base: state.base, end: state.end, next: state.next, freeTables: state.freeTables, populatedEnd: state.end,
+            untouchedIsZero: false)
+        self.root = root
+    }
+
+    /// Another root over the same memory and arena: tables it allocates come from the shared arena.
+    public init(sharingArenaOf other: GuestTableOps<Mode>, root: UInt64) {
+        memory = other.memory
+        arena = other.arena
         self.root = root
     }
 
     /// Where the arena stands now.
     public var arenaState: ArenaState {
-        ArenaState(base: arenaBase, end: arenaEnd, next: next, freeTables: freeTables)
+        ArenaState(base: arena.base, end: arena.end, next: arena.next, freeTables: arena.freeTables)
     }
 
     /// Puts the arena back as `state` had it, with the root at `root` (the tables' bytes are the caller's
     /// business: a reset copies them back with the rest of memory).
     public mutating func restore(_ state: ArenaState, root: UInt64) {
-        precondition(state.base == arenaBase && state.end == arenaEnd, "a different arena")
-        next = state.next
-        freeTables = state.freeTables
+        precondition(state.base == arena.base && state.end == arena.end, "a different arena")
+        arena.next = state.next
+        arena.freeTables = state.freeTables
+        arena.untouchedIsZero = false
         self.root = root
-        untouchedArenaIsZero = false
     }
 
     /// Bytes of the arena in use (tables allocated and not freed).
-    public var bytesInUse: UInt64 { next - arenaBase - UInt64(freeTables.count) * 4096 }
+    public var bytesInUse: UInt64 { arena.next - arena.base - UInt64(arena.freeTables.count) * 4096 }
 
     /// From now on, clear never-used tables when allocating them: the guest can write anywhere in RAM.
-    public mutating func arenaMayBeDirty() { untouchedArenaIsZero = false }
+    public mutating func arenaMayBeDirty() { arena.untouchedIsZero = false }
 
     @inlinable public func entryAddress(in table: UInt64, byteOffset: Int) -> UInt64 {
         table &+ UInt64(truncatingIfNeeded: byteOffset)
@@ -125,37 +120,11 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     }
 
     @inlinable public mutating func allocateTable() throws(PageTableError) -> UInt64 {
-        if let table = freeTables.popLast() {
-            // Cleared when freed; cleared again once the guest, which can write the arena, has run.
-            if !untouchedArenaIsZero { memory.zero(at: table, count: 4096) }
-            return table
-        }
-        guard next < arenaEnd else { throw .outOfTableMemory }
-        if next >= populatedEnd && next - arenaBase >= Self.populateThreshold { populateAhead() }
-        let table = next
-        next &+= 4096
-        if !untouchedArenaIsZero { memory.zero(at: table, count: 4096) }
-        return table
-    }
-
-    /// Takes back a table, if it is one this arena handed out and still holds: entries a guest rewrote can
-    /// point anywhere in RAM, and only arena tables are ours to reuse (each at most once).
-    /// Arena bytes in use before populating ahead starts: a boot's dozen tables fault in cheaper one by one.
-    @usableFromInline static var populateThreshold: UInt64 { 64 << 12 }
-
-    /// Faults in the next stretch of the arena with one system call instead of one page fault per table:
-    /// as many pages as are already in use, so a big map takes a handful of calls. Memory that was mapped
-    /// populated needs none.
-    @usableFromInline mutating func populateAhead() {
-        let stretch = min(next - arenaBase, arenaEnd - next)
-        populatedEnd = next + stretch
-        if !memory.isPopulated { memory.populate(at: next, count: stretch) }
+        try arena.allocate(in: memory)
     }
 
     @inlinable public mutating func freeTable(_ table: UInt64) {
-        guard table >= arenaBase, table < next, table != root, !freeTables.contains(table) else { return }
-        memory.zero(at: table, count: 4096)
-        freeTables.append(table)
+        arena.free(table, root: root, in: memory)
     }
 
     @inlinable public mutating func writeEntry(in table: UInt64, byteOffset: Int, _ value: UInt64) -> Never? {
@@ -177,4 +146,64 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     }
 
     public mutating func replaceRoot(with table: UInt64) { root = table }
+}
+
+/// The free space of a page-table arena in guest RAM: a bump pointer over never-used tables and a list of
+/// tables given back. A class, so that several address spaces over one arena share it.
+@usableFromInline final class TableArena {
+    /// The arena: `[base, end)`.
+    @usableFromInline let base: UInt64, end: UInt64
+    /// Next never-used table.
+    @usableFromInline var next: UInt64
+    /// Tables given back, reused first.
+    @usableFromInline var freeTables: [UInt64]
+    /// End of the arena pages already faulted in ahead of allocation.
+    @usableFromInline var populatedEnd: UInt64
+    /// Whether never-used tables are known to hold zeros (fresh memory the guest has not run on).
+    @usableFromInline var untouchedIsZero: Bool
+
+    init(base: UInt64, end: UInt64, next: UInt64, freeTables: [UInt64], populatedEnd: UInt64, untouchedIsZero: Bool) {
+        self.base = base
+        self.end = end
+        self.next = next
+        self.freeTables = freeTables
+        self.populatedEnd = populatedEnd
+        self.untouchedIsZero = untouchedIsZero
+    }
+
+    /// Arena bytes in use before populating ahead starts: a boot's dozen tables fault in cheaper one by one.
+    @usableFromInline static var populateThreshold: UInt64 { 64 << 12 }
+
+    /// A zeroed table.
+    /// - Throws: ``PageTableError/outOfTableMemory`` when the arena is full.
+    @inlinable func allocate(in memory: GuestMemory) throws(PageTableError) -> UInt64 {
+        if let table = freeTables.popLast() {
+            // Cleared when freed; cleared again once the guest, which can write the arena, has run.
+            if !untouchedIsZero { memory.zero(at: table, count: 4096) }
+            return table
+        }
+        guard next < end else { throw .outOfTableMemory }
+        if next >= populatedEnd && next - base >= Self.populateThreshold { populateAhead(in: memory) }
+        let table = next
+        next &+= 4096
+        if !untouchedIsZero { memory.zero(at: table, count: 4096) }
+        return table
+    }
+
+    /// Faults in the next stretch of the arena with one system call instead of one page fault per table:
+    /// as many pages as are already in use, so a big map takes a handful of calls. Memory that was mapped
+    /// populated needs none.
+    @usableFromInline func populateAhead(in memory: GuestMemory) {
+        let stretch = min(next - base, end - next)
+        populatedEnd = next + stretch
+        if !memory.isPopulated { memory.populate(at: next, count: stretch) }
+    }
+
+    /// Takes back a table, if it is one this arena handed out and still holds (and not `root`): entries a
+    /// guest rewrote can point anywhere in RAM, and only arena tables are ours to reuse (each at most once).
+    @inlinable func free(_ table: UInt64, root: UInt64, in memory: GuestMemory) {
+        guard table >= base, table < next, table != root, !freeTables.contains(table) else { return }
+        memory.zero(at: table, count: 4096)
+        freeTables.append(table)
+    }
 }

@@ -1,7 +1,8 @@
 import PageTables
 
-/// Hypercalls: a guest writes the guest-physical address of a record to ``Layout/hypercallPort``
-/// (32-bit `out`); the host reads the record, acts, writes the result into it, and resumes the guest.
+/// Hypercalls: a guest writes the address of a record to ``Layout/hypercallPort`` (32-bit `out`); the host
+/// finds the record through the tables in CR3 (with RAM identity-mapped, its guest-physical address is the
+/// same), reads it, acts, writes the result into it, and resumes the guest.
 ///
 /// Record (little-endian, 64 bytes, 8-byte aligned): u32 operation, u32 argument count N (at most 6),
 /// u64 result, then N u64 arguments (docs/layout.md, "Hypercalls").
@@ -32,19 +33,26 @@ extension Machine {
     /// Reports kept per run: room for every probe, with a bound a looping guest cannot grow past.
     static let maximumReports = 1 << 16
 
-    /// Serves the hypercall whose record is at guest-physical `recordAddress`.
-    func hypercall(recordAddress: UInt64) throws(GuestFault) -> DeviceResponse {
-        guard recordAddress & 7 == 0, memory.contains(recordAddress, count: 64),
-            let rawOperation = memory.load(UInt32.self, at: recordAddress),
-            let count = memory.load(UInt32.self, at: recordAddress + 4)
+    /// Serves the hypercall whose record is at guest-virtual `address`.
+    func hypercall(recordAddress address: UInt64) throws(GuestFault) -> DeviceResponse {
+        // The record is 64 bytes, 8-aligned, inside one page, and writable by the guest (the host writes
+        // the result into it).
+        guard address & 7 == 0, address & 0xFFF <= 4096 - 64,
+            let translation = try? addressSpaceInCR3().lookup(address), translation.kind.isWritable,
+            memory.contains(translation.physicalAddress, count: 64)
         else {
-            throw fault(.badHypercall("record at \(hex(recordAddress)) is not an aligned 64-byte block inside RAM"))
+            throw fault(
+                .badHypercall("record at \(hex(address)) is not an aligned 64-byte block of writable memory"))
         }
+        let recordAddress = translation.physicalAddress
+        guard let rawOperation = memory.load(UInt32.self, at: recordAddress),
+            let count = memory.load(UInt32.self, at: recordAddress + 4)
+        else { throw fault(.badHypercall("record at \(hex(address)) is outside RAM")) }
         guard count <= 6 else { throw fault(.badHypercall("\(count) arguments, at most 6")) }
         let arguments = (0..<UInt64(count)).map { memory.load(UInt64.self, at: recordAddress + 16 + $0 * 8) ?? 0 }
         func argument(_ i: Int) -> UInt64 { i < arguments.count ? arguments[i] : 0 }
         guard let operation = HypercallOperation(rawValue: rawOperation) else {
-            throw fault(.badHypercall("unknown operation \(rawOperation) at \(hex(recordAddress))"))
+            throw fault(.badHypercall("unknown operation \(rawOperation) at \(hex(address))"))
         }
         var result: UInt64 = 0
         switch operation {
@@ -58,6 +66,12 @@ extension Machine {
         case .resolveCopyOnWrite:
             if let resolution = image.resolveCopyOnWrite(at: argument(0)) {
                 copyOnWriteResolutions.append(resolution)
+                // The remap may have moved the host's tables to copies: the guest must walk the new ones.
+                do {
+                    try followHostRoot()
+                } catch {
+                    throw fault(.badHypercall("the vCPU's CR3 could not follow the host's tables: \(error)"))
+                }
             } else {
                 result = 1
             }

@@ -104,6 +104,25 @@ extension Machine {
         waitingForCall = snapshot.waitingForCall
         memory.startLoggingWrites()
         resetPoint = snapshot
+        // kvm_run's copies of the registers start out as the snapshot's, so they can be read and restaged
+        // before the first run (KVM loads the same values).
+        vcpu.stageRegisters(snapshot.vcpu.registers)
+        vcpu.stageSpecialRegisters(snapshot.vcpu.specialRegisters)
+        vcpu.stageEvents(snapshot.vcpu.events)
+    }
+
+    /// When host-side table changes moved the host's root (movable ops copy the tables they change), points
+    /// CR3 at the new root, if the vCPU was using the old one, and records it as ``roots`` first entry.
+    func followHostRoot() throws(KVMError) {
+        let root = addressSpace.rootPhysicalAddress
+        guard let old = roots.first, root != old else { return }
+        roots[0] = root
+        let mask: UInt64 = configuration.architecture == .amd64 ? AMD64.frameAddressMask : I686.frameAddressMask
+        // kvm_run holds the current (or staged) special registers: change CR3 there, with no ioctl.
+        var special = vcpu.syncedSpecialRegisters()
+        guard special.cr3 & mask == old else { return }
+        special.cr3 = root | (special.cr3 & ~mask)
+        vcpu.stageSpecialRegisters(special)
     }
 
     // MARK: Reset

@@ -138,11 +138,10 @@ public final class Machine {
         }
         try enter(vcpu)
         roots = [image.addressSpace.rootPhysicalAddress]
-        if resettable {
-            // Registers come back through kvm_run on every reset: ask KVM to keep them there.
-            vcpu.syncedRegisterSets = .all
-            guestWrites = HostWriteLog(pages: Int(image.memory.size >> 12))
-        }
+        // KVM leaves the registers in kvm_run after every exit, where the run loop reads RIP and CR3 without
+        // an ioctl, and a reset stages the snapshot's.
+        vcpu.syncedRegisterSets = .all
+        if resettable { guestWrites = HostWriteLog(pages: Int(image.memory.size >> 12)) }
         attachBuiltInDevices()
     }
 
@@ -221,6 +220,11 @@ public final class Machine {
     public func run() throws(RunError) -> RunOutcome {
         if let poisoned { throw .needsReset(after: poisoned) }
         addressSpace.arenaMayBeDirty()
+        do {
+            try followHostRoot()
+        } catch {
+            throw .kvmFailed(error)
+        }
         do {
             let tick = guestWrites == nil ? nil : configuration.resetTick
             if configuration.timeout != nil || tick != nil {
@@ -381,8 +385,8 @@ public final class Machine {
         if interrupter.isRequested { throw .interrupted(rip: rip(), exits: exitCount) }
     }
 
-    /// The vCPU's RIP now (0 if it cannot be read).
-    func rip() -> UInt64 { (try? vcpu.registers().rip) ?? 0 }
+    /// The vCPU's RIP now, from kvm_run (synced after every exit, or staged).
+    func rip() -> UInt64 { vcpu.syncedRegisters().rip }
 
     // MARK: Console
 
@@ -416,15 +420,13 @@ public final class Machine {
     /// A fault of `kind` at the vCPU's RIP (or `rip`), with CR3 and the translation of RIP through the
     /// tables in CR3: what a device throws when the guest misuses it.
     public func fault(_ kind: GuestFault.Kind, rip: UInt64? = nil) -> GuestFault {
-        let rip = rip ?? self.rip()
-        let cr3 = try? vcpu.specialRegisters().cr3
-        return GuestFault(kind, rip: rip, cr3: cr3)
+        GuestFault(kind, rip: rip ?? self.rip(), cr3: vcpu.syncedSpecialRegisters().cr3)
     }
 
     /// The triple fault now: RIP, CR2 and CR3 with their translations through the tables in CR3.
     func tripleFault() -> GuestFault {
-        let rip = (try? vcpu.registers())?.rip ?? 0
-        let special = try? vcpu.specialRegisters()
+        let rip = self.rip()
+        let special: SpecialRegisters? = vcpu.syncedSpecialRegisters()
         let space = addressSpaceInCR3()
         return GuestFault(
             .tripleFault, rip: rip, cr2: special?.cr2, cr3: special?.cr3,
@@ -435,7 +437,7 @@ public final class Machine {
 
     /// The tables the vCPU walks now: the root in CR3, which is the host's unless the guest loaded its own.
     func addressSpaceInCR3() -> any AddressSpace {
-        guard let cr3 = try? vcpu.specialRegisters().cr3 else { return addressSpace }
+        let cr3 = vcpu.syncedSpecialRegisters().cr3
         let host = addressSpace.rootPhysicalAddress
         let root = addressSpace.view(root: cr3)
         return root.rootPhysicalAddress == host ? addressSpace : root

@@ -65,6 +65,10 @@ enum X86Boot {
             registers.rdi = Layout.bootInfoAddress
             registers.rflags = 0x2
             try vcpu.setRegisters(registers)
+            // kvm_run's copies start as the entry state, so the host can read RIP and CR3 there from the
+            // start (the first entry loads the same values).
+            vcpu.stageRegisters(registers)
+            vcpu.stageSpecialRegisters(special)
         } catch let error as MachineError {
             throw error
         } catch let error as KVMError {
