@@ -230,12 +230,12 @@ extension Machine {
     // MARK: Address spaces
 
     /// Registers the root of another address space (a table the guest built, or one the host built with
-    /// ``AddressSpace``), so snapshots keep it and dumps can name it.
-    /// - Returns: its index in ``roots``.
-    /// - Throws: ``SnapshotError/notResettable(_:)``-free: a ``GuestFault`` kind `.badHypercall` style
-    ///   refusal as ``RootError``.
+    /// ``makeAddressSpace(sharing:)``), so snapshots keep it and ``addressSpace(at:)`` opens it.
+    /// - Returns: its index in ``roots`` (the same index if it is already registered).
+    /// - Throws: ``AddressSpaceError/outsideMemory(_:)`` for a root that is not a page-aligned table in RAM,
+    ///   ``AddressSpaceError/tooMany(_:)`` past ``maximumRoots``.
     @discardableResult
-    public func registerRoot(_ root: UInt64) throws(RootError) -> Int {
+    public func registerRoot(_ root: UInt64) throws(AddressSpaceError) -> Int {
         let mask: UInt64 = configuration.architecture == .amd64 ? AMD64.frameAddressMask : I686.frameAddressMask
         guard root & ~mask == 0, memory.contains(root, count: 4096) else { throw .outsideMemory(root) }
         if let index = roots.firstIndex(of: root) { return index }
@@ -243,19 +243,49 @@ extension Machine {
         roots.append(root)
         return roots.count - 1
     }
+
+    /// Builds another address space for the guest: a new root in the page-table arena whose entries for the
+    /// `shared` ranges are the boot space's own (the same tables below them, not copies), empty elsewhere;
+    /// map into it with ``addressSpace(at:)``. The guest switches to it by loading its root
+    /// (``roots``) into CR3; snapshots keep it, and compaction keeps the sharing.
+    ///
+    /// - Parameter shared: ranges of the boot space to share, in whole blocks of 2 MiB (amd64) or 4 MiB
+    ///   (i686), each shared in the largest aligned blocks that fit (a 1 GiB-aligned GiB shares one page
+    ///   directory, a 512 GiB-aligned block one PDPT).
+    /// - Returns: its index in ``roots``.
+    public func makeAddressSpace(sharing shared: [(virtualBase: UInt64, length: UInt64)] = []) throws(AddressSpaceError)
+        -> Int
+    {
+        let space: any AddressSpace
+        do {
+            space = try addressSpace.makeSpace(sharing: shared)
+        } catch {
+            throw .tables(error)
+        }
+        return try registerRoot(space.rootPhysicalAddress)
+    }
+
+    /// The address space at `index` in ``roots``, to read or change (index 0 is ``addressSpace``), or `nil`.
+    public func addressSpace(at index: Int) -> (any AddressSpace)? {
+        guard roots.indices.contains(index) else { return nil }
+        return index == 0 ? addressSpace : addressSpace.space(root: roots[index])
+    }
 }
 
-/// Why a root could not be registered.
-public enum RootError: Error, Equatable, Sendable, CustomStringConvertible {
+/// Why an address space could not be built or registered.
+public enum AddressSpaceError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The root is not a page-aligned table inside guest RAM.
     case outsideMemory(UInt64)
     /// The machine already knows as many roots as it keeps.
     case tooMany(Int)
+    /// The engine refused: a shared range not in whole blocks, a full arena.
+    case tables(PageTableError)
 
     public var description: String {
         switch self {
         case .outsideMemory(let root): "root \(hex(root)) is not a page-aligned table inside guest RAM"
         case .tooMany(let maximum): "the machine already has \(maximum) address spaces, the most it keeps"
+        case .tables(let error): "\(error)"
         }
     }
 }

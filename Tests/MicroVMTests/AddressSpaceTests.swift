@@ -1,0 +1,114 @@
+import Foundation
+import KVMKit
+@_spi(Testing) import MicroVM
+import PageTables
+import Testing
+
+@Suite("several address spaces in one machine", .enabled(if: kvmUsable, kvmReason))
+struct MultipleSpaceTests {
+    /// spaces64 with an extra space sharing the low GiB and mapping 0x700000000000 to a page of known bytes.
+    func machine() throws -> (Machine, Int) {
+        var config = try configuration("spaces64")
+        config.resettable = true
+        let machine = try Machine(configuration: config)
+        let index = try machine.makeAddressSpace(sharing: [(0, 1 << 30)])
+        let space = try #require(machine.addressSpace(at: index))
+        try space.map(Mapping(physicalBase: 0x30_0000, virtualBase: 0x7000_0000_0000, length: 0x1000, kind: .readWrite))
+        machine.memory.store(UInt64(0x1122_3344_5566_7788), at: 0x30_0000)
+        machine.memory.store(machine.roots[index], at: 0x3F00)
+        return (machine, index)
+    }
+
+    @Test("a space the host builds shares the boot space's tables and has its own mappings; the guest switches to it")
+    func hostBuiltSpace() throws {
+        let (machine, index) = try machine()
+        let boot = machine.addressSpace, extra = try #require(machine.addressSpace(at: index))
+        // Shared: the same page directory below both roots' first entry.
+        let bootPDPT = machine.memory.load(UInt64.self, at: boot.rootPhysicalAddress)! & AMD64.frameAddressMask
+        let extraPDPT = machine.memory.load(UInt64.self, at: extra.rootPhysicalAddress)! & AMD64.frameAddressMask
+        #expect(bootPDPT != extraPDPT)
+        #expect(machine.memory.load(UInt64.self, at: bootPDPT) == machine.memory.load(UInt64.self, at: extraPDPT))
+        #expect(try extra.lookup(0x10_0000)?.physicalAddress == 0x10_0000)
+        // Its own: the extra mapping exists only there.
+        #expect(try boot.lookup(0x7000_0000_0000) == nil)
+        #expect(try extra.lookup(0x7000_0000_0000)?.physicalAddress == 0x30_0000)
+
+        #expect(try machine.run() == .halted)
+        #expect(machine.reports == [[0x1122_3344_5566_7788], [2]])
+        // The guest registered a root of its own and halted in it; the dump walks it.
+        #expect(machine.roots == [boot.rootPhysicalAddress, extra.rootPhysicalAddress, 0x6000])
+        #expect(try machine.specialRegisters().cr3 == 0x6000)
+        #expect(machine.dumpTables().hasPrefix("(the guest's own tables at 0x6000)\n"))
+    }
+
+    @Test("a snapshot keeps every root; a reset and a file restore bring them back")
+    func snapshotKeepsRoots() throws {
+        let (machine, _) = try machine()
+        let snapshot = try machine.snapshot()
+        #expect(snapshot.roots.count == 2)
+        #expect(try machine.run() == .halted)
+        #expect(machine.roots.count == 3)
+        try machine.reset()
+        #expect(machine.roots == snapshot.roots)
+        #expect(try machine.run() == .halted)
+        #expect(machine.reports == [[0x1122_3344_5566_7788], [2]])
+
+        let path = temporaryPath("spaces.snap")
+        defer { unlink(path) }
+        try snapshot.write(to: path)
+        let restored = try Machine(restoring: try Snapshot(contentsOf: path))
+        #expect(restored.roots == snapshot.roots)
+        #expect(try restored.run() == .halted)
+        #expect(restored.reports == [[0x1122_3344_5566_7788], [2]])
+    }
+
+    @Test("shared ranges must be whole blocks; roots must be tables in RAM")
+    func refusals() throws {
+        let machine = try Machine(configuration: try configuration("hello64"))
+        #expect(throws: AddressSpaceError.tables(.misaligned(.length, 0x1000))) {
+            try machine.makeAddressSpace(sharing: [(0, 0x1000)])
+        }
+        #expect(throws: AddressSpaceError.outsideMemory(0x1234)) { try machine.registerRoot(0x1234) }
+        #expect(throws: AddressSpaceError.outsideMemory(0x1_0000_0000)) { try machine.registerRoot(0x1_0000_0000) }
+    }
+}
+
+@Suite("movable tables in restored machines", .enabled(if: kvmUsable, kvmReason))
+struct MovableTableTests {
+    @Test("a host-side map after restore copies the tables it changes: the snapshot's tables stay as they were")
+    func mapAfterRestore() throws {
+        var config = try configuration("probe64")
+        config.pageSizePolicy = .small
+        let probes = [Probe(.read, 0x6000_0000), Probe(.read, 0x10_0000, size: 1)]
+        let origin = try Machine(configuration: config, probes: probes)
+        let snapshot = try origin.snapshot()
+        let oldRoot = snapshot.roots[0]
+        let restored = try Machine(restoring: snapshot)
+        let before = try #require(snapshot.image.read(at: 0, count: Int(snapshot.memorySize)))
+
+        restored.memory.store(UInt64(0xFEED_FACE_CAFE_BEEF), at: 0x40_0000)
+        try restored.addressSpace.map(
+            Mapping(physicalBase: 0x40_0000, virtualBase: 0x6000_0000, length: 0x1000, kind: .readOnly))
+
+        // The host's tables moved: a new root, with copies of the tables on the way to the new page.
+        let newRoot = restored.addressSpace.rootPhysicalAddress
+        #expect(newRoot != oldRoot)
+        // The snapshot's tables, in the machine's own RAM, still describe the old space.
+        let old = restored.addressSpace.space(root: oldRoot)
+        #expect(try old.lookup(0x6000_0000) == nil)
+        #expect(try old.lookup(0x10_0000)?.physicalAddress == 0x10_0000)
+        #expect(try restored.addressSpace.lookup(0x6000_0000)?.physicalAddress == 0x40_0000)
+        #expect(try restored.addressSpace.lookup(0x10_0000)?.physicalAddress == 0x10_0000)
+        // Not a byte of the snapshot changed, in its image or in the machine's view of the old tables.
+        #expect(snapshot.image.read(at: 0, count: Int(snapshot.memorySize)) == before)
+
+        // The guest runs on the new tables: CR3 followed the host's new root.
+        #expect(try restored.run() == .halted)
+        #expect(restored.reports[0] == [0, 0, 0xFEED_FACE_CAFE_BEEF, 0, 0, 0])
+        #expect(restored.roots[0] == newRoot)
+        // A reset goes back to the snapshot's root and tables.
+        try restored.reset()
+        #expect(restored.addressSpace.rootPhysicalAddress == oldRoot)
+        #expect(try restored.addressSpace.lookup(0x6000_0000) == nil)
+    }
+}
