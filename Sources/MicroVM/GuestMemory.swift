@@ -300,6 +300,14 @@ public final class GuestMemory {
         memcpy(base + offset, image.view + offset, 4096)
     }
 
+    /// Copies page `page` of `other` into page `toPage` of this memory (both inside their memories).
+    func copy(from other: GuestMemory, page: Int, toPage: Int) {
+        precondition(UInt64(page + 1) << 12 <= other.size && UInt64(toPage + 1) << 12 <= size, "page outside memory")
+        writeLog?.mark(UInt64(toPage) << 12, count: 4096)
+        // SAFETY: both 4 KiB ranges lie inside their mappings (checked above).
+        memcpy(base + (toPage << 12), other.base + (page << 12), 4096)
+    }
+
     /// Starts logging the pages the host writes (or clears the log).
     func startLoggingWrites() {
         if let writeLog { writeLog.clear() } else { writeLog = HostWriteLog(pages: Int(size >> 12)) }

@@ -71,6 +71,8 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     case hostUnsuitable(String)
     /// A snapshot file could not be used: `problem` names what is wrong with it.
     case invalidFile(path: String, problem: String)
+    /// Compaction could not walk or rebuild the snapshot's tables (the detail says which).
+    case compactionFailed(String)
 
     public var description: String {
         switch self {
@@ -81,6 +83,7 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notResettable(let reason): "the machine cannot be reset: \(reason)"
         case .hostUnsuitable(let reason): "the snapshot cannot be restored on this host: \(reason)"
         case .invalidFile(let path, let problem): "snapshot file '\(path)' \(problem)"
+        case .compactionFailed(let detail): "the snapshot cannot be compacted: \(detail)"
         }
     }
 }

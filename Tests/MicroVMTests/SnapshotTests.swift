@@ -148,3 +148,101 @@ struct ResetCorrectnessTests {
         #expect(machine.consoleOutput.suffix(26) == Array("counter = 42, scratch = 0\n".utf8)[...])
     }
 }
+
+@Suite("snapshot compaction", .enabled(if: kvmUsable, kvmReason))
+struct CompactionTests {
+    /// Every space of `compact` maps the same virtual pages as in `original`, with the same permissions and
+    /// the same bytes, and the pages reached through two spaces' shared tables are the same frames again.
+    func sameSpaces(_ original: Snapshot, _ compact: Snapshot, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(original.roots.count == compact.roots.count, sourceLocation: sourceLocation)
+        let oldMemory = try GuestMemory(privateViewOf: original.image)
+        let newMemory = try GuestMemory(privateViewOf: compact.image)
+        for (oldRoot, newRoot) in zip(original.roots, compact.roots) {
+            let old = AMD64PageTables(
+                tables: PageTable(ops: GuestTableOps(memory: oldMemory, root: oldRoot), allowedLeafSizes: [.size2M]))
+            let new = AMD64PageTables(
+                tables: PageTable(ops: GuestTableOps(memory: newMemory, root: newRoot), allowedLeafSizes: [.size2M]))
+            for half in old.virtualSpace {
+                var oldPages: [(UInt64, UInt64, MappingKind, Bool)] = []
+                var newPages: [(UInt64, UInt64, MappingKind, Bool)] = []
+                try old.forEachLeaf(virtualBase: half.base, length: half.length, maximumTables: .max) { t in
+                    var offset: UInt64 = 0
+                    while offset < t.length {
+                        oldPages.append((t.virtualAddress + offset, t.physicalAddress + offset, t.kind, t.userAccessible))
+                        offset += 4096
+                    }
+                }
+                try new.forEachLeaf(virtualBase: half.base, length: half.length, maximumTables: .max) { t in
+                    var offset: UInt64 = 0
+                    while offset < t.length {
+                        newPages.append((t.virtualAddress + offset, t.physicalAddress + offset, t.kind, t.userAccessible))
+                        offset += 4096
+                    }
+                }
+                #expect(oldPages.count == newPages.count, sourceLocation: sourceLocation)
+                for (a, b) in zip(oldPages, newPages) {
+                    guard a.0 == b.0, a.2 == b.2, a.3 == b.3,
+                        oldMemory.read(at: a.1, count: 4096) == newMemory.read(at: b.1, count: 4096)
+                    else {
+                        Issue.record("page \(String(a.0, radix: 16)) differs after compaction", sourceLocation: sourceLocation)
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("a compacted counter snapshot keeps what is mapped, drops what is not, and runs as the original")
+    func counter() throws {
+        var config = try configuration("counter64")
+        config.memorySize = 64 << 20
+        let machine = try Machine(configuration: config)
+        #expect(try machine.run() == .snapshotRequested)
+        // 40 MiB of RAM the guest will never use, unmapped: compaction drops their frames.
+        try machine.addressSpace.unmap(virtualBase: 8 << 20, length: 40 << 20)
+        let snapshot = try machine.snapshot()
+        let (compact, report) = try snapshot.compacted()
+        try sameSpaces(snapshot, compact)
+        #expect(report.originalMemorySize == 64 << 20)
+        #expect(report.memorySize < 26 << 20)
+        #expect(report.framesKept == (64 - 40) * 256 - 1 - 64)  // all RAM but the 40 MiB, page 0 and the scratch frames
+        var settings = try configuration("counter64")
+        settings.console = .capture
+        let restored = try Machine(restoring: compact, configuration: settings)
+        #expect(try restored.run() == .halted)
+        #expect(restored.consoleOutput == Array("counter = 42, scratch = 0\n".utf8))
+        try restored.reset()
+        #expect(try restored.run() == .halted)
+    }
+
+    @Test("spaces that share tables share them again after compaction; an aliased frame is kept once")
+    func sharedSpaces() throws {
+        var config = try configuration("spaces64")
+        config.memorySize = 32 << 20
+        let machine = try Machine(configuration: config)
+        let index = try machine.makeAddressSpace(sharing: [(0, 1 << 30)])
+        try machine.addressSpace(at: index)!.map(
+            Mapping(physicalBase: 0x30_0000, virtualBase: 0x7000_0000_0000, length: 0x1000, kind: .readWrite))
+        // An alias of a RAM page in the upper half: one frame, two mappings.
+        try machine.addressSpace.map(
+            Mapping(physicalBase: 0x30_0000, virtualBase: 0xFFFF_8000_0000_0000, length: 0x1000, kind: .readOnly))
+        machine.memory.store(UInt64(0x1122_3344_5566_7788), at: 0x30_0000)
+        machine.memory.store(machine.roots[index], at: 0x3F00)
+        let snapshot = try machine.snapshot()
+        let (compact, report) = try snapshot.compacted()
+        try sameSpaces(snapshot, compact)
+        #expect(report.duplicatesDropped >= 1)
+        // The two roots' first entries lead to different PDPTs whose first entries are the same page directory.
+        let memory = try GuestMemory(privateViewOf: compact.image)
+        let pdpts = compact.roots.map { memory.load(UInt64.self, at: $0)! & AMD64.frameAddressMask }
+        #expect(pdpts[0] != pdpts[1])
+        #expect(memory.load(UInt64.self, at: pdpts[0]) == memory.load(UInt64.self, at: pdpts[1]))
+        // The restored machine knows both compacted roots, and reaches the extra page through either mapping.
+        let restored = try Machine(restoring: compact)
+        #expect(restored.roots == compact.roots)
+        let extra = try #require(try restored.addressSpace(at: 1)?.lookup(0x7000_0000_0000))
+        let alias = try #require(try restored.addressSpace.lookup(0xFFFF_8000_0000_0000))
+        #expect(extra.physicalAddress == alias.physicalAddress)
+        #expect(restored.memory.load(UInt64.self, at: extra.physicalAddress) == 0x1122_3344_5566_7788)
+    }
+}
