@@ -9,7 +9,7 @@ import Synchronization
 /// guest runs, that thread interrupts the machine (``Interrupter/interrupt()``) and the run ends with the
 /// guest's RIP on the error line; before the run starts, or after it ended, the process exits at once.
 /// SIGPIPE is ignored, so a console write to a closed pipe fails with EPIPE and is reported like any other
-/// write error.
+/// write error; SIGUSR1 and SIGUSR2 are ignored too (main.swift).
 enum TerminationSignals {
     static let signals = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 

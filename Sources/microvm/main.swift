@@ -8,8 +8,11 @@ import PageTables
 
 claimStandardDescriptors()
 TerminationSignals.install()
-// A stray kick signal from outside must not end the process before the first machine installs its handler.
+// Stray signals meant for someone else must not end a run: the kick signal gets its (no-op) handler now,
+// and the user signals are ignored.
 KVMSystem.installKickSignalHandler()
+signal(SIGUSR1, SIG_IGN)
+signal(SIGUSR2, SIG_IGN)
 
 /// Prints `microvm: error: <message>` to standard error and exits with `status`.
 func fail(_ message: String, status: Int32) -> Never {
