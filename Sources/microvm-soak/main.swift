@@ -1,21 +1,24 @@
-// Boots a guest N times in one process, one machine after another, and prints the process's open file
-// descriptors and resident memory before and after: a leak check that no other thread can disturb.
+// Leak checks that no other thread can disturb: boots a guest N times in one process (one machine after
+// another), or makes N calls into one machine, and prints the process's open file descriptors, resident
+// memory and threads before and after.
 //
-//   microvm-soak GUEST.bin [COUNT]      COUNT from 1 to 10,000,000 (default 1000)
-//   prints: fds <before> <after> rss <before> <after>
+//   microvm-soak GUEST.bin [COUNT]           COUNT machines booted to hlt (default 1000)
+//   microvm-soak --calls GUEST.bin [COUNT]   COUNT calls of `add` into one machine (a calls64-style guest),
+//                                            resetting it to its ready snapshot every 100 calls
+//   prints: fds <before> <after> rss <before> <after> threads <before> <after>
 import Foundation
 import MicroVM
 import PageTables
 
-let usage = "usage: microvm-soak GUEST.bin [COUNT]   (COUNT from 1 to 10000000, default 1000)\n"
+let usage = "usage: microvm-soak [--calls] GUEST.bin [COUNT]   (COUNT from 1 to 10000000, default 1000)\n"
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("microvm-soak: error: \(message)\n".utf8))
     exit(2)
 }
 
-func openDescriptors() -> Int {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count ?? 0) - 1  // minus the listing's own
+func entries(_ directory: String) -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: directory))?.count ?? -1
 }
 
 func residentBytes() -> Int {
@@ -25,12 +28,19 @@ func residentBytes() -> Int {
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
-let arguments = Array(CommandLine.arguments.dropFirst())
+/// Descriptors (the listing's own not counted), resident bytes, threads.
+func counts() -> (fds: Int, rss: Int, threads: Int) {
+    (entries("/proc/self/fd") - 1, residentBytes(), entries("/proc/self/task"))
+}
+
+var arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.contains("-h") || arguments.contains("--help") {
     FileHandle.standardOutput.write(Data(usage.utf8))
     exit(0)
 }
-guard (1...2).contains(arguments.count), !arguments[0].hasPrefix("-") else { fail(usage.dropLast() + "") }
+let callMode = arguments.first == "--calls"
+if callMode { arguments.removeFirst() }
+guard (1...2).contains(arguments.count), !arguments[0].hasPrefix("-") else { fail(String(usage.dropLast())) }
 var count = 1000
 if arguments.count == 2 {
     guard let parsed = Int(arguments[1]), (1...10_000_000).contains(parsed) else {
@@ -44,20 +54,39 @@ guard let data = FileManager.default.contents(atPath: arguments[0]), !data.isEmp
 let image = [UInt8](data)
 do {
     let host = try KVMHost()
-    func bootOnce() throws {
-        var configuration = MachineConfiguration(architecture: .amd64, image: image)
-        configuration.console = .discard
+    var configuration = MachineConfiguration(architecture: .amd64, image: image)
+    configuration.console = .discard
+    if callMode {
+        configuration.resettable = true
         let machine = try Machine(configuration: configuration, host: host)
-        let outcome = try machine.run()
-        guard outcome == .halted else { fail("the guest ended with \(outcome), not hlt") }
+        guard try machine.run() == .ready else { fail("the guest did not become ready for calls") }
+        _ = try machine.snapshot()
+        let add = try machine.function("add")
+        func calls(_ n: Int) throws {
+            for i in 0..<n {
+                guard try machine.call(add, [.int(Int64(i)), 1]) == .int(Int64(i) + 1) else { fail("add returned the wrong sum") }
+                if i % 100 == 99 { try machine.reset() }
+            }
+        }
+        try calls(200)
+        let before = counts()
+        try calls(count)
+        let after = counts()
+        print("fds \(before.fds) \(after.fds) rss \(before.rss) \(after.rss) threads \(before.threads) \(after.threads)")
+    } else {
+        func bootOnce() throws {
+            let machine = try Machine(configuration: configuration, host: host)
+            let outcome = try machine.run()
+            guard outcome == .halted else { fail("the guest ended with \(outcome), not hlt") }
+        }
+        for _ in 0..<20 { try bootOnce() }
+        Machine.waitForTeardown()
+        let before = counts()
+        for _ in 0..<count { try bootOnce() }
+        Machine.waitForTeardown()
+        let after = counts()
+        print("fds \(before.fds) \(after.fds) rss \(before.rss) \(after.rss) threads \(before.threads) \(after.threads)")
     }
-    for _ in 0..<20 { try bootOnce() }
-    Machine.waitForTeardown()
-    let fdsBefore = openDescriptors(), rssBefore = residentBytes()
-    for _ in 0..<count { try bootOnce() }
-    Machine.waitForTeardown()
-    let fdsAfter = openDescriptors(), rssAfter = residentBytes()
-    print("fds \(fdsBefore) \(fdsAfter) rss \(rssBefore) \(rssAfter)")
 } catch {
     fail("\(error)")
 }

@@ -178,13 +178,27 @@ struct AMD64BootTests {
         let result = try runProgram("microvm-soak", ["Guests/hello64.bin", "1000"])
         #expect(result.status == 0, "\(result.stderr)")
         let fields = result.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
-        try #require(fields.count == 6, "\(result.stdout)")
+        try #require(fields.count == 9, "\(result.stdout)")
         let fdsBefore = Int(fields[1])!, fdsAfter = Int(fields[2])!
         let rssBefore = Int(fields[4])!, rssAfter = Int(fields[5])!
         #expect(fdsAfter == fdsBefore)
+        #expect(fields[7] == fields[8], "threads: \(result.stdout)")
         // A leaked machine keeps at least its touched pages (image, tables, GDT, stack: > 40 KiB): 1,000 leaks
         // would add > 40 MiB. Allow 2 MiB of allocator noise.
         #expect(rssAfter <= rssBefore + 2 << 20, "resident memory grew from \(rssBefore) to \(rssAfter) bytes")
+    }
+
+    @Test("10,000 calls (with a reset every 100) leak no descriptor, memory or thread")
+    func callsLeakNothing() throws {
+        let result = try runProgram("microvm-soak", ["--calls", "Guests/calls64.bin", "10000"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let fields = result.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        try #require(fields.count == 9, "\(result.stdout)")
+        #expect(fields[1] == fields[2], "descriptors: \(result.stdout)")
+        #expect(fields[7] == fields[8], "threads: \(result.stdout)")
+        let rssBefore = Int(fields[4])!, rssAfter = Int(fields[5])!
+        // A leak of even 100 bytes a call would show as 1 MB.
+        #expect(rssAfter <= rssBefore + 1 << 20, "resident memory grew from \(rssBefore) to \(rssAfter) bytes")
     }
 }
 

@@ -98,7 +98,7 @@ struct RobustnessTests {
 
     @Test("microvm-soak checks its arguments")
     func soakArguments() throws {
-        let usage = "usage: microvm-soak GUEST.bin [COUNT]   (COUNT from 1 to 10000000, default 1000)"
+        let usage = "usage: microvm-soak [--calls] GUEST.bin [COUNT]   (COUNT from 1 to 10000000, default 1000)"
         let negative = try runShell(#""$MICROVM_SOAK" Guests/hello64.bin -1"#)
         #expect(negative.stderr == "microvm-soak: error: '-1' is not a count from 1 to 10000000\n")
         #expect(negative.status == 2)

@@ -18,6 +18,8 @@ let usage = """
             restore    a 64 MiB snapshot file restored into a new machine vs booting fresh
             snapshot   capturing a 64 MiB machine
             restored-memory  resident bytes per machine: 100 restored from one snapshot vs 100 fresh
+            calls      a call into the guest (host->guest) and a host function inside one (guest->host) vs C
+            call-rate  calls per second, 1 and 2 threads
             all        every group above (the default)
     spawn: whole-process timing without hyperfine: fork/exec COMMAND (stdout to /dev/null) and wait, repeatedly;
            --raw prints each time (ns) on its own line instead of the summary line.
@@ -74,7 +76,7 @@ while index < arguments.count {
 if groups.isEmpty || groups == ["all"] {
     groups = [
         "setup", "translate", "spaces", "boot", "exits", "rate", "memory", "reset", "reset-rate", "restore",
-        "snapshot", "restored-memory",
+        "snapshot", "restored-memory", "calls", "call-rate",
     ]
 }
 
@@ -100,6 +102,8 @@ for group in groups {
     case "restore": ResetBench.restore(guests: guestDirectory())
     case "snapshot": ResetBench.snapshot(guests: guestDirectory())
     case "restored-memory": ResetBench.restoredMemory(guests: guestDirectory())
+    case "calls": CallBench.calls(guests: guestDirectory())
+    case "call-rate": CallBench.rate(guests: guestDirectory())
     case "spawn":
         guard !spawnCommand.isEmpty else { Harness.fail("spawn needs -- COMMAND") }
         Spawn.run(case: spawnCase ?? "process", impl: spawnImpl, command: spawnCommand)

@@ -74,6 +74,16 @@ void cb_vm_destroy(cb_vm *vm);
 /* create -> run (console discarded) -> destroy; returns the status or -1. */
 int cb_boot(const void *image, size_t image_size, uint64_t ram_size, char *err, size_t errlen);
 
+/* ---- calls into a guest, at the KVM floor (calls.c) ----
+ * Guests/calls64.bin booted with cb_vm_create and run to its ready hypercall; then each call writes the call
+ * area, runs the guest until it writes port 0x511 and reads the result (`shout` also serves hypercall 7). */
+typedef struct cb_calls cb_calls;
+cb_calls *cb_calls_create(const void *image, size_t image_size, char *err, size_t errlen);
+int64_t cb_calls_add(cb_calls *calls, int64_t a, int64_t b);                    /* INT64_MIN on failure */
+int cb_calls_nothing(cb_calls *calls);                                         /* 0, or -1 */
+int64_t cb_calls_shout(cb_calls *calls, const char *text, size_t length);       /* 42, or INT64_MIN */
+void cb_calls_destroy(cb_calls *calls);
+
 /* The clock the harness uses (CLOCK_MONOTONIC), in nanoseconds. */
 uint64_t cb_now_ns(void);
 
