@@ -3,8 +3,10 @@
 #
 #   scripts/bench.sh                  every group (about 3-5 minutes on a 2-core machine)
 #   scripts/bench.sh --quick          fewer runs: a smoke test (well under a minute after the build)
-#   scripts/bench.sh --group NAME     one group: setup, translate, spaces, boot, exits, rate, memory, process
-#                                     (repeatable; `pagetable` = setup + translate + spaces)
+#   scripts/bench.sh --group NAME     one group: setup, translate, spaces, boot, exits, rate, memory, reset,
+#                                     reset-rate, restore, snapshot, restored-memory, calls, call-rate,
+#                                     first-byte, process (repeatable; `pagetable` = setup + translate + spaces,
+#                                     `reuse` = the reset, restore and snapshot groups, `calls` = calls + call-rate)
 #   scripts/bench.sh --no-build       reuse the last release build
 #
 # Every figure is measured next to its baseline in the same run: the page-table engine against a plain C
@@ -55,14 +57,18 @@ while (( $# )); do
     esac
     shift
 done
-(( ${#groups[@]} )) || groups=(setup translate spaces boot exits rate memory process)
+ALL=(setup translate spaces boot exits rate memory reset reset-rate restore snapshot restored-memory calls call-rate
+     first-byte process)
+(( ${#groups[@]} )) || groups=("${ALL[@]}")
 expanded=()
 for g in "${groups[@]}"; do
     case "$g" in
-        all) expanded+=(setup translate spaces boot exits rate memory process) ;;
+        all) expanded+=("${ALL[@]}") ;;
         pagetable) expanded+=(setup translate spaces) ;;
-        setup|translate|spaces|boot|exits|rate|memory|process) expanded+=("$g") ;;
-        *) echo "bench: unknown group: $g (setup, translate, spaces, boot, exits, rate, memory, process, pagetable, all)" >&2; exit 2 ;;
+        reuse) expanded+=(reset reset-rate restore snapshot restored-memory) ;;
+        setup|translate|spaces|boot|exits|rate|memory|reset|reset-rate|restore|snapshot|restored-memory|calls|call-rate|first-byte|process)
+            expanded+=("$g") ;;
+        *) echo "bench: unknown group: $g (${ALL[*]}, pagetable, reuse, all)" >&2; exit 2 ;;
     esac
 done
 groups=("${expanded[@]}")
@@ -111,7 +117,7 @@ quickflag=()
 
 # ---- in-process groups ----
 inproc=()
-for g in setup translate spaces boot exits rate memory; do wants "$g" && inproc+=("$g"); done
+for g in "${ALL[@]}"; do [[ "$g" == process ]] || { wants "$g" && inproc+=("$g"); }; done
 if (( ${#inproc[@]} )); then
     log "running ${inproc[*]}"
     "$BIN/microvm-bench" "${inproc[@]}" "${quickflag[@]}" --guests "$ROOT/Guests" >> "$raw"
@@ -135,19 +141,36 @@ if wants process; then
     microvm_cmd=("$BIN/microvm" "$guest")
     chost_cmd=("$CHOST" "$guest")
     qemu_cmd=()
-    if command -v qemu-system-x86_64 >/dev/null; then
-        qemu_cmd=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,pit=off,pic=off -cpu host -accel kvm
-                  -m 16M -nodefaults -no-reboot -display none -serial stdio -bios "$bios"
-                  -device "loader,file=$guest,addr=0x100000,force-raw=on")
-    fi
+    qemu_base=(qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,pit=off,pic=off -accel kvm
+               -m 16M -nodefaults -no-reboot -display none -serial stdio -bios "$bios"
+               -device "loader,file=$guest,addr=0x100000,force-raw=on")
     check() {
         local name="$1"; shift
         local out
-        if ! out="$(timeout 20 "$@" 2>/dev/null)" || [[ "$out" != "$expected" ]]; then
-            log "$name did not boot hello64 correctly (output: ${out:0:60}); skipping it"
+        if ! out="$(timeout 20 "$@" 2>"$work/$name.err")" || [[ "$out" != "$expected" ]]; then
+            log "$name did not boot hello64 correctly (output: ${out:0:60}; $(head -c 160 "$work/$name.err" | tr '\n' ' '))"
             return 1
         fi
     }
+    # A peer that cannot run is reported as such, with its reason, never dropped from the table.
+    not_run() {  # impl reason
+        printf 'process	hello64	%s	-	na	-	-	-	0	not run: %s
+' "$1" "$2" >> "$raw"
+    }
+    qemu_reason=""
+    if command -v qemu-system-x86_64 >/dev/null; then
+        # `-cpu host` aborts on AMD hosts here ("failed to set MSR 0x10a", the arch-capabilities MSR): fall back
+        # to the host CPU without that feature, then to QEMU's default CPU model.
+        for cpu in host host,-arch-capabilities max; do
+            if check "qemu-cpu-$cpu" "${qemu_base[@]}" -cpu "$cpu"; then
+                qemu_cmd=("${qemu_base[@]}" -cpu "$cpu")
+                break
+            fi
+        done
+        (( ${#qemu_cmd[@]} )) || qemu_reason="qemu-system-x86_64 could not boot hello64 with -cpu host, host,-arch-capabilities or max"
+    else
+        qemu_reason="qemu-system-x86_64 is not installed"
+    fi
     # Rounds alternate the commands, so a drift in the host's speed (a noisy cloud host) hits all of them alike.
     if (( quick )); then rounds=2; runs=10; qruns=3; warm=3; else rounds=6; runs=50; qruns=5; warm=10; fi
     qwarm=1
@@ -167,13 +190,9 @@ if wants process; then
     log "whole process: microvm, chost$( ((${#qemu_cmd[@]})) && echo ", qemu"), $rounds alternating rounds ($( ((have_hyperfine)) && echo hyperfine || echo 'fork/exec loop'))"
     rm -f "$work"/*.json "$work"/*.times
     impls=()
-    check microvm "${microvm_cmd[@]}" && impls+=(swift)
-    check chost "${chost_cmd[@]}" && impls+=(c)
-    if (( ${#qemu_cmd[@]} )) && check qemu "${qemu_cmd[@]}"; then
-        impls+=(qemu)
-    elif (( ${#qemu_cmd[@]} == 0 )); then
-        log "qemu-system-x86_64 not available: the QEMU comparison is skipped"
-    fi
+    if check microvm "${microvm_cmd[@]}"; then impls+=(swift); else not_run swift "microvm did not boot hello64"; fi
+    if check chost "${chost_cmd[@]}"; then impls+=(c); else not_run c "the C host did not boot hello64"; fi
+    if (( ${#qemu_cmd[@]} )); then impls+=(qemu); else not_run qemu "$qemu_reason"; log "$qemu_reason"; fi
     for (( round = 0; round < rounds; round++ )); do
         for impl in "${impls[@]}"; do
             case "$impl" in

@@ -183,7 +183,58 @@ def figures(rows):
     s, c = pair("memory", "amd64/idle-16MiB")
     if s and c:
         out.append(Figure("resident memory per idle 16 MiB VM", s, c, "(info)", None))
+
+    # Reuse: reset + run to HLT against the C reference doing the same cycle, and what restoring costs.
+    for memory in (16 << 20, 256 << 20, 1 << 30):
+        for pages in (1, 16, 256):
+            name = f"{pages}p/{memory >> 20}M"
+            s, c = find(rows, "reset", name, "swift", memory), find(rows, "reset", name, "c", memory)
+            if s and c:
+                out.append(Figure(f"reset + run, {pages} dirty page{'s' if pages > 1 else ''}, {fmt_size(memory)} RAM",
+                                  s, c, "<= 1.15x C", s.median <= 1.15 * c.median))
+            t = find(rows, "reset", name, "c-timer", memory)
+            if s and t:
+                out.append(Figure(f"  the same vs C with a per-run timer (as microvm arms)", s, t, "(info)", None))
+    small, large = find(rows, "reset", "1p/16M", "swift", 16 << 20), find(rows, "reset", "1p/1024M", "swift", 1 << 30)
+    if small and large:
+        out.append(Figure("reset flat in RAM size: 1 dirty page, 1 GiB vs 16 MiB", large, small, "<= 1.1x",
+                          large.median <= 1.1 * small.median))
+    if small:
+        out.append(Figure("reset + run, 1 dirty page (goal)", small, None, "< 12 us", small.median < 12_000))
+    for threads in ("1 thread", "2 threads"):
+        r = find(rows, "reset-rate", threads, "swift")
+        if r:
+            out.append(Figure(f"reset cycles per second, {threads}", r, None, "(info)", None))
+    s, f = find(rows, "restore", "64M/from-file", "swift"), find(rows, "restore", "64M/fresh-boot", "swift")
+    if s and f:
+        out.append(Figure("restore a 64 MiB snapshot file into a new machine vs a fresh boot", s, f, "(info)", None))
+    s = find(rows, "snapshot", "64M/capture", "swift")
+    if s:
+        out.append(Figure(f"snapshot capture, 64 MiB machine ({s.note})", s, None, "(info)", None))
+    s, f = find(rows, "restored-memory", "per machine/restored", "swift"), find(rows, "restored-memory", "per machine/fresh", "swift")
+    if s and f:
+        out.append(Figure("resident memory per machine: restored from one snapshot vs fresh", s, f, "(info)", None))
+
+    # Calls across the boundary, against the C host making the same entries and exits.
+    for case, bar in (("host->guest (nothing)", 1.1), ("host->guest (add, 2 integers)", 1.1),
+                      ("guest->host inside a call (shout)", 1.1)):
+        s, c = pair("calls", case)
+        if s and c:
+            out.append(Figure(f"call round trip, {case}", s, c, f"<= {bar}x C host", s.median <= bar * c.median))
+    for threads in ("1 thread", "2 threads"):
+        r = find(rows, "call-rate", threads, "swift")
+        if r:
+            out.append(Figure(f"calls per second, {threads}", r, None, "(info)", None))
+    for case in ("create->byte", "run->byte"):
+        s, a = find(rows, "first-byte", case, "swift"), find(rows, "first-byte", case, "asm")
+        if s and a:
+            out.append(Figure(f"boot to first console byte ({case}): Swift guest vs assembly", s, a, "(info)", None))
+
     s, c, q = (find(rows, "process", "hello64", i) for i in ("swift", "c", "qemu"))
+    for peer in (s, c, q):
+        if peer and peer.unit == "na":
+            out.append(Figure(f"whole process: {peer.impl}", None, None, peer.note, None, note="na"))
+    s, c, q = (r if r and r.unit != "na" else None for r in (s, c, q))
     if s and c:
         out.append(Figure("whole process: microvm vs C host", s, c, "<= 1.3x C host", s.median <= 1.3 * c.median))
     if s and q:

@@ -284,3 +284,49 @@ func cString(_ buffer: [CChar]) -> String {
     let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+extension MachineBench {
+    /// Records when the first console byte arrives (the built-in console port replaced).
+    final class FirstByte: PortDevice {
+        var at: UInt64 = 0
+        func write(port: UInt16, size: Int, value: UInt32, machine: Machine) throws -> DeviceResponse {
+            if at == 0 { at = Harness.now() }
+            return .resume
+        }
+    }
+
+    /// Boot to the first console byte: a guest in Embedded Swift (swifthello64) against the assembly hello64,
+    /// from `Machine(configuration:)` to the first `out` the console port sees, and from `run()` to it.
+    static func firstByte(guests: String) {
+        let host = makeHost()
+        let images = [("hello64", readFile(guests + "/hello64.bin")), ("swifthello64", readFile(guests + "/swifthello64.bin"))]
+        let runs = Harness.runs(301, quick: 31)
+        Harness.progress("first-byte: \(runs) boots each of hello64 and swifthello64")
+        var created: [[Double]] = [[], []], ran: [[Double]] = [[], []]
+        for round in 0..<(runs + 10) {
+            for k in 0..<2 {
+                let which = (round + k) % 2
+                let start = Harness.now()
+                do {
+                    let machine = try Machine(configuration: makeConfiguration(images[which].1), host: host)
+                    let device = FirstByte()
+                    machine.detachDevice(port: 0x3F8)
+                    try machine.attach(device, ports: 0x3F8...0x3F8)
+                    let running = Harness.now()
+                    guard try machine.run() == .halted, device.at != 0 else { Harness.fail("\(images[which].0) did not print") }
+                    if round >= 10 {
+                        created[which].append(Double(device.at - start))
+                        ran[which].append(Double(device.at - running))
+                    }
+                } catch {
+                    Harness.fail("first-byte boot failed: \(error)")
+                }
+                Machine.waitForTeardown()
+            }
+        }
+        for (index, name) in ["asm", "swift"].enumerated() {
+            Harness.emit(group: "first-byte", case: "create->byte", impl: name, unit: "ns", Harness.summarize(created[index]))
+            Harness.emit(group: "first-byte", case: "run->byte", impl: name, unit: "ns", Harness.summarize(ran[index]))
+        }
+    }
+}

@@ -20,6 +20,7 @@ let usage = """
             restored-memory  resident bytes per machine: 100 restored from one snapshot vs 100 fresh
             calls      a call into the guest (host->guest) and a host function inside one (guest->host) vs C
             call-rate  calls per second, 1 and 2 threads
+            first-byte boot to the first console byte: swifthello64 (Embedded Swift) vs hello64 (assembly)
             all        every group above (the default)
     spawn: whole-process timing without hyperfine: fork/exec COMMAND (stdout to /dev/null) and wait, repeatedly;
            --raw prints each time (ns) on its own line instead of the summary line.
@@ -76,7 +77,7 @@ while index < arguments.count {
 if groups.isEmpty || groups == ["all"] {
     groups = [
         "setup", "translate", "spaces", "boot", "exits", "rate", "memory", "reset", "reset-rate", "restore",
-        "snapshot", "restored-memory", "calls", "call-rate",
+        "snapshot", "restored-memory", "calls", "call-rate", "first-byte",
     ]
 }
 
@@ -104,6 +105,7 @@ for group in groups {
     case "restored-memory": ResetBench.restoredMemory(guests: guestDirectory())
     case "calls": CallBench.calls(guests: guestDirectory())
     case "call-rate": CallBench.rate(guests: guestDirectory())
+    case "first-byte": MachineBench.firstByte(guests: guestDirectory())
     case "spawn":
         guard !spawnCommand.isEmpty else { Harness.fail("spawn needs -- COMMAND") }
         Spawn.run(case: spawnCase ?? "process", impl: spawnImpl, command: spawnCommand)
