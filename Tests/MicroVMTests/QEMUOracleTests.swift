@@ -14,7 +14,7 @@ import Testing
 // MARK: - Finding QEMU
 
 /// The path of `name` on PATH or in /usr/bin, if it is an executable file.
-private func executableOnPath(_ name: String) -> String? {
+func executableOnPath(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
     for directory in path.split(separator: ":").map(String.init) + ["/usr/bin"] {
         let candidate = directory + "/" + name
@@ -23,15 +23,15 @@ private func executableOnPath(_ name: String) -> String? {
     return nil
 }
 
-private let qemuI386 = executableOnPath("qemu-system-i386")
-private let qemuX86_64 = executableOnPath("qemu-system-x86_64")
-private let qemuUsable = qemuI386 != nil && qemuX86_64 != nil && executableOnPath("timeout") != nil
-private let qemuReason: Comment = "needs qemu-system-x86 (Debian), installed by .ci/run"
+let qemuI386 = executableOnPath("qemu-system-i386")
+let qemuX86_64 = executableOnPath("qemu-system-x86_64")
+let qemuUsable = qemuI386 != nil && qemuX86_64 != nil && executableOnPath("timeout") != nil
+let qemuReason: Comment = "needs qemu-system-x86 (Debian), installed by .ci/run"
 
 // MARK: - The probe guest's console protocol
 
 /// What the probe guest printed in console mode (docs/layout.md, "Hypercalls").
-private struct ProbeConsole: Equatable, CustomStringConvertible {
+struct ProbeConsole: Equatable, CustomStringConvertible {
     /// `R <index> <outcome> <a> <b> <c> <d>` lines, as six numbers each.
     var reports: [[UInt64]] = []
     /// The `F <vector> <error> <cr2> <rip>` line, if any.
@@ -74,7 +74,7 @@ private struct ProbeConsole: Equatable, CustomStringConvertible {
 
 // MARK: - Running a boot image under QEMU
 
-private struct QEMURun {
+struct QEMURun {
     /// QEMU's exit status: isa-debug-exit turns the guest's `out` of V into (V << 1) | 1, so the probe
     /// guest's `D` ends with 1 and its `F` with 3; 124 / 137 mean `timeout` had to stop it.
     var status: Int32
@@ -85,7 +85,7 @@ private struct QEMURun {
 
 /// Exports `image`'s RAM as [0, 0xA0000) and [0x100000, RAM size) (QEMU's pc machine has the VGA hole and
 /// the BIOS between) and boots it with the trampoline for its architecture, killing QEMU after `seconds`.
-private func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun {
+func runOnQEMU(_ image: BootImage, seconds: Int = 20) throws -> QEMURun {
     let architecture = image.configuration.architecture
     let memorySize = image.configuration.memorySize
     precondition(memorySize & 0xF_FFFF == 0 && memorySize > 0x10_0000, "RAM must be whole MiB above 1 MiB")
