@@ -155,8 +155,9 @@ func elfError(_ bytes: [UInt8], _ architecture: Architecture = .amd64) -> ELFErr
 
 /// Checks W^X for an ELF image over the whole address space the host built: every present leaf that maps a
 /// frame of a segment is writable only if the segment is, and executable only if the segment is (amd64; i686
-/// has no NX); the only executable leaves at all are those onto executable segments' frames; each segment's
-/// virtual pages translate to its frames with exactly its kind. Returns the problems found, one per line.
+/// has no NX); the only executable leaves at all are those onto executable segments' frames (apart from the
+/// configuration's extra mappings, which the user chose); each segment's virtual pages translate to its
+/// frames with exactly its kind. Returns the problems found, one per line.
 func writeXorExecuteViolations(_ image: BootImage, segments: [ELFSegment]) throws -> [String] {
     let space = image.addressSpace
     let amd64 = image.configuration.architecture == .amd64
@@ -180,7 +181,10 @@ func writeXorExecuteViolations(_ image: BootImage, segments: [ELFSegment]) throw
                     onExecutableSegment = true
                 }
             }
-            if amd64 && leaf.kind.isExecutable && !onExecutableSegment {
+            let extra = image.configuration.extraMappings.contains {
+                leaf.virtualAddress >= $0.virtualBase && leaf.virtualAddress - $0.virtualBase < $0.length
+            }
+            if amd64 && leaf.kind.isExecutable && !onExecutableSegment && !extra {
                 problems.append("\(leaf) is executable outside the executable segments")
             }
         }
