@@ -92,7 +92,8 @@ public struct BootInfo: Equatable, Sendable {
         memory.store(probeCount, at: address + 72)
         memory.store(flags.rawValue, at: address + 76)
         var record = address + Self.mappingsOffset
-        for (mapping, segmentFlag) in mappings.map({ ($0, UInt32(0)) }) + segments.map({ ($0, Self.segmentRecordFlag) }) {
+        for (mapping, segmentFlag) in mappings.map({ ($0, UInt32(0)) }) + segments.map({ ($0, Self.segmentRecordFlag) })
+        {
             memory.store(mapping.virtualBase, at: record)
             memory.store(mapping.physicalBase, at: record + 8)
             memory.store(mapping.length, at: record + 16)

@@ -39,9 +39,11 @@ public enum ELFError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `p_vaddr` and `p_paddr` differ modulo 4 KiB: no page table can map one onto the other.
     case segmentMisaligned(segment: Int, virtualAddress: UInt64, physicalAddress: UInt64)
     /// The segment's virtual range wraps or leaves the architecture's virtual address space.
-    case segmentOutsideVirtualSpace(segment: Int, virtualAddress: UInt64, memorySize: UInt64, architecture: Architecture)
+    case segmentOutsideVirtualSpace(
+        segment: Int, virtualAddress: UInt64, memorySize: UInt64, architecture: Architecture)
     /// The segment's physical range wraps or is wider than the page tables' physical addresses.
-    case segmentOutsidePhysicalSpace(segment: Int, physicalAddress: UInt64, memorySize: UInt64, architecture: Architecture)
+    case segmentOutsidePhysicalSpace(
+        segment: Int, physicalAddress: UInt64, memorySize: UInt64, architecture: Architecture)
     /// Two segments share bytes, of virtual (`physical == false`) or physical memory.
     case segmentsOverlap(first: Int, second: Int, physical: Bool, address: UInt64)
     /// Two segments share a page but want different permissions for it.

@@ -78,7 +78,8 @@ public struct ELFLayout: Equatable, Sendable {
     public let segments: [ELFSegment]
 
     /// Most loadable segments a file may have: as many as the boot-information page can list.
-    public static let maximumSegments = Int((4096 - BootInfo.mappingsOffset - BootInfo.elfExtensionSize) / BootInfo.mappingRecordSize)
+    public static let maximumSegments = Int(
+        (4096 - BootInfo.mappingsOffset - BootInfo.elfExtensionSize) / BootInfo.mappingRecordSize)
     /// Bytes of the largest ELF header (ELF64); enough to parse either class.
     public static let headerSize = 64
 
@@ -112,7 +113,8 @@ public struct ELFLayout: Equatable, Sendable {
     ) throws(ELFError) {
         let header = ByteReader(try read(0, Int(min(fileSize, UInt64(Self.headerSize)))))
         guard header.count >= 4, Self.hasMagic(header.bytes) else {
-            throw header.count < 4 && fileSize >= 4 ? .truncatedHeader(needed: 4, fileSize: UInt64(header.count)) : .notELF
+            throw header.count < 4 && fileSize >= 4
+                ? .truncatedHeader(needed: 4, fileSize: UInt64(header.count)) : .notELF
         }
         guard header.count >= 16 else { throw .truncatedHeader(needed: 16, fileSize: fileSize) }
         // e_ident: EI_CLASS (4), EI_DATA (5), EI_VERSION (6); EI_OSABI and the padding are not checked.
@@ -149,7 +151,8 @@ public struct ELFLayout: Equatable, Sendable {
         let tableSize = UInt64(count * entrySize)  // at most 65,534 x 56: no overflow
         let (tableEnd, wraps) = tableOffset.addingReportingOverflow(tableSize)
         guard !wraps, tableEnd <= fileSize else {
-            throw .programHeadersOutsideFile(offset: tableOffset, count: count, entrySize: entrySize, fileSize: fileSize)
+            throw .programHeadersOutsideFile(
+                offset: tableOffset, count: count, entrySize: entrySize, fileSize: fileSize)
         }
         let table = ByteReader(try read(tableOffset, Int(tableSize)))
         guard table.count == Int(tableSize) else {
@@ -186,7 +189,8 @@ public struct ELFLayout: Equatable, Sendable {
             }
             guard memoryBytes > 0 else { continue }
             guard virtualAddress & 0xFFF == physicalAddress & 0xFFF else {
-                throw .segmentMisaligned(segment: index, virtualAddress: virtualAddress, physicalAddress: physicalAddress)
+                throw .segmentMisaligned(
+                    segment: index, virtualAddress: virtualAddress, physicalAddress: physicalAddress)
             }
             guard Self.virtualRangeFits(virtualAddress, memoryBytes, architecture) else {
                 throw .segmentOutsideVirtualSpace(
@@ -194,7 +198,8 @@ public struct ELFLayout: Equatable, Sendable {
             }
             guard Self.physicalRangeFits(physicalAddress, memoryBytes, architecture) else {
                 throw .segmentOutsidePhysicalSpace(
-                    segment: index, physicalAddress: physicalAddress, memorySize: memoryBytes, architecture: architecture)
+                    segment: index, physicalAddress: physicalAddress, memorySize: memoryBytes,
+                    architecture: architecture)
             }
             guard segments.count < Self.maximumSegments else {
                 var loadable = segments.count
@@ -251,7 +256,8 @@ public struct ELFLayout: Equatable, Sendable {
                     let aLast = aStart + (a.memorySize - 1)
                     let bLast = bStart + (b.memorySize - 1)
                     if aStart <= bLast && bStart <= aLast {
-                        throw .segmentsOverlap(first: a.index, second: b.index, physical: physical, address: max(aStart, bStart))
+                        throw .segmentsOverlap(
+                            first: a.index, second: b.index, physical: physical, address: max(aStart, bStart))
                     }
                     guard aStart & ~0xFFF <= bLast | 0xFFF && bStart & ~0xFFF <= aLast | 0xFFF else { continue }
                     let page = aStart < bStart ? aLast & ~0xFFF : bLast & ~0xFFF
@@ -261,7 +267,8 @@ public struct ELFLayout: Equatable, Sendable {
                             firstPermissions: a.permissions.description, secondPermissions: b.permissions.description)
                     }
                     guard a.virtualAddress &- a.physicalAddress == b.virtualAddress &- b.physicalAddress else {
-                        throw .segmentsSharePageAtDifferentOffsets(first: a.index, second: b.index, physical: physical, page: page)
+                        throw .segmentsSharePageAtDifferentOffsets(
+                            first: a.index, second: b.index, physical: physical, page: page)
                     }
                 }
             }
@@ -322,7 +329,8 @@ public struct ELFImage: Equatable, Sendable {
     /// ends): at most the sum of the segments' `p_filesz`.
     /// - Throws: ``ELFError/segmentOutsideFile(segment:offset:size:fileSize:)`` if the file is shorter than
     ///   the layout said (it shrank), or what `read` throws.
-    public init(layout: ELFLayout, read: (_ offset: UInt64, _ count: Int) throws(ELFError) -> [UInt8]) throws(ELFError) {
+    public init(layout: ELFLayout, read: (_ offset: UInt64, _ count: Int) throws(ELFError) -> [UInt8]) throws(ELFError)
+    {
         var contents: [[UInt8]] = []
         contents.reserveCapacity(layout.segments.count)
         for segment in layout.segments {

@@ -99,7 +99,8 @@ struct MemoryPlan {
         let extras = configuration.extraMappings
         let segments = layout.segments
         guard extras.count + segments.count <= Self.maximumImageRecords else {
-            throw .tooManyImageRecords(segments: segments.count, mappings: extras.count, maximum: Self.maximumImageRecords)
+            throw .tooManyImageRecords(
+                segments: segments.count, mappings: extras.count, maximum: Self.maximumImageRecords)
         }
         let arenaSize = Layout.arenaSize(
             memorySize: size, extraMappings: extras + segments.map(\.mapping), architecture: configuration.architecture)
@@ -121,7 +122,8 @@ struct MemoryPlan {
                 throw .segmentOverlapsLowMemory(segment: segment.index, virtual: false, base: base, end: end)
             }
             guard end <= scratchBase else {
-                throw .segmentOverlapsArena(segment: segment.index, virtual: false, base: base, end: end, scratchBase: scratchBase)
+                throw .segmentOverlapsArena(
+                    segment: segment.index, virtual: false, base: base, end: end, scratchBase: scratchBase)
             }
             // Virtual pages: the reserved areas' identity maps stay where the contract says they are.
             let virtualBase = segment.pageVirtualBase
@@ -176,7 +178,8 @@ struct MemoryPlan {
         imageStart = segments.map(\.pagePhysicalBase).min() ?? 0
         imageEnd = physicalEnd
         imageSize = physicalEnd - imageStart
-        defaultMappings = Self.elfMappings(segments: segments, scratchBase: scratchBase, arenaBase: arenaBase, arenaSize: arenaSize)
+        defaultMappings = Self.elfMappings(
+            segments: segments, scratchBase: scratchBase, arenaBase: arenaBase, arenaSize: arenaSize)
     }
 
     /// Most boot-information mapping records next to the version-2 extension: extra mappings plus segments.
@@ -185,7 +188,9 @@ struct MemoryPlan {
     /// RAM identity-mapped from 0x1000 to the scratch (read-write, not executable) except each segment's
     /// frames, which carry the segment's kind; the arena read-write; then each segment at its virtual pages
     /// (where they are not the identity pages already), shadowing the identity map where they overlap it.
-    static func elfMappings(segments: [ELFSegment], scratchBase: UInt64, arenaBase: UInt64, arenaSize: UInt64) -> [Mapping] {
+    static func elfMappings(segments: [ELFSegment], scratchBase: UInt64, arenaBase: UInt64, arenaSize: UInt64)
+        -> [Mapping]
+    {
         var mappings: [Mapping] = []
         var cursor: UInt64 = 0x1000
         // Frames of two segments overlap only on a shared page, where the layout made them agree on the kind.

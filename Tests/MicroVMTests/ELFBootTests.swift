@@ -24,7 +24,9 @@ struct ELFBootTests {
         #expect(String(decoding: machine.consoleOutput, as: UTF8.self) == hello64ELFOutput)
     }
 
-    @Test("the engine's translation of every page of every segment has exactly the segment's permissions, and KVM agrees on the frames")
+    @Test(
+        "the engine's translation of every page of every segment has exactly the segment's permissions, and KVM agrees on the frames"
+    )
     func translations() throws {
         let configuration = try elfConfiguration("hello64")
         let machine = try Machine(configuration: configuration)
@@ -52,7 +54,8 @@ struct ELFBootTests {
         let root = String(machine.addressSpace.rootPhysicalAddress, radix: 16)
         do {
             let outcome = try machine.run()
-            Issue.record("the guest survived: \(outcome), printed \(String(decoding: machine.consoleOutput, as: UTF8.self))")
+            Issue.record(
+                "the guest survived: \(outcome), printed \(String(decoding: machine.consoleOutput, as: UTF8.self))")
             return ""
         } catch {
             #expect(String(decoding: machine.consoleOutput, as: UTF8.self) == printed)
@@ -66,14 +69,18 @@ struct ELFBootTests {
     func writeRodata() throws {
         let line = try faultLine(entryOffset: 0x10, printed: "writing .rodata\n")
         #expect(line.hasPrefix("triple fault: RIP 0xffffffff800"))
-        #expect(line.hasSuffix("(-> 0x1001c5, read-only, 4 KiB leaf), CR2 0xffffffff80001000 (-> 0x101000, read-only, no-execute, 4 KiB leaf)"))
+        #expect(
+            line.hasSuffix(
+                "(-> 0x1001c5, read-only, 4 KiB leaf), CR2 0xffffffff80001000 (-> 0x101000, read-only, no-execute, 4 KiB leaf)"
+            ))
     }
 
     @Test("an instruction fetch from .data faults: RIP and CR2 are the no-execute page")
     func fetchData() throws {
         #expect(
             try faultLine(entryOffset: 0x20, printed: "executing .data\n")
-                == "triple fault: RIP 0xffffffff80002008 (-> 0x102008, writable, no-execute, 4 KiB leaf), CR2 0xffffffff80002008 (-> 0x102008, writable, no-execute, 4 KiB leaf)")
+                == "triple fault: RIP 0xffffffff80002008 (-> 0x102008, writable, no-execute, 4 KiB leaf), CR2 0xffffffff80002008 (-> 0x102008, writable, no-execute, 4 KiB leaf)"
+        )
     }
 
     @Test("the identity map obeys W^X too: a write to .text's frame and a fetch from .data's frame fault")
@@ -82,7 +89,8 @@ struct ELFBootTests {
         #expect(write.hasSuffix("CR2 0x100000 (-> 0x100000, read-only, 4 KiB leaf)"))
         #expect(
             try faultLine(entryOffset: 0x40, printed: "executing the identity alias of .data\n")
-                == "triple fault: RIP 0x102008 (-> 0x102008, writable, no-execute, 4 KiB leaf), CR2 0x102008 (-> 0x102008, writable, no-execute, 4 KiB leaf)")
+                == "triple fault: RIP 0x102008 (-> 0x102008, writable, no-execute, 4 KiB leaf), CR2 0x102008 (-> 0x102008, writable, no-execute, 4 KiB leaf)"
+        )
     }
 
     @Test("a write to .text faults")
@@ -106,7 +114,9 @@ struct ELFCommandLineTests {
     func entry() throws {
         let result = try runMicrovm(["--entry", "0xffffffff80000020", "Guests/elf/hello64.elf"])
         #expect(result.stdout == "executing .data\n")
-        #expect(result.stderr.hasPrefix("microvm: error: triple fault: RIP 0xffffffff80002008 (-> 0x102008, writable, no-execute, 4 KiB leaf)"))
+        #expect(
+            result.stderr.hasPrefix(
+                "microvm: error: triple fault: RIP 0xffffffff80002008 (-> 0x102008, writable, no-execute, 4 KiB leaf)"))
         #expect(result.stderr.filter { $0 == "\n" }.count == 1)
         #expect(result.status == 125)
     }
@@ -135,7 +145,9 @@ struct ELFBadInputTests {
         if let bytes { #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes))) }
         defer { unlink(path) }
         let result = try runMicrovm(arguments.map { $0 == "FILE" ? path : $0 })
-        #expect(result.stderr == "microvm: error: \(message.replacingOccurrences(of: "FILE", with: path))\n", sourceLocation: sourceLocation)
+        #expect(
+            result.stderr == "microvm: error: \(message.replacingOccurrences(of: "FILE", with: path))\n",
+            sourceLocation: sourceLocation)
         #expect(result.status == 2, sourceLocation: sourceLocation)
         #expect(result.stdout == "", sourceLocation: sourceLocation)
     }
@@ -151,14 +163,18 @@ struct ELFBadInputTests {
     @Test func loadIsRefused() throws {
         try expectError(
             ["--load", "0x200000", "Guests/elf/hello64.elf"],
-            "--load does not apply to ELF guest 'Guests/elf/hello64.elf': its segments go to their physical addresses (p_paddr)")
+            "--load does not apply to ELF guest 'Guests/elf/hello64.elf': its segments go to their physical addresses (p_paddr)"
+        )
     }
     @Test func truncated() throws {
         let bytes = try elfGuest("hello64")
-        try expectError(["FILE"], file: Array(bytes.prefix(30)), "bad ELF guest 'FILE': truncated ELF header: 64 bytes needed, the file has 30")
+        try expectError(
+            ["FILE"], file: Array(bytes.prefix(30)),
+            "bad ELF guest 'FILE': truncated ELF header: 64 bytes needed, the file has 30")
         try expectError(
             ["FILE"], file: Array(bytes.prefix(0x2080)),
-            "bad ELF guest 'FILE': segment 1: its 0x116 file bytes at offset 0x2000 extend past the end of the file (8320 bytes)")
+            "bad ELF guest 'FILE': segment 1: its 0x116 file bytes at offset 0x2000 extend past the end of the file (8320 bytes)"
+        )
     }
     @Test func layout() throws {
         try expectError(

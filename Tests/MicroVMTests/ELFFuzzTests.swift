@@ -42,13 +42,16 @@ enum ELFFuzz {
         let memorySize = [UInt64(1) << 20, 4 << 20, 16 << 20, 16 << 20, 64 << 20].randomElement(using: &rng)!
         var entryPoint: UInt64? = nil
         if Int.random(in: 0..<10, using: &rng) == 0 {
-            entryPoint = [0xFFFF_FFFF_8000_0010, 0xC000_0010, 0x10_0000, UInt64.random(in: 0...UInt64.max, using: &rng)]
-                .randomElement(using: &rng)!
+            entryPoint = [
+                0xFFFF_FFFF_8000_0010, 0xC000_0010, 0x10_0000, UInt64.random(in: 0...UInt64.max, using: &rng),
+            ]
+            .randomElement(using: &rng)!
         }
         var extraMappings: [Mapping] = []
         if Int.random(in: 0..<8, using: &rng) == 0 {
             let physical = [UInt64(0x10_0000), 0x10_1000, 0x10_2000, 0x20_0000].randomElement(using: &rng)!
-            let virtual = [UInt64(0x4000_0000), 0xFFFF_FFFF_8000_0000, 0xC000_0000, physical].randomElement(using: &rng)!
+            let virtual = [UInt64(0x4000_0000), 0xFFFF_FFFF_8000_0000, 0xC000_0000, physical].randomElement(
+                using: &rng)!
             let kind = [MappingKind.readOnly, .readWrite, .readExecute, .copyOnWrite(executable: true)]
                 .randomElement(using: &rng)!
             extraMappings = [Mapping(physicalBase: physical, virtualBase: virtual, length: 0x1000, kind: kind)]
@@ -143,7 +146,9 @@ struct ELFFuzzBootTests {
         while booted < 60 && seed < ELFFuzzTests.count {
             defer { seed += 1 }
             let mutant = ELFFuzz.mutant(seed: seed)
-            guard mutant.architecture == .amd64, case .built(_, var configuration) = ELFFuzz.run(mutant) else { continue }
+            guard mutant.architecture == .amd64, case .built(_, var configuration) = ELFFuzz.run(mutant) else {
+                continue
+            }
             configuration.timeout = .milliseconds(100)
             configuration.console = .capture(limit: 4096)
             booted += 1
@@ -156,7 +161,9 @@ struct ELFFuzzBootTests {
                 endings[String(error.description.prefix(while: { $0 != ":" })), default: 0] += 1
             }
         }
-        print("ELF fuzz boots: \(booted) mutants; \(endings.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        print(
+            "ELF fuzz boots: \(booted) mutants; \(endings.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+        )
         #expect(booted == 60)
     }
 }

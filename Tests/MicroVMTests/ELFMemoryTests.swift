@@ -6,7 +6,9 @@ import Testing
 /// boot-information block of a ``BootImage``.
 @Suite("ELF images in guest memory: placement, W^X, boot information")
 struct ELFMemoryTests {
-    @Test("hello64.elf: each segment's pages have exactly its permissions, at its virtual address and on the identity map", arguments: [AllowedLeafSizes.smallPagesOnly, [.size2M]])
+    @Test(
+        "hello64.elf: each segment's pages have exactly its permissions, at its virtual address and on the identity map",
+        arguments: [AllowedLeafSizes.smallPagesOnly, [.size2M]])
     func permissionsAMD64(_ leaves: AllowedLeafSizes) throws {
         let configuration = try elfConfiguration("hello64")
         let image = try BootImage(configuration: configuration, allowedLeafSizes: leaves)
@@ -95,7 +97,9 @@ struct ELFMemoryTests {
     @Test("extra mappings come first, segments after; the extension follows them all; --entry is what it names")
     func bootInfoWithMappings() throws {
         var configuration = try elfConfiguration("hello64", entry: 0xFFFF_FFFF_8000_0010)
-        configuration.extraMappings = [Mapping(physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readWrite)]
+        configuration.extraMappings = [
+            Mapping(physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readWrite)
+        ]
         let image = try BootImage(configuration: configuration, allowedLeafSizes: [])
         let memory = image.memory
         let base = Layout.bootInfoAddress
@@ -109,7 +113,9 @@ struct ELFMemoryTests {
     @Test("a flat image keeps the version-1 block byte for byte: no extension")
     func flatStaysVersion1() throws {
         var configuration = MachineConfiguration(architecture: .amd64, image: try guest("hello64"))
-        configuration.extraMappings = [Mapping(physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readWrite)]
+        configuration.extraMappings = [
+            Mapping(physicalBase: 0x40_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readWrite)
+        ]
         let image = try BootImage(configuration: configuration, allowedLeafSizes: [])
         #expect(image.memory.load(UInt32.self, at: Layout.bootInfoAddress + 4) == 1)
         #expect(image.bootInfo.byteCount == 80 + 32)
@@ -150,22 +156,27 @@ struct ELFLayoutRefusalTests {
     @Test func lowMemory() throws {
         expectError(
             try configuration { $0.headers[1].physicalAddress = 0x7_F000 },
-            "ELF segment 1 (physical 0x7f000-0x80fff) overlaps low memory below 0x80000 (page 0, GDT, boot information, stack)")
+            "ELF segment 1 (physical 0x7f000-0x80fff) overlaps low memory below 0x80000 (page 0, GDT, boot information, stack)"
+        )
         expectError(
             try configuration { $0.headers[1].virtualAddress = 0x2000 },
-            "ELF segment 1 (virtual 0x2000-0x3fff) overlaps low memory below 0x80000 (page 0, GDT, boot information, stack)")
+            "ELF segment 1 (virtual 0x2000-0x3fff) overlaps low memory below 0x80000 (page 0, GDT, boot information, stack)"
+        )
     }
     @Test func arena() throws {
         var top = try configuration { $0.headers[1].physicalAddress = 0xFF_0000 }
-        let plan = try BootImage(configuration: MachineConfiguration(elf: try ELFBuilder().parse()), allowedLeafSizes: [])
+        let plan = try BootImage(
+            configuration: MachineConfiguration(elf: try ELFBuilder().parse()), allowedLeafSizes: [])
         let scratch = plan.arenaBase - Layout.copyOnWriteScratchSize
         expectError(
             top,
-            "ELF segment 1 (physical 0xff0000-0xff1fff) overlaps the copy-on-write scratch and page-table arena at 0x\(String(scratch, radix: 16)): use more --memory")
+            "ELF segment 1 (physical 0xff0000-0xff1fff) overlaps the copy-on-write scratch and page-table arena at 0x\(String(scratch, radix: 16)): use more --memory"
+        )
         top = try configuration { $0.headers[1].virtualAddress = 0xFF_0000 }
         expectError(
             top,
-            "ELF segment 1 (virtual 0xff0000-0xff1fff) overlaps the copy-on-write scratch and page-table arena at 0x\(String(scratch, radix: 16))")
+            "ELF segment 1 (virtual 0xff0000-0xff1fff) overlaps the copy-on-write scratch and page-table arena at 0x\(String(scratch, radix: 16))"
+        )
     }
     @Test func memoryTooSmall() throws {
         var small = try configuration { _ in }
@@ -174,7 +185,9 @@ struct ELFLayoutRefusalTests {
         do {
             _ = try BootImage(configuration: small, allowedLeafSizes: [])
         } catch {
-            #expect(error.description.hasPrefix("memory 516 KiB is too small: this guest and its page tables need at least"))
+            #expect(
+                error.description.hasPrefix("memory 516 KiB is too small: this guest and its page tables need at least")
+            )
         }
     }
     @Test func entryOverride() throws {
@@ -197,20 +210,24 @@ struct ELFLayoutRefusalTests {
             builder.entry = 0x40_0000
         }
         edited.extraMappings = (0..<6).map { i in
-            Mapping(physicalBase: 0x20_0000, virtualBase: 0x1_0000_0000 + UInt64(i) << 12, length: 0x1000, kind: .readOnly)
+            Mapping(
+                physicalBase: 0x20_0000, virtualBase: 0x1_0000_0000 + UInt64(i) << 12, length: 0x1000, kind: .readOnly)
         }
-        expectError(edited, "120 ELF segments and 6 extra mappings are more than the 125 the boot-information block can list")
+        expectError(
+            edited, "120 ELF segments and 6 extra mappings are more than the 125 the boot-information block can list")
     }
     @Test("an extra mapping may not cover a segment's pages, nor widen the permissions of its frames")
     func extraMappings() throws {
         var edited = try configuration { _ in }
-        let overText = Mapping(physicalBase: 0x30_0000, virtualBase: 0xFFFF_FFFF_8000_0000, length: 0x1000, kind: .readWrite)
+        let overText = Mapping(
+            physicalBase: 0x30_0000, virtualBase: 0xFFFF_FFFF_8000_0000, length: 0x1000, kind: .readWrite)
         edited.extraMappings = [overText]
         expectError(edited, "mapping \(overText) overlaps the virtual pages of ELF segment 0")
         let writableText = Mapping(physicalBase: 0x10_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readWrite)
         edited.extraMappings = [writableText]
         expectError(edited, "mapping \(writableText) would make the frames of ELF segment 0 (r-x) writable")
-        let executableData = Mapping(physicalBase: 0x10_2000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readExecute)
+        let executableData = Mapping(
+            physicalBase: 0x10_2000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readExecute)
         edited.extraMappings = [executableData]
         expectError(edited, "mapping \(executableData) would make the frames of ELF segment 1 (rw-) executable")
     }
@@ -219,7 +236,8 @@ struct ELFLayoutRefusalTests {
         var edited = try configuration { _ in }
         edited.extraMappings = [
             Mapping(physicalBase: 0x10_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readExecute),
-            Mapping(physicalBase: 0x10_0000, virtualBase: 0x4000_1000, length: 0x1000, kind: .copyOnWrite(executable: true)),
+            Mapping(
+                physicalBase: 0x10_0000, virtualBase: 0x4000_1000, length: 0x1000, kind: .copyOnWrite(executable: true)),
             Mapping(physicalBase: 0x10_1000, virtualBase: 0x4000_2000, length: 0x2000, kind: .readOnly),
         ]
         let image = try BootImage(configuration: edited, allowedLeafSizes: [])
@@ -227,7 +245,9 @@ struct ELFLayoutRefusalTests {
         #expect(try writeXorExecuteViolations(image, segments: elf.layout.segments) == [])
         // On i686 (no NX), "x" over a data segment's frames adds nothing, so it is accepted.
         var narrow = MachineConfiguration(elf: try ELFBuilder.i686.parse())
-        narrow.extraMappings = [Mapping(physicalBase: 0x10_1000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readExecute)]
+        narrow.extraMappings = [
+            Mapping(physicalBase: 0x10_1000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readExecute)
+        ]
         _ = try BootImage(configuration: narrow, allowedLeafSizes: [])
     }
 }

@@ -17,7 +17,10 @@ struct ELFParserAcceptTests {
         #expect(text.permissions == [.readable, .executable])
         #expect(text.kind == .readExecute)
         #expect(data.kind == .readWrite)
-        #expect(data.mapping == Mapping(physicalBase: 0x10_1000, virtualBase: 0xFFFF_FFFF_8000_1000, length: 0x2000, kind: .readWrite))
+        #expect(
+            data.mapping
+                == Mapping(
+                    physicalBase: 0x10_1000, virtualBase: 0xFFFF_FFFF_8000_1000, length: 0x2000, kind: .readWrite))
         let bytes = builder.bytes
         #expect(image.contents[0] == Array(bytes[0x1000..<0x1100]))
         #expect(image.contents[1] == Array(bytes[0x2000..<0x2010]))
@@ -34,11 +37,13 @@ struct ELFParserAcceptTests {
     @Test("the committed guests parse, each segment on its own pages")
     func committedGuests() throws {
         let amd64 = try ELFLayout(bytes: try elfGuest("hello64"), architecture: .amd64)
-        #expect(amd64.segments.map(\.mapping) == [
-            Mapping(physicalBase: 0x10_0000, virtualBase: 0xFFFF_FFFF_8000_0000, length: 0x1000, kind: .readExecute),
-            Mapping(physicalBase: 0x10_1000, virtualBase: 0xFFFF_FFFF_8000_1000, length: 0x1000, kind: .readOnly),
-            Mapping(physicalBase: 0x10_2000, virtualBase: 0xFFFF_FFFF_8000_2000, length: 0x3000, kind: .readWrite),
-        ])
+        #expect(
+            amd64.segments.map(\.mapping) == [
+                Mapping(
+                    physicalBase: 0x10_0000, virtualBase: 0xFFFF_FFFF_8000_0000, length: 0x1000, kind: .readExecute),
+                Mapping(physicalBase: 0x10_1000, virtualBase: 0xFFFF_FFFF_8000_1000, length: 0x1000, kind: .readOnly),
+                Mapping(physicalBase: 0x10_2000, virtualBase: 0xFFFF_FFFF_8000_2000, length: 0x3000, kind: .readWrite),
+            ])
         #expect(amd64.segments[2].fileSize < amd64.segments[2].memorySize)
         let i686 = try ELFLayout(bytes: try elfGuest("hello32"), architecture: .i686)
         #expect(i686.segments.map(\.pageVirtualBase) == [0xC000_0000, 0xC000_1000, 0xC000_2000])
@@ -48,8 +53,10 @@ struct ELFParserAcceptTests {
     @Test("other program headers, zero-size PT_LOADs and p_align are ignored")
     func ignored() throws {
         var builder = ELFBuilder()
-        builder.headers.append(.init(type: 4, flags: 0, offset: 0, virtualAddress: 0, physicalAddress: 0, fileSize: 8, memorySize: 8))
-        builder.headers.append(.init(flags: 7, offset: 0x10, virtualAddress: 0x10, physicalAddress: 0x10, fileSize: 0, memorySize: 0))
+        builder.headers.append(
+            .init(type: 4, flags: 0, offset: 0, virtualAddress: 0, physicalAddress: 0, fileSize: 8, memorySize: 8))
+        builder.headers.append(
+            .init(flags: 7, offset: 0x10, virtualAddress: 0x10, physicalAddress: 0x10, fileSize: 0, memorySize: 0))
         builder.headers[0].align = 3  // not a power of two: not used
         let layout = try builder.parse().layout
         #expect(layout.segments.map(\.index) == [0, 1])
@@ -72,7 +79,10 @@ struct ELFParserAcceptTests {
         builder.headers[1].physicalAddress = 0x20_0800
         builder.headers[1].memorySize = 0x1800
         let segment = try builder.parse().layout.segments[1]
-        #expect(segment.mapping == Mapping(physicalBase: 0x20_0000, virtualBase: 0xFFFF_FFFF_FFFF_E000, length: 0x2000, kind: .readWrite))
+        #expect(
+            segment.mapping
+                == Mapping(
+                    physicalBase: 0x20_0000, virtualBase: 0xFFFF_FFFF_FFFF_E000, length: 0x2000, kind: .readWrite))
     }
 }
 
@@ -90,11 +100,17 @@ struct ELFParserRefusalTests {
         #expect(elfError(Array("hello".utf8))?.description == "not an ELF file (no \\x7fELF magic)")
     }
     @Test func truncatedIdentification() {
-        #expect(elfError(Array(ELFBuilder().bytes.prefix(10)))?.description == "truncated ELF header: 16 bytes needed, the file has 10")
+        #expect(
+            elfError(Array(ELFBuilder().bytes.prefix(10)))?.description
+                == "truncated ELF header: 16 bytes needed, the file has 10")
     }
     @Test func truncatedHeader() {
-        #expect(elfError(Array(ELFBuilder().bytes.prefix(40)))?.description == "truncated ELF header: 64 bytes needed, the file has 40")
-        #expect(elfError(Array(ELFBuilder.i686.bytes.prefix(51)), .i686)?.description == "truncated ELF header: 52 bytes needed, the file has 51")
+        #expect(
+            elfError(Array(ELFBuilder().bytes.prefix(40)))?.description
+                == "truncated ELF header: 64 bytes needed, the file has 40")
+        #expect(
+            elfError(Array(ELFBuilder.i686.bytes.prefix(51)), .i686)?.description
+                == "truncated ELF header: 52 bytes needed, the file has 51")
     }
     @Test func unknownClass() {
         var builder = ELFBuilder()
@@ -123,9 +139,11 @@ struct ELFParserRefusalTests {
         builder.type = 3
         expectError(
             builder,
-            "ELF type ET_DYN (3, a shared object or position-independent executable) is not an executable: link a static executable (ET_EXEC)")
+            "ELF type ET_DYN (3, a shared object or position-independent executable) is not an executable: link a static executable (ET_EXEC)"
+        )
         builder.type = 1
-        expectError(builder, "ELF type ET_REL (1, an object file) is not an executable: link a static executable (ET_EXEC)")
+        expectError(
+            builder, "ELF type ET_REL (1, an object file) is not an executable: link a static executable (ET_EXEC)")
     }
     @Test func machineMismatch() {
         var builder = ELFBuilder()
@@ -145,7 +163,8 @@ struct ELFParserRefusalTests {
         builder.programHeaderCount = 0xFFFF
         expectError(builder, "program header count 0xffff (PN_XNUM, extended numbering) is not supported")
         builder.programHeaderCount = 0xFFFE
-        expectError(builder, "program headers (65534 x 56 bytes at offset 0x40) extend past the end of the file (8208 bytes)")
+        expectError(
+            builder, "program headers (65534 x 56 bytes at offset 0x40) extend past the end of the file (8208 bytes)")
         var bytes = ELFBuilder().bytes
         bytes[32] = 0xF0  // e_phoff 0x40 -> 0x1ff0: the table would end at 0x2060
         bytes[33] = 0x1F
@@ -158,7 +177,8 @@ struct ELFParserRefusalTests {
         for i in 0..<8 { bytes[32 + i] = 0xFF }
         #expect(
             elfError(bytes)?.description
-                == "program headers (2 x 56 bytes at offset 0xffffffffffffffff) extend past the end of the file (8208 bytes)")
+                == "program headers (2 x 56 bytes at offset 0xffffffffffffffff) extend past the end of the file (8208 bytes)"
+        )
     }
     @Test func noLoadableSegment() {
         var builder = ELFBuilder()
@@ -190,14 +210,16 @@ struct ELFParserRefusalTests {
         for i in 0..<8 { bytes[64 + 56 + 8 + i] = 0xFF }  // p_offset of segment 1: 2^64 - 1, so the end wraps
         #expect(
             elfError(bytes)?.description
-                == "segment 1: its 0x10 file bytes at offset 0xffffffffffffffff extend past the end of the file (8208 bytes)")
+                == "segment 1: its 0x10 file bytes at offset 0xffffffffffffffff extend past the end of the file (8208 bytes)"
+        )
     }
     @Test func misaligned() {
         var builder = ELFBuilder()
         builder.headers[1].physicalAddress = 0x10_1800
         expectError(
             builder,
-            "segment 1: virtual address 0xffffffff80001000 and physical address 0x101800 differ modulo 4 KiB, which page tables cannot map")
+            "segment 1: virtual address 0xffffffff80001000 and physical address 0x101800 differ modulo 4 KiB, which page tables cannot map"
+        )
     }
     @Test func outsideVirtualSpace() {
         var builder = ELFBuilder()
@@ -205,27 +227,35 @@ struct ELFParserRefusalTests {
         builder.headers[1].physicalAddress = 0x20_0000
         expectError(
             builder,
-            "segment 1: 0x2000 bytes at virtual address 0x7ffffffff000 are outside the amd64 virtual address space (48-bit canonical, either half)")
+            "segment 1: 0x2000 bytes at virtual address 0x7ffffffff000 are outside the amd64 virtual address space (48-bit canonical, either half)"
+        )
         builder.headers[1].virtualAddress = 0xFFFF_FFFF_FFFF_F000  // wraps past 2^64
         expectError(
             builder,
-            "segment 1: 0x2000 bytes at virtual address 0xfffffffffffff000 are outside the amd64 virtual address space (48-bit canonical, either half)")
+            "segment 1: 0x2000 bytes at virtual address 0xfffffffffffff000 are outside the amd64 virtual address space (48-bit canonical, either half)"
+        )
         builder.headers[1].virtualAddress = 0x8000_0000_0000
         expectError(
             builder,
-            "segment 1: 0x2000 bytes at virtual address 0x800000000000 are outside the amd64 virtual address space (48-bit canonical, either half)")
+            "segment 1: 0x2000 bytes at virtual address 0x800000000000 are outside the amd64 virtual address space (48-bit canonical, either half)"
+        )
         var narrow = ELFBuilder.i686
         narrow.headers[1].virtualAddress = 0xFFFF_F000
         narrow.headers[1].physicalAddress = 0x20_0000
-        expectError(narrow, "segment 1: 0x2000 bytes at virtual address 0xfffff000 are outside the i686 virtual address space (4 GiB)")
+        expectError(
+            narrow,
+            "segment 1: 0x2000 bytes at virtual address 0xfffff000 are outside the i686 virtual address space (4 GiB)")
     }
     @Test func outsidePhysicalSpace() {
         var builder = ELFBuilder()
         builder.headers[1].physicalAddress = 1 << 52
-        expectError(builder, "segment 1: 0x2000 bytes at physical address 0x10000000000000 are beyond the amd64 physical address space")
+        expectError(
+            builder,
+            "segment 1: 0x2000 bytes at physical address 0x10000000000000 are beyond the amd64 physical address space")
         var narrow = ELFBuilder.i686
         narrow.headers[1].physicalAddress = 0xFFFF_F000
-        expectError(narrow, "segment 1: 0x2000 bytes at physical address 0xfffff000 are beyond the i686 physical address space")
+        expectError(
+            narrow, "segment 1: 0x2000 bytes at physical address 0xfffff000 are beyond the i686 physical address space")
     }
     @Test func overlaps() {
         var builder = ELFBuilder()
@@ -240,12 +270,15 @@ struct ELFParserRefusalTests {
         var builder = ELFBuilder()
         builder.headers[1].virtualAddress = 0xFFFF_FFFF_8000_0800
         builder.headers[1].physicalAddress = 0x10_0800
-        expectError(builder, "segments 0 (r-x) and 1 (rw-) share the virtual page 0xffffffff80000000 with different permissions")
+        expectError(
+            builder, "segments 0 (r-x) and 1 (rw-) share the virtual page 0xffffffff80000000 with different permissions"
+        )
         builder.headers[1].flags = 5
         builder.headers[1].physicalAddress = 0x20_0800
         expectError(
             builder,
-            "segments 0 and 1 share the virtual page 0xffffffff80000000 but map it at different offsets (p_vaddr - p_paddr differs)")
+            "segments 0 and 1 share the virtual page 0xffffffff80000000 but map it at different offsets (p_vaddr - p_paddr differs)"
+        )
         builder = ELFBuilder()
         builder.headers[1].virtualAddress = 0xFFFF_FFFF_9000_0800
         builder.headers[1].physicalAddress = 0x10_0800
@@ -268,10 +301,14 @@ struct ELFParserRefusalTests {
             }
             Issue.record("a short read was accepted")
         } catch {
-            #expect(error.description == "segment 0: its 0x100 file bytes at offset 0x1000 extend past the end of the file (4351 bytes)")
+            #expect(
+                error.description
+                    == "segment 0: its 0x100 file bytes at offset 0x1000 extend past the end of the file (4351 bytes)")
         }
         #expect(throws: ELFError.readFailed("disk on fire")) {
-            _ = try ELFLayout(fileSize: 100, architecture: .amd64) { (_, _) throws(ELFError) in throw .readFailed("disk on fire") }
+            _ = try ELFLayout(fileSize: 100, architecture: .amd64) { (_, _) throws(ELFError) in
+                throw .readFailed("disk on fire")
+            }
         }
     }
 }

@@ -15,7 +15,9 @@ struct ELFQEMUTests {
         return try runOnQEMU(image)
     }
 
-    @Test("hello32.elf: upper-gigabyte code, bss zero, the version-2 boot information", arguments: [AllowedLeafSizes.smallPagesOnly, [.size4M]])
+    @Test(
+        "hello32.elf: upper-gigabyte code, bss zero, the version-2 boot information",
+        arguments: [AllowedLeafSizes.smallPagesOnly, [.size4M]])
     func hello(_ leaves: AllowedLeafSizes) throws {
         let run = try run(leaves: leaves)
         #expect(
@@ -41,7 +43,9 @@ struct ELFQEMUTests {
     @Test("a write to the identity alias of .text's frame faults too")
     func writeTextAlias() throws {
         let run = try run(entryOffset: 0x30, leaves: [.size4M])
-        #expect(run.standardOutput.hasPrefix("writing the identity alias of .text\npage fault: error 00000003 cr2 00100000 eip c00"))
+        #expect(
+            run.standardOutput.hasPrefix(
+                "writing the identity alias of .text\npage fault: error 00000003 cr2 00100000 eip c00"))
         #expect(run.status == 0x43)
     }
 

@@ -172,10 +172,12 @@ func writeXorExecuteViolations(_ image: BootImage, segments: [ELFSegment]) throw
                 let end = base + segment.pageLength
                 guard first < end && base <= last else { continue }
                 if leaf.kind.isWritable && !segment.permissions.contains(.writable) {
-                    problems.append("\(leaf) makes frames of segment \(segment.index) (\(segment.permissions)) writable")
+                    problems.append(
+                        "\(leaf) makes frames of segment \(segment.index) (\(segment.permissions)) writable")
                 }
                 if amd64 && leaf.kind.isExecutable && !segment.permissions.contains(.executable) {
-                    problems.append("\(leaf) makes frames of segment \(segment.index) (\(segment.permissions)) executable")
+                    problems.append(
+                        "\(leaf) makes frames of segment \(segment.index) (\(segment.permissions)) executable")
                 }
                 if segment.permissions.contains(.executable) && base <= first && last < end {
                     onExecutableSegment = true
@@ -198,7 +200,8 @@ func writeXorExecuteViolations(_ image: BootImage, segments: [ELFSegment]) throw
                 && (!amd64 || translation?.kind.isExecutable == segment.kind.isExecutable)
             if translation?.physicalAddress != segment.pagePhysicalBase + page || !kindMatches {
                 problems.append(
-                    "segment \(segment.index) page \(segment.pageVirtualBase &+ page) translates to \(String(describing: translation))")
+                    "segment \(segment.index) page \(segment.pageVirtualBase &+ page) translates to \(String(describing: translation))"
+                )
             }
             page += 0x1000
         }
