@@ -14,6 +14,8 @@
 # Guests/qemu/bios.ld into Guests/qemu/*.bin and checked the same way.
 # The Embedded Swift guests (Guests/swift/*.swift -> Guests/swift/NAME.elf and Guests/NAME.bin) are built by
 # scripts/build-swift-guests.sh, called from here, and checked the same way too.
+# Guests/elf/*.S are ELF guests: linked with Guests/elf/amd64.ld or i686.ld into Guests/elf/*.elf, which stay
+# ELF executables (one PT_LOAD per permission; symbols kept, no build id) and are checked the same way.
 set -euo pipefail
 
 TOOLS="${SWIFT_TOOLCHAIN:-/opt/swift/usr/bin}"
@@ -91,12 +93,26 @@ for elf in "$work"/swift/*.elf; do
     built+=("$name.bin" "swift/$name.elf")
 done
 
+# The ELF guests (Guests/elf/): linked as ELF executables with their own scripts, not flattened.
+mkdir -p "$work/elf"
+for src in "$GUESTS"/elf/*.S; do
+    name="$(basename "$src" .S)"
+    case "$name" in
+        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64; script="$GUESTS/elf/amd64.ld" ;;
+        *32) target=i686-unknown-none-elf;   emul=elf_i386;   script="$GUESTS/elf/i686.ld" ;;
+        *) echo "build-guests: elf/$name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
+    esac
+    (cd "$GUESTS/elf" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$work/elf/$name.o")
+    "$LLD" -m "$emul" -T "$script" --build-id=none -nostdlib -static -o "$work/elf/$name.elf" "$work/elf/$name.o"
+    built+=("elf/$name.elf")
+done
+
 if (( check )); then
     # Every committed binary must have a source, and every source's binary must match byte for byte.
-    for committed in "$GUESTS"/*.bin "$GUESTS"/qemu/*.bin "$GUESTS"/swift/*.elf; do
+    for committed in "$GUESTS"/*.bin "$GUESTS"/qemu/*.bin "$GUESTS"/swift/*.elf "$GUESTS"/elf/*.elf; do
         name="${committed#"$GUESTS"/}"
         if [[ ! -e "$work/$name" ]]; then
-            echo "build-guests: Guests/$name has no source (Guests/${name%.bin}.S, or a Swift guest of scripts/build-swift-guests.sh)" >&2
+            echo "build-guests: Guests/$name has no source (Guests/${name%.*}.S, or a Swift guest of scripts/build-swift-guests.sh)" >&2
             exit 1
         fi
     done

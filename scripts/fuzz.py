@@ -389,8 +389,8 @@ class FileFormat:
 
     - snapshot files: corpus = snapshots saved by `microvm --save-snapshot` from the committed guests;
       mutators += header-field mutators (magic, version, sizes, offsets); case = `--restore snap.bin`.
-    - ELF guests: corpus = the Embedded Swift ELF guests; mutators += ELF header / program header field
-      mutators (e_entry, p_offset, p_filesz > p_memsz, overlapping segments); case = `guest.elf`.
+    - ELF guests (`ELFGuest`, class `elf`): corpus = Guests/elf/*.elf; mutators += ELF header / program
+      header field mutators; case = `guest.elf` with --entry / --load / --map now and then.
     - gdb packets: corpus = recorded packet streams; mutators += checksum / length / escape mutators;
       case = `--gdb 127.0.0.1:PORT guest.bin` with `Case.driver` connecting and sending the packets.
     """
@@ -450,6 +450,155 @@ def m_insert_instruction(rng, data, fmt):
     i = rng.randrange(len(data) + 1)
     data[i:i] = code
     return f"insert instruction {name} at {i}"
+
+
+class ELFGuest(FileFormat):
+    """An ELF guest (README "ELF guests"): the committed Guests/elf/*.elf, mutated field by field (ELF header
+    and program header fields the loader reads, copies of one program header over another) as well as by the
+    generic byte mutators; run with the options that meet ELF loading (--entry, --load, --map over the
+    segments, small RAM)."""
+    name = "elf"
+    _corpus: list[tuple[str, bytes]] | None = None
+
+    def corpus(self):
+        if ELFGuest._corpus is None:
+            ELFGuest._corpus = [(p.name, p.read_bytes()) for p in sorted((GUESTS / "elf").glob("*.elf"))]
+        return ELFGuest._corpus
+
+    def mutators(self):
+        return GENERIC_MUTATORS + [(8, m_elf_header_field), (14, m_elf_program_header_field),
+                                   (2, m_elf_copy_program_header), (2, m_elf_truncate_headers)]
+
+    def case(self, cls, seed, rng, data, description):
+        i686 = description.startswith("hello32")
+        if rng.random() < 0.05:
+            i686 = not i686
+        ram = rng.choice((1 * MiB, 4 * MiB, 16 * MiB, 16 * MiB, 64 * MiB))
+        timeout = rng.choice((0.3, 0.5, 1.0))
+        args = ["--memory", f"{ram // MiB}M", "--timeout", f"{int(timeout * 1000)}ms"]
+        if i686:
+            args[0:0] = ["--arch", "i686"]
+        expect = Expect()
+        base = 0xC0000000 if i686 else 0xFFFFFFFF80000000
+        if rng.random() < 0.15:                  # the guests' entry table, or anywhere
+            entry = rng.choice((base + 0x10 * rng.randrange(6), base + rng.randrange(0x5000), 0x100000,
+                                rng.getrandbits(64)))
+            args += ["--entry", hex(entry)]
+        if rng.random() < 0.05 and data[:4] == b"\x7fELF":
+            args += ["--load", "0x200000"]
+            expect = Expect(statuses={2}, error_line=True, require=r"^--load does not apply to ELF guest",
+                            why="an ELF guest refuses --load")
+        if rng.random() < 0.15:                  # over a segment's pages or frames, or beside them
+            pa = rng.choice((0x100000, 0x101000, 0x102000, 0x200000))
+            va = rng.choice((0x40000000, base, base + 0x1000, pa))
+            args += ["--map", f"{hex(va)}={hex(pa)}:4K:{rng.choice(('r', 'rw', 'rx', 'rwx', 'rc', 'rxc'))}"]
+        if rng.random() < 0.2:
+            args += ["--page-size", rng.choice(("4k", "auto"))]
+        if rng.random() < 0.05:
+            args += [rng.choice(("--trace", "--dump-tables"))]
+        args.append("guest.elf")
+        return Case(cls, seed, args, description=description, files={"guest.elf": data}, timeout=timeout,
+                    ram=ram, verbose_stderr="--trace" in args or "--dump-tables" in args, expect=expect)
+
+
+def _elf_layout(data) -> tuple[bool, int, int, int] | None:
+    """(wide, phoff, phnum, phentsize) from the mutant's own ELF header, or None when it has none."""
+    if len(data) < 52 or data[4] not in (1, 2):
+        return None
+    wide = data[4] == 2
+    if wide and len(data) < 64:
+        return None
+    phoff, = struct.unpack_from("<Q" if wide else "<I", data, 32 if wide else 28)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54 if wide else 42)
+    return wide, phoff, phnum, 56 if wide else 32
+
+
+#: (name, offset, width) of the ELF header fields the loader reads, per class.
+ELF_HEADER_FIELDS = {
+    True: [("EI_CLASS", 4, 1), ("EI_DATA", 5, 1), ("EI_VERSION", 6, 1), ("e_type", 16, 2), ("e_machine", 18, 2),
+           ("e_version", 20, 4), ("e_entry", 24, 8), ("e_phoff", 32, 8), ("e_phentsize", 54, 2),
+           ("e_phnum", 56, 2)],
+    False: [("EI_CLASS", 4, 1), ("EI_DATA", 5, 1), ("EI_VERSION", 6, 1), ("e_type", 16, 2), ("e_machine", 18, 2),
+            ("e_version", 20, 4), ("e_entry", 24, 4), ("e_phoff", 28, 4), ("e_phentsize", 42, 2),
+            ("e_phnum", 44, 2)],
+}
+#: (name, offset, width) of the program header fields, per class.
+ELF_PROGRAM_HEADER_FIELDS = {
+    True: [("p_type", 0, 4), ("p_flags", 4, 4), ("p_offset", 8, 8), ("p_vaddr", 16, 8), ("p_paddr", 24, 8),
+           ("p_filesz", 32, 8), ("p_memsz", 40, 8), ("p_align", 48, 8)],
+    False: [("p_type", 0, 4), ("p_offset", 4, 4), ("p_vaddr", 8, 4), ("p_paddr", 12, 4), ("p_filesz", 16, 4),
+            ("p_memsz", 20, 4), ("p_flags", 24, 4), ("p_align", 28, 4)],
+}
+ELF_INTERESTING = [0, 1, 3, 7, 0xFFF, 0x1000, 0x1001, 0xFFFF, 0xFFFE, 0x80000, 0x100000, 0x101000, 0xFFF000,
+                   0x1000000, 0x7FFFFFFF, 0x80000000, 0xC0000000, 0xFFFFF000, 0xFFFFFFFF, 1 << 32,
+                   0x7FFFFFFFF000, 0x800000000000, 0xFFFF800000000000, 0xFFFFFFFF80000000, 0xFFFFFFFFFFFFF000,
+                   1 << 63, M64]
+
+
+def _elf_write(rng, data, at, width, name, peers):
+    """A new value for the field at `at`: interesting, a step from the old one, random, or a peer's value."""
+    if at + width > len(data):
+        return f"{name} (cut off)"
+    old = int.from_bytes(data[at:at + width], "little")
+    choice = rng.randrange(4)
+    if choice == 0:
+        value = rng.choice(ELF_INTERESTING)
+    elif choice == 1:
+        value = old + rng.randrange(-0x2000, 0x2001)
+    elif choice == 2:
+        value = rng.getrandbits(8 * width)
+    else:
+        value = rng.choice(peers)
+    value &= (1 << (8 * width)) - 1
+    data[at:at + width] = value.to_bytes(width, "little")
+    return f"{name} {old:#x} -> {value:#x}"
+
+
+def m_elf_header_field(rng, data, fmt):
+    layout = _elf_layout(data)
+    if layout is None:
+        return "elf header field (no header)"
+    fields = ELF_HEADER_FIELDS[layout[0]]
+    name, offset, width = rng.choice(fields)
+    peers = [int.from_bytes(data[o:o + w], "little") for _, o, w in fields]
+    return _elf_write(rng, data, offset, width, name, peers)
+
+
+def m_elf_program_header_field(rng, data, fmt):
+    layout = _elf_layout(data)
+    if layout is None:
+        return "program header field (no header)"
+    wide, phoff, phnum, size = layout
+    count = min(phnum, max(0, (len(data) - phoff) // size)) if phoff < len(data) else 0
+    if count == 0:
+        return "program header field (no table)"
+    index = rng.randrange(count)
+    base = phoff + index * size
+    fields = ELF_PROGRAM_HEADER_FIELDS[wide]
+    name, offset, width = rng.choice(fields)
+    peers = [int.from_bytes(data[base + o:base + o + w], "little") for _, o, w in fields]
+    return f"phdr {index} " + _elf_write(rng, data, base + offset, width, name, peers)
+
+
+def m_elf_copy_program_header(rng, data, fmt):
+    layout = _elf_layout(data)
+    if layout is None:
+        return "copy program header (no header)"
+    wide, phoff, phnum, size = layout
+    count = min(phnum, max(0, (len(data) - phoff) // size)) if phoff < len(data) else 0
+    if count < 2:
+        return "copy program header (fewer than 2)"
+    a, b = rng.randrange(count), rng.randrange(count)
+    data[phoff + b * size:phoff + (b + 1) * size] = data[phoff + a * size:phoff + (a + 1) * size]
+    return f"copy phdr {a} over {b}"
+
+
+def m_elf_truncate_headers(rng, data, fmt):
+    layout = _elf_layout(data)
+    end = 64 if layout is None else min(len(data), layout[1] + layout[2] * layout[3] + 8)
+    n = rng.randrange(0, max(1, end))
+    del data[n:]
+    return f"truncate to {n} (inside the headers)"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1125,6 +1274,7 @@ CLASSES: dict[str, Callable[[int], Case]] = {
     "console": gen_console,
     "cmdline": gen_cmdline,
     "guest-files": MutationClass("guest-files", FlatGuest()),
+    "elf": MutationClass("elf", ELFGuest()),
     "signals": gen_signals,
 }
 
@@ -1133,9 +1283,9 @@ CLASSES: dict[str, Callable[[int], Case]] = {
 #: dictionary); long: about 30 min.
 BUDGETS = {
     "short": {"random-bytes": 200, "instructions": 200, "hypercalls": 60, "vandal": 150, "console": 20,
-              "cmdline": 120, "guest-files": 150, "signals": 16},
+              "cmdline": 120, "guest-files": 150, "elf": 150, "signals": 16},
     "long": {"random-bytes": 6000, "instructions": 6000, "hypercalls": 2000, "vandal": 3000, "console": 200,
-             "cmdline": 2000, "guest-files": 4000, "signals": 300},
+             "cmdline": 2000, "guest-files": 4000, "elf": 4000, "signals": 300},
 }
 
 

@@ -11,10 +11,13 @@
  *     clang's assembler encodes `ljmp` in .code16 with a zero segment);
  *  3. data segments 0x10, ESP 0x80000, CR3 from boot info +16, CR4 |= PSE | OSFXSR | OSXMMEXCPT (PSE is
  *     harmless without 4 MiB leaves: a PDE with PS=0 still points at a table), EFLAGS 0x2, EDI 0x2000;
- *  4. CR0 = PE|MP|ET|NE|WP|PG, then `jmp *%ebx` to the load address (boot info +40). That jump is fetched
+ *  4. CR0 = PE|MP|ET|NE|WP|PG, then `jmp *%ebx` to the load address (boot info +40), or, in a version-2
+ *     block (an ELF guest), to the entry point in the extension after the N mapping records (boot info
+ *     +80 + 32 * N, N at +60). That jump is fetched
  *     through the host's tables: the host identity-maps RAM below the image, and i686 has no NX, so the
  *     low alias of this image (guest-physical 0xF0000, the BIOS in QEMU) is readable and executable there.
- * A load address at or above 4 GiB (high half of +40 non-zero) prints a line and exits QEMU with status 255.
+ * A load address or entry point at or above 4 GiB (high half non-zero) prints a line and exits QEMU with
+ * status 255.
  */
     .equ BIOS_BASE, 0xF0000             /* where the low alias of this image lives */
     .equ BOOT_INFO, 0x2000
@@ -45,7 +48,15 @@ pm32:
     mov     $0x80000, %esp
     cmpl    $0, BOOT_INFO + 44          /* load address, high half */
     jne     bad_load
-    mov     BOOT_INFO + 40, %ebx        /* load address = entry */
+    mov     BOOT_INFO + 40, %ebx        /* load address = entry (version 1) */
+    cmpl    $2, BOOT_INFO + 4           /* version 2: the entry point follows the mapping records */
+    jb      1f
+    mov     BOOT_INFO + 60, %eax
+    shl     $5, %eax
+    cmpl    $0, BOOT_INFO + 84(%eax)    /* entry point, high half */
+    jne     bad_load
+    mov     BOOT_INFO + 80(%eax), %ebx
+1:
     mov     BOOT_INFO + 16, %eax        /* page-table root */
     mov     %eax, %cr3
     mov     %cr4, %eax
@@ -79,7 +90,7 @@ host_gdtr:
     .word   23                          /* null, 0x08 code, 0x10 data */
     .long   0x1000
 msg:
-    .ascii  "tramp32: the load address is above 4 GiB\n"
+    .ascii  "tramp32: the load address or entry point is above 4 GiB\n"
 msg_end:
 
     /* The reset vector: real mode, CS:IP = 0xF000:0xFFF0 (linear 0xFFFFFFF0). */

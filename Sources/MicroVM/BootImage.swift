@@ -31,6 +31,7 @@ public final class BootImage {
     ) throws(MachineError) {
         self.configuration = configuration
         let plan = try MemoryPlan(configuration)
+        let freshMemory = memory == nil
         let memory = try { () throws(MachineError) -> GuestMemory in
             if let memory { return memory }
             return try GuestMemory(size: configuration.memorySize)
@@ -41,7 +42,20 @@ public final class BootImage {
         arenaSize = plan.arenaSize
         scratchNext = plan.scratchBase
 
-        memory.write(configuration.image, at: configuration.loadAddress)
+        switch configuration.imageKind {
+        case .flat:
+            memory.write(configuration.image, at: configuration.loadAddress)
+        case .elf(let elf):
+            // The plan put every segment inside RAM. Fresh anonymous memory reads zero already (clearing it
+            // would only fault in the pages of a large bss); memory handed in gets its bss cleared.
+            for (segment, bytes) in zip(elf.layout.segments, elf.contents) {
+                memory.write(bytes, at: segment.physicalAddress)
+                if !freshMemory {
+                    memory.zero(
+                        at: segment.physicalAddress + segment.fileSize, count: segment.memorySize - segment.fileSize)
+                }
+            }
+        }
         do {
             addressSpace = try makeAddressSpace(
                 architecture: configuration.architecture, memory: memory, arenaBase: plan.arenaBase,
@@ -61,9 +75,11 @@ public final class BootImage {
         }
         bootInfo = BootInfo(
             memorySize: configuration.memorySize, tableRoot: addressSpace.rootPhysicalAddress,
-            arenaBase: plan.arenaBase, arenaSize: plan.arenaSize, loadAddress: configuration.loadAddress,
-            imageSize: UInt64(configuration.image.count), architecture: configuration.architecture,
-            probeListAddress: 0, probeCount: 0, flags: [], mappings: configuration.extraMappings)
+            arenaBase: plan.arenaBase, arenaSize: plan.arenaSize, loadAddress: plan.imageStart,
+            imageSize: plan.imageSize, architecture: configuration.architecture,
+            probeListAddress: 0, probeCount: 0, flags: [], mappings: configuration.extraMappings,
+            segments: plan.segments.map(\.mapping),
+            entryPoint: plan.segments.isEmpty ? nil : configuration.effectiveEntryPoint)
         bootInfo.write(to: memory, at: Layout.bootInfoAddress)
         X86Boot.writeGDT(to: memory, architecture: configuration.architecture)
     }

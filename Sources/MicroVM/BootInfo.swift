@@ -5,9 +5,20 @@ public import PageTables
 /// Little-endian; the offsets are the guest contract (docs/layout.md): magic "MVMB" (u32 0x424D564D),
 /// version, RAM size, table root, arena base and size, load address, image size, architecture, mapping
 /// count, probe list address and count, flags, then one 32-byte record per mapping from offset 80.
+///
+/// Version 1 describes a flat image and is written byte for byte as before ELF guests existed. Version 2
+/// describes an ELF image and only adds to version 1: the mapping records go on with one record per ELF
+/// segment (flag bit 4), counted in the mapping count, and a 16-byte extension follows the last record
+/// (entry point u64, segment count u32, reserved u32). A reader of version 1 reads a version-2 block
+/// correctly; it only does not know which records are segments.
 public struct BootInfo: Equatable, Sendable {
     public static let magic: UInt32 = 0x424D_564D
+    /// The version of a block that describes a flat image.
     public static let version: UInt32 = 1
+    /// The version of a block that describes an ELF image (``segments`` and ``entryPoint`` are written).
+    public static let elfVersion: UInt32 = 2
+    /// Bytes of the version-2 extension after the last mapping record.
+    public static let elfExtensionSize: UInt64 = 16
     /// Offset of the first mapping record.
     public static let mappingsOffset: UInt64 = 80
     /// Bytes per mapping record.
@@ -24,6 +35,9 @@ public struct BootInfo: Equatable, Sendable {
         public static let hostAnswersOnConsole = Flags(rawValue: 1 << 1)
     }
 
+    /// Mapping-record flag bit 4: the record is an ELF segment (version 2).
+    public static let segmentRecordFlag: UInt32 = 1 << 4
+
     public var memorySize: UInt64
     public var tableRoot: UInt64
     public var arenaBase: UInt64
@@ -34,10 +48,21 @@ public struct BootInfo: Equatable, Sendable {
     public var probeListAddress: UInt64
     public var probeCount: UInt32
     public var flags: Flags
+    /// The extra mappings (`--map`).
     public var mappings: [Mapping]
+    /// The ELF segments' mappings, in program header order (empty for a flat image).
+    public var segments: [Mapping] = []
+    /// The entry point of an ELF image; `nil` for a flat image (version 1, no extension).
+    public var entryPoint: UInt64? = nil
+
+    /// The version this block is written with: ``version`` for a flat image, ``elfVersion`` for an ELF one.
+    public var writtenVersion: UInt32 { entryPoint == nil ? Self.version : Self.elfVersion }
 
     /// The block's size in bytes.
-    public var byteCount: UInt64 { Self.mappingsOffset + UInt64(mappings.count) * Self.mappingRecordSize }
+    public var byteCount: UInt64 {
+        Self.mappingsOffset + UInt64(mappings.count + segments.count) * Self.mappingRecordSize
+            + (entryPoint == nil ? 0 : Self.elfExtensionSize)
+    }
 
     /// Mapping flags in a record: bit 0 writable, bit 1 executable, bit 2 copy-on-write, bit 3 user.
     static func flags(of mapping: Mapping) -> UInt32 {
@@ -54,7 +79,7 @@ public struct BootInfo: Equatable, Sendable {
     func write(to memory: GuestMemory, at address: UInt64) -> Bool {
         guard memory.contains(address, count: byteCount) else { return false }
         memory.store(Self.magic, at: address)
-        memory.store(Self.version, at: address + 4)
+        memory.store(writtenVersion, at: address + 4)
         memory.store(memorySize, at: address + 8)
         memory.store(tableRoot, at: address + 16)
         memory.store(arenaBase, at: address + 24)
@@ -62,18 +87,24 @@ public struct BootInfo: Equatable, Sendable {
         memory.store(loadAddress, at: address + 40)
         memory.store(imageSize, at: address + 48)
         memory.store(UInt32(architecture == .amd64 ? 0 : 1), at: address + 56)
-        memory.store(UInt32(mappings.count), at: address + 60)
+        memory.store(UInt32(mappings.count + segments.count), at: address + 60)
         memory.store(probeListAddress, at: address + 64)
         memory.store(probeCount, at: address + 72)
         memory.store(flags.rawValue, at: address + 76)
         var record = address + Self.mappingsOffset
-        for mapping in mappings {
+        for (mapping, segmentFlag) in mappings.map({ ($0, UInt32(0)) }) + segments.map({ ($0, Self.segmentRecordFlag) })
+        {
             memory.store(mapping.virtualBase, at: record)
             memory.store(mapping.physicalBase, at: record + 8)
             memory.store(mapping.length, at: record + 16)
-            memory.store(Self.flags(of: mapping), at: record + 24)
+            memory.store(Self.flags(of: mapping) | segmentFlag, at: record + 24)
             memory.store(UInt32(0), at: record + 28)
             record += Self.mappingRecordSize
+        }
+        if let entryPoint {
+            memory.store(entryPoint, at: record)
+            memory.store(UInt32(segments.count), at: record + 8)
+            memory.store(UInt32(0), at: record + 12)
         }
         return true
     }

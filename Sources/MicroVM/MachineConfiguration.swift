@@ -30,15 +30,28 @@ public struct MachineConfiguration: Sendable {
         public static var capture: Console { .capture(limit: 1 << 20) }
     }
 
+    /// What kind of image the guest is.
+    public enum ImageKind: Equatable, Sendable {
+        /// The flat binary ``MachineConfiguration/image``, loaded at ``MachineConfiguration/loadAddress``.
+        case flat
+        /// The segments of an ELF file, each placed at its physical address and mapped at its virtual
+        /// address with its own permissions (README, "ELF guests"); ``MachineConfiguration/image`` and
+        /// ``MachineConfiguration/loadAddress`` are not used.
+        case elf(ELFImage)
+    }
+
     /// The guest's architecture.
     public var architecture: Architecture
-    /// The flat binary.
+    /// The flat binary (with ``ImageKind/flat``).
     public var image: [UInt8]
+    /// Flat bytes or ELF segments.
+    public var imageKind: ImageKind = .flat
     /// Guest RAM in bytes.
     public var memorySize: UInt64 = Layout.defaultMemorySize
-    /// Where the image is loaded (guest-physical, and virtual: RAM is identity-mapped).
+    /// Where a flat image is loaded (guest-physical, and virtual: RAM is identity-mapped).
     public var loadAddress: UInt64 = Layout.defaultLoadAddress
-    /// Where the vCPU starts; `nil` means the load address.
+    /// Where the vCPU starts; `nil` means the load address of a flat image, `e_entry` of an ELF image.
+    /// With an ELF image it must lie inside an executable segment.
     public var entryPoint: UInt64? = nil
     /// Mappings added on top of the default address space.
     public var extraMappings: [Mapping] = []
@@ -69,6 +82,13 @@ public struct MachineConfiguration: Sendable {
         self.image = image
     }
 
+    /// A configuration for an ELF guest, with the ELF file's architecture.
+    public init(elf: ELFImage) {
+        self.architecture = elf.layout.architecture
+        self.image = []
+        self.imageKind = .elf(elf)
+    }
+
     /// Checks everything about the layout that does not depend on the image's bytes, for an image of
     /// `imageSize` bytes: what a caller reading the image from a file can ask before reading it.
     /// - Throws: the ``MachineError`` that building a machine with such an image would throw first.
@@ -76,6 +96,21 @@ public struct MachineConfiguration: Sendable {
         _ = try MemoryPlan(self, imageSize: imageSize)
     }
 
+    /// Checks everything about the layout of an ELF guest that its headers decide (where its segments go
+    /// in this machine's RAM, against the reserved areas and the extra mappings, the entry point): what a
+    /// caller reading the file can ask before reading the segments' bytes. ``imageKind`` is not used.
+    /// - Throws: the ``MachineError`` that building a machine with such an image would throw first.
+    public func validateLayout(elf: ELFLayout) throws(MachineError) {
+        _ = try MemoryPlan(self, elf: elf)
+    }
+
+    /// The entry point of an ELF image of `layout`: ``entryPoint`` if set, else `e_entry`.
+    func effectiveEntryPoint(elf layout: ELFLayout) -> UInt64 { entryPoint ?? layout.entryPoint }
+
     /// The entry point actually used.
-    public var effectiveEntryPoint: UInt64 { entryPoint ?? loadAddress }
+    public var effectiveEntryPoint: UInt64 {
+        if let entryPoint { return entryPoint }
+        if case .elf(let elf) = imageKind { return elf.layout.entryPoint }
+        return loadAddress
+    }
 }

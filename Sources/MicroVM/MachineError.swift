@@ -22,6 +22,22 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyMappings(count: Int, maximum: Int)
     case tooManyProbes(count: Int, maximum: Int)
     case tablesFailed(PageTableError)
+    /// The ELF image is for another architecture than the configuration's.
+    case imageArchitectureMismatch(image: Architecture, configured: Architecture)
+    /// An ELF segment's frames `[base, end)` are not all in guest RAM.
+    case segmentOutsideMemory(segment: Int, base: UInt64, end: UInt64, memorySize: UInt64)
+    /// An ELF segment's frames (or, `virtual`, its pages) reach below the stack top.
+    case segmentOverlapsLowMemory(segment: Int, virtual: Bool, base: UInt64, end: UInt64)
+    /// An ELF segment's frames (or, `virtual`, its pages) reach the copy-on-write scratch and arena.
+    case segmentOverlapsArena(segment: Int, virtual: Bool, base: UInt64, end: UInt64, scratchBase: UInt64)
+    /// The entry point is not inside an executable ELF segment.
+    case entryOutsideSegments(entry: UInt64)
+    /// ELF segments and extra mappings together are more than the boot-information block can list.
+    case tooManyImageRecords(segments: Int, mappings: Int, maximum: Int)
+    /// An extra mapping covers virtual pages of an ELF segment.
+    case mappingOverlapsSegment(mapping: Mapping, segment: Int)
+    /// An extra mapping maps an ELF segment's frames with a permission (`added`) the segment does not have.
+    case mappingWidensSegment(mapping: Mapping, segment: Int, permissions: String, added: String)
 
     // The host's KVM
     case kvmUnavailable(KVMError)
@@ -62,6 +78,23 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
             "\(count) probes are more than the \(maximum) the probe list holds"
         case .tablesFailed(let reason):
             "building the page tables failed: \(reason)"
+        case .imageArchitectureMismatch(let image, let configured):
+            "the ELF image is for \(image), but the machine is \(configured)"
+        case .segmentOutsideMemory(let segment, let base, let end, let size):
+            "ELF segment \(segment) (physical \(hex(base))-\(hex(end &- 1))) is outside guest RAM (\(byteSize(size)))"
+        case .segmentOverlapsLowMemory(let segment, let virtual, let base, let end):
+            "ELF segment \(segment) (\(virtual ? "virtual" : "physical") \(hex(base))-\(hex(end &- 1))) overlaps low memory below \(hex(Layout.stackTop)) (page 0, GDT, boot information, stack)"
+        case .segmentOverlapsArena(let segment, let virtual, let base, let end, let scratch):
+            "ELF segment \(segment) (\(virtual ? "virtual" : "physical") \(hex(base))-\(hex(end &- 1))) overlaps the copy-on-write scratch and page-table arena at \(hex(scratch))"
+                + (virtual ? "" : ": use more --memory")
+        case .entryOutsideSegments(let entry):
+            "entry point \(hex(entry)) is not inside an executable ELF segment"
+        case .tooManyImageRecords(let segments, let mappings, let maximum):
+            "\(segments) ELF segments and \(mappings) extra mappings are more than the \(maximum) the boot-information block can list"
+        case .mappingOverlapsSegment(let mapping, let segment):
+            "mapping \(mapping) overlaps the virtual pages of ELF segment \(segment)"
+        case .mappingWidensSegment(let mapping, let segment, let permissions, let added):
+            "mapping \(mapping) would make the frames of ELF segment \(segment) (\(permissions)) \(added)"
         case .kvmUnavailable(let error):
             "\(error); microvm needs KVM: load kvm_intel or kvm_amd (modprobe) and give this user read-write access to /dev/kvm (e.g. the kvm group)"
         case .kvmFailed(let error):

@@ -6,6 +6,8 @@ struct Options {
     var configuration: MachineConfiguration
     /// The guest file's name exactly as given: bytes, which go to the kernel unchanged.
     var guestPath: [UInt8]?
+    /// Whether `--load` was given (an ELF guest refuses it).
+    var loadAddressGiven = false
     var dumpTables = false
     var trace = false
     var showHelp = false
@@ -28,15 +30,16 @@ struct UsageError: Error {
 }
 
 let usage = """
-    USAGE: microvm [options] [guest.bin]
+    USAGE: microvm [options] [guest.bin | guest.elf]
 
-    Boots a flat guest binary in a KVM micro-VM; with no guest, boots the built-in demo for --arch.
+    Boots a flat guest binary, or an ELF executable (detected by its \\x7fELF magic), in a KVM micro-VM;
+    with no guest, boots the built-in demo for --arch.
 
     OPTIONS:
       --arch amd64|i686       guest architecture (default amd64)
       --memory SIZE           guest RAM, with K, M or G (default 16M)
-      --load ADDR             load address of the image (default 0x100000)
-      --entry ADDR            entry point (default: the load address)
+      --load ADDR             load address of a flat image (default 0x100000; not for ELF guests)
+      --entry ADDR            entry point (default: the load address, or an ELF guest's e_entry)
       --map VA=PA:LEN:PERMS   extra mapping; PERMS from r w x c (copy-on-write) u (user); repeatable
       --page-size 4k|auto     leaf sizes of the boot tables (default auto: 2 MiB / 4 MiB where aligned)
       --timeout DURATION      e.g. 10s, 500ms, 0 for none (default 10s)
@@ -105,6 +108,7 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
         case "--load":
             options.layoutOptions.append(flag)
             options.configuration.loadAddress = try parseAddress(try value(), flag: flag)
+            options.loadAddressGiven = true
         case "--entry":
             options.layoutOptions.append(flag)
             options.configuration.entryPoint = try parseAddress(try value(), flag: flag)

@@ -5,18 +5,20 @@ struct GuestFileError: Error, Equatable, CustomStringConvertible {
     let description: String
 }
 
-/// Reading guest files from disk, refusing what cannot be a guest before reading a byte of it.
-enum GuestFile {
-    /// The bytes of the regular file named `path` (bytes, passed to the kernel unchanged).
-    ///
-    /// The file is opened without blocking (a FIFO with no writer would otherwise hang in `open`) and must
-    /// be a regular file: a FIFO, device or socket is refused before any read. `check` sees its size before
-    /// a byte is read (and may refuse it), and no more than that size is read.
-    /// - Throws: ``GuestFileError`` when it is missing, not a regular file, unreadable or empty, or what
-    ///   `check` throws.
-    static func read(path: [UInt8], check: (_ size: UInt64) throws(GuestFileError) -> Void) throws(GuestFileError)
-        -> [UInt8]
-    {
+/// An open guest file: a regular, non-empty file, read by offset so that only the bytes asked for are read.
+///
+/// The file is opened without blocking (a FIFO with no writer would otherwise hang in `open`) and must be a
+/// regular file: a FIFO, device or socket is refused before any read.
+final class GuestFile {
+    /// The name as given, quoted and escaped for messages.
+    let name: String
+    /// The size `fstat` reported when the file was opened.
+    let size: UInt64
+    private let fd: Int32
+
+    /// Opens the regular file named `path` (bytes, passed to the kernel unchanged).
+    /// - Throws: ``GuestFileError`` when it is missing, not a regular file, unreadable or empty.
+    init(path: [UInt8]) throws(GuestFileError) {
         let name = quoted(path)
         let fd = (path + [0]).withUnsafeBufferPointer { bytes in
             // SAFETY: the buffer is NUL-terminated and lives for the call.
@@ -29,39 +31,66 @@ enum GuestFile {
             if code == ENOENT { throw GuestFileError(description: "guest file \(name) does not exist") }
             throw GuestFileError(description: "cannot open guest file \(name): \(errnoText(code))")
         }
-        defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0 else {
-            throw GuestFileError(description: "cannot read guest file \(name): \(errnoText(errno))")
+            let code = errno
+            close(fd)
+            throw GuestFileError(description: "cannot read guest file \(name): \(errnoText(code))")
         }
-        switch status.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: throw GuestFileError(description: "guest file \(name) is a directory")
-        case S_IFIFO: throw GuestFileError(description: "guest file \(name) is a FIFO, not a regular file")
-        case S_IFCHR: throw GuestFileError(description: "guest file \(name) is a character device, not a regular file")
-        case S_IFBLK: throw GuestFileError(description: "guest file \(name) is a block device, not a regular file")
-        case S_IFSOCK: throw GuestFileError(description: "guest file \(name) is a socket, not a regular file")
-        default: throw GuestFileError(description: "guest file \(name) is not a regular file")
+        let kind: String? =
+            switch status.st_mode & S_IFMT {
+            case S_IFREG: nil
+            case S_IFDIR: "is a directory"
+            case S_IFIFO: "is a FIFO, not a regular file"
+            case S_IFCHR: "is a character device, not a regular file"
+            case S_IFBLK: "is a block device, not a regular file"
+            case S_IFSOCK: "is a socket, not a regular file"
+            default: "is not a regular file"
+            }
+        if let kind {
+            close(fd)
+            throw GuestFileError(description: "guest file \(name) \(kind)")
         }
-        let size = UInt64(status.st_size)
-        guard size > 0 else { throw GuestFileError(description: "guest file \(name) is empty") }
-        try check(size)
-        let count = Int(size)
-        var bytes = [UInt8](repeating: 0, count: count)
-        var offset = 0
-        while offset < count {
+        guard status.st_size > 0 else {
+            close(fd)
+            throw GuestFileError(description: "guest file \(name) is empty")
+        }
+        self.name = name
+        self.fd = fd
+        self.size = UInt64(status.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Up to `count` bytes at `offset`: fewer only where the file ends (it may have shrunk since it was
+    /// opened). Never allocates more than the bytes between `offset` and ``size``.
+    /// - Throws: ``GuestFileError`` for a read error.
+    func read(at offset: UInt64, count: Int) throws(GuestFileError) -> [UInt8] {
+        guard offset < size, count > 0 else { return [] }
+        let wanted = Int(min(UInt64(count), size - offset))
+        var bytes = [UInt8](repeating: 0, count: wanted)
+        var done = 0
+        while done < wanted {
             let got = bytes.withUnsafeMutableBytes { buffer in
-                // SAFETY: read writes at most `count - offset` bytes, which fit after `offset` in the buffer.
-                Glibc.read(fd, buffer.baseAddress! + offset, count - offset)
+                // SAFETY: pread writes at most `wanted - done` bytes, which fit after `done` in the buffer.
+                pread(fd, buffer.baseAddress! + done, wanted - done, off_t(offset) + off_t(done))
             }
             if got < 0 {
                 if errno == EINTR { continue }
                 throw GuestFileError(description: "cannot read guest file \(name): \(errnoText(errno))")
             }
-            if got == 0 {
-                throw GuestFileError(description: "guest file \(name) shrank while it was read")
-            }
-            offset += got
+            if got == 0 { break }
+            done += got
+        }
+        return done == wanted ? bytes : Array(bytes[..<done])
+    }
+
+    /// The whole file, which must still be ``size`` bytes long.
+    /// - Throws: ``GuestFileError`` for a read error or a file that shrank.
+    func readAll() throws(GuestFileError) -> [UInt8] {
+        let bytes = try read(at: 0, count: Int(size))
+        guard bytes.count == Int(size) else {
+            throw GuestFileError(description: "guest file \(name) shrank while it was read")
         }
         return bytes
     }

@@ -25,12 +25,17 @@ enum TerminationSignals {
     /// The first terminating signal received, if any.
     static var received: Int32? { state.withLock { $0.received } }
 
-    /// Blocks the signals in the calling thread (threads started later inherit the mask) and starts the
-    /// thread that waits for them. Call it first thing, before any other thread exists.
+    /// Makes the signals the only ones blocked in the calling thread (threads started later inherit the
+    /// mask) and starts the thread that waits for them. Call it first thing, before any other thread exists.
+    ///
+    /// The mask is set, not added to: a process inherits its parent's mask across `exec`, and a parent
+    /// that spawns microvm from a Dispatch or Swift-concurrency worker thread (Foundation's `Process` in a
+    /// test) passes on a mask that blocks the kick signal, which would keep the timeout's kick from
+    /// interrupting a console write blocked on a full pipe.
     static func install() {
         signal(SIGPIPE, SIG_IGN)
         var set = signalSet()
-        pthread_sigmask(SIG_BLOCK, &set, nil)
+        pthread_sigmask(SIG_SETMASK, &set, nil)
         var thread = pthread_t()
         let started = pthread_create(&thread, nil, { _ in TerminationSignals.wait() }, nil)
         if started == 0 { pthread_detach(thread) }

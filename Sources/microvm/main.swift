@@ -43,22 +43,65 @@ var configuration = options.configuration
 if options.restorePath != nil {
     // The snapshot brings its own memory.
 } else if let path = options.guestPath {
-    // The layout is checked for the file's size before a byte of it is read: a file that cannot fit is
-    // refused by its size, whatever it holds.
-    let layout = configuration
+    let file: GuestFile
+    let magic: [UInt8]
     do throws(GuestFileError) {
-        configuration.image = try GuestFile.read(path: path) { (size) throws(GuestFileError) in
-            do throws(MachineError) {
-                try layout.validateLayout(imageSize: size)
-            } catch {
-                throw GuestFileError(description: error.description)
-            }
-        }
+        file = try GuestFile(path: path)
+        magic = try file.read(at: 0, count: 4)
     } catch {
         fail(error.description, status: 2)
     }
+    if ELFLayout.hasMagic(magic) {
+        configuration.imageKind = .elf(loadELF(file, options: options))
+    } else {
+        // A flat image: the layout is checked for the file's size before the rest of it is read, so a file
+        // that cannot fit is refused by its size, whatever it holds.
+        do throws(MachineError) {
+            try configuration.validateLayout(imageSize: file.size)
+        } catch {
+            fail(error.description, status: 2)
+        }
+        do throws(GuestFileError) {
+            configuration.image = try file.readAll()
+        } catch {
+            fail(error.description, status: 2)
+        }
+    }
 } else {
     configuration.image = DemoGuest.image(for: configuration.architecture)
+}
+
+/// Reads an ELF guest in three steps, each bounded: its headers (64 bytes, then the program header table),
+/// then the layout is checked against this machine's RAM, and only then its segments' file bytes (which the
+/// layout keeps inside RAM); symbols and sections are never read. Any problem ends the process with one line.
+func loadELF(_ file: GuestFile, options: Options) -> ELFImage {
+    if options.loadAddressGiven {
+        fail(
+            "--load does not apply to ELF guest \(file.name): its segments go to their physical addresses (p_paddr)",
+            status: 2)
+    }
+    let read = { (offset: UInt64, count: Int) throws(ELFError) -> [UInt8] in
+        do throws(GuestFileError) {
+            return try file.read(at: offset, count: count)
+        } catch {
+            throw .readFailed(error.description)
+        }
+    }
+    let image: ELFImage
+    do throws(ELFError) {
+        let layout = try ELFLayout(fileSize: file.size, architecture: options.configuration.architecture, read: read)
+        do throws(MachineError) {
+            try options.configuration.validateLayout(elf: layout)
+        } catch {
+            fail(error.description, status: 2)
+        }
+        image = try ELFImage(layout: layout, read: read)
+    } catch .readFailed(let detail) {
+        fail(detail, status: 2)
+    } catch {
+        fail("bad ELF guest \(file.name): \(error)", status: 2)
+    }
+    return image
 }
 
 /// When the run's timeout passes: a console write blocked on a full pipe gives up then.

@@ -14,7 +14,7 @@ import Testing
 // MARK: - Finding QEMU
 
 /// The path of `name` on PATH or in /usr/bin, if it is an executable file.
-private func executableOnPath(_ name: String) -> String? {
+func executableOnPath(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
     for directory in path.split(separator: ":").map(String.init) + ["/usr/bin"] {
         let candidate = directory + "/" + name
@@ -23,8 +23,8 @@ private func executableOnPath(_ name: String) -> String? {
     return nil
 }
 
-private let qemuI386 = executableOnPath("qemu-system-i386")
-private let qemuX86_64 = executableOnPath("qemu-system-x86_64")
+let qemuI386 = executableOnPath("qemu-system-i386")
+let qemuX86_64 = executableOnPath("qemu-system-x86_64")
 let qemuUsable = qemuI386 != nil && qemuX86_64 != nil && executableOnPath("timeout") != nil
 let qemuReason: Comment = "needs qemu-system-x86 (Debian), installed by .ci/run"
 

@@ -163,6 +163,37 @@ struct RunRobustnessTests {
         #expect(elapsed < .seconds(4))
     }
 
+    @Test("the timeout fires through a blocked console write even when the parent blocked the kick signal")
+    func timeoutWithInheritedSignalMask() throws {
+        // A process inherits its parent's signal mask: spawn microvm with SIGUSR1 (the kick) blocked, as a
+        // Dispatch worker thread has it, and nobody reading its output: after 2 s the console write has long
+        // been blocked on the full pipe, and only the kick can interrupt it.
+        var kick = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&kick)
+        sigaddset(&kick, SIGUSR1)
+        pthread_sigmask(SIG_BLOCK, &kick, &previous)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: microvmPath)
+        process.arguments = ["--timeout", "2s", "Guests/flood64.bin"]
+        process.currentDirectoryURL = URL(fileURLWithPath: packageRoot)
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let started = Result { try process.run() }
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+        try started.get()
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 124)
+        #expect(stderr.hasPrefix("microvm: error: timeout: the guest was still running after 2 s (RIP 0x"))
+    }
+
     @Test("a console write error ends the run with one line and status 74")
     func consoleWriteErrors() throws {
         expectOneLine(
