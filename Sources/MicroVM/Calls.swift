@@ -1,4 +1,4 @@
-public import PageTables
+import PageTables
 
 /// A value that crosses the boundary in a call: an integer, bytes, or a string (UTF-8 bytes).
 public enum CallValue: Equatable, Sendable, ExpressibleByIntegerLiteral, ExpressibleByStringLiteral,

@@ -1,4 +1,4 @@
-public import KVMKit
+import KVMKit
 public import PageTables
 
 extension Machine {

@@ -1,5 +1,5 @@
 public import KVMKit
-public import PageTables
+import PageTables
 import Synchronization
 
 /// How a run ended normally.

@@ -1,5 +1,5 @@
-public import KVMKit
-public import PageTables
+import KVMKit
+import PageTables
 
 /// What ``Snapshot/compacted()`` did.
 public struct CompactionReport: Equatable, Sendable, CustomStringConvertible {

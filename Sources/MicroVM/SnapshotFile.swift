@@ -1,5 +1,5 @@
 @preconcurrency import Glibc
-public import KVMKit
+import KVMKit
 public import PageTables
 
 // Snapshot files (docs/snapshot-format.md): a 4 KiB header, the state section, then the memory image at a
