@@ -45,6 +45,16 @@ final class DirtyRing {
         munmap(UnsafeMutableRawPointer(entries), byteCount)
     }
 
+    /// Whether at least `count` entries (1 to the ring's size) wait to be harvested: the kernel fills entries
+    /// in order, so that is whether the `count`-th from the fetch index is marked dirty. One load.
+    @inline(__always)
+    func holds(atLeast count: Int) -> Bool {
+        precondition(count >= 1 && count <= Int(self.count))
+        // SAFETY: the index is masked to the ring's size, so the entry lies inside the mapping.
+        let entry = entries + Int((fetchIndex &+ UInt32(count - 1)) & (self.count &- 1))
+        return ckvm_dirty_gfn_load_flags(entry) & CKVM_DIRTY_GFN_F_DIRTY != 0
+    }
+
     /// Walks the ring from the fetch index: calls `body` for each entry marked dirty, marks it for reset,
     /// and stops at the first entry that is not dirty. Returns how many entries it harvested.
     ///
@@ -137,6 +147,13 @@ extension VirtualMachine {
 extension VCPU {
     /// The number of entries in this vCPU's dirty ring, 0 if its VM has no ring.
     public var dirtyRingCapacity: Int { dirtyRing.map { Int($0.count) } ?? 0 }
+
+    /// Whether at least `count` entries of this vCPU's dirty ring wait to be harvested (false without a
+    /// ring): a cheap test (one load) for deciding when to harvest between runs.
+    public func dirtyRingHolds(atLeast count: Int) -> Bool {
+        guard let dirtyRing else { return false }
+        return dirtyRing.holds(atLeast: Swift.min(Swift.max(count, 1), Int(dirtyRing.count)))
+    }
 
     /// Walks this vCPU's dirty ring from where the last walk stopped: calls `body` with (slot, page offset)
     /// for every entry the kernel marked dirty, and marks each one harvested. Returns how many there were.

@@ -229,7 +229,7 @@ public final class I686PageTables: GuestPageTables {
 /// The address space of a snapshot's tables, continued where they are in `memory` (a private view of the
 /// snapshot's image) with movable ops: changes copy the tables they touch into the arena as the snapshot
 /// left it.
-func restoredAddressSpace(
+@_spi(Testing) public func restoredAddressSpace(
     architecture: Architecture, memory: GuestMemory, arena: ArenaState, root: UInt64, allowedLeafSizes: AllowedLeafSizes,
     walkableLeafSizes: AllowedLeafSizes
 ) -> any AddressSpace {

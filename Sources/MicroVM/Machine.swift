@@ -234,7 +234,12 @@ public final class Machine {
         } catch {
             throw .kvmFailed(error)
         }
-        defer { watchdog?.cancel() }
+        defer {
+            watchdog?.cancel()
+            // Short runs (calls) never meet a tick: collect the ring once it is half full, so it never fills
+            // across runs (on an emulating KVM every guest write takes an entry).
+            if guestWrites != nil, vcpu.dirtyRingHolds(atLeast: vcpu.dirtyRingCapacity / 2) { collectGuestWrites() }
+        }
         let outcome: RunOutcome
         do {
             outcome = try runLoop()

@@ -21,7 +21,7 @@ public final class SnapshotImage: Sendable {
     /// left as holes, which cost nothing until written.
     ///
     /// - Throws: ``SnapshotError/systemCallFailed(_:errno:)`` when the memfd cannot be made, filled or sealed.
-    init(copying memory: GuestMemory) throws(SnapshotError) {
+    @_spi(Testing) public init(copying memory: GuestMemory) throws(SnapshotError) {
         let fd = cmemory_memfd_create("microvm-snapshot", CMEMORY_MFD_CLOEXEC | CMEMORY_MFD_ALLOW_SEALING)
         guard fd >= 0 else { throw .systemCallFailed("memfd_create", errno: errno) }
         do throws(SnapshotError) {

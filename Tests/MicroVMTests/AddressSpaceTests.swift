@@ -112,3 +112,38 @@ struct MovableTableTests {
         #expect(try restored.addressSpace.lookup(0x6000_0000) == nil)
     }
 }
+
+/// The same for i686, whose machines this host's KVM cannot run: the engine part, on a boot image's memory.
+@Suite("movable tables over a snapshot's memory (i686, without KVM)")
+struct I686MovableTableTests {
+    @Test("a map over a snapshot's i686 tables copies the tables it changes; the image and the old root are untouched")
+    func mapOverSnapshot() throws {
+        var config = MachineConfiguration(architecture: .i686, image: [0xF4])
+        config.memorySize = 16 << 20
+        let boot = try BootImage(configuration: config, allowedLeafSizes: [.size4M])
+        let image = try SnapshotImage(copying: boot.memory)
+        let before = try #require(image.read(at: 0, count: Int(image.size)))
+        let memory = try GuestMemory(privateViewOf: image)
+        let oldRoot = boot.addressSpace.rootPhysicalAddress
+        let space = restoredAddressSpace(
+            architecture: .i686, memory: memory, arena: boot.addressSpace.arena, root: oldRoot,
+            allowedLeafSizes: [.size4M], walkableLeafSizes: [.size4M])
+        // A 4 KiB page inside what a 4 MiB leaf maps: the leaf is split into a new page table, and the page
+        // directory that held it is copied, so the root moves.
+        try space.map(Mapping(physicalBase: 0xE0_0000, virtualBase: 0x80_1000, length: 0x1000, kind: .readOnly))
+        // And a page where nothing was mapped: a new page table under the (copied) directory.
+        try space.map(Mapping(physicalBase: 0xE0_1000, virtualBase: 0xC000_0000, length: 0x1000, kind: .readWrite))
+        #expect(space.rootPhysicalAddress != oldRoot)
+        let old = space.space(root: oldRoot)
+        #expect(try old.lookup(0x80_1000)?.physicalAddress == 0x80_1000)
+        #expect(try old.lookup(0x80_1000)?.leafSize == .size4M)
+        #expect(try old.lookup(0xC000_0000) == nil)
+        #expect(try space.lookup(0x80_1000)?.physicalAddress == 0xE0_0000)
+        #expect(try space.lookup(0x80_1000)?.leafSize == .size4K)
+        #expect(try space.lookup(0x80_2000)?.physicalAddress == 0x80_2000)  // the split kept its neighbours
+        #expect(try space.lookup(0xC000_0000)?.physicalAddress == 0xE0_1000)
+        // The image other machines would share is byte for byte what it was; so are the old tables in RAM.
+        #expect(image.read(at: 0, count: Int(image.size)) == before)
+        #expect(memory.read(at: oldRoot, count: 4096) == Array(before[Int(oldRoot)..<Int(oldRoot + 4096)]))
+    }
+}

@@ -128,3 +128,20 @@ struct CallTests {
         #expect(sum == 42)
     }
 }
+
+@Suite("calls on a resettable machine never overflow the dirty ring", .enabled(if: kvmUsable, kvmReason))
+struct CallRingTests {
+    @Test("more calls without a reset than the ring has entries")
+    func manyCallsWithoutReset() throws {
+        var config = try configuration("calls64")
+        config.resettable = true
+        config.dirtyRingEntries = 256  // the smallest ring: each call writes the call area a few times
+        let machine = try Machine(configuration: config)
+        #expect(try machine.run() == .ready)
+        _ = try machine.snapshot()
+        let add = try machine.function("add")
+        for i in Int64(0)..<500 { #expect(try machine.call(add, [.int(i), 1]) == .int(i + 1)) }
+        try machine.reset()
+        #expect(try machine.call(add, [2, 2]) == 4)
+    }
+}
