@@ -17,6 +17,11 @@ let package = Package(
         .library(name: "KVMKit", targets: ["KVMKit"]),
         .library(name: "GDBRemote", targets: ["GDBRemote"]),
     ],
+    dependencies: [
+        // `swift package generate-documentation --target MicroVM` (and KVMKit, GDBRemote, PageTables) builds
+        // the DocC catalogs in Sources/*/*.docc. A command plugin only: no target links anything from it.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+    ],
     targets: [
         // <linux/kvm.h>, its request codes as constants, one non-variadic ioctl.
         .systemLibrary(name: "CKVM", path: "Sources/CKVM"),

@@ -26,8 +26,10 @@ public struct GDBSoftwareBreakpoints: Hashable, Sendable {
     /// address does nothing the second time.
     ///
     /// - Parameters:
+    ///   - address: the guest-virtual address of the instruction to stop at.
     ///   - reading: reads one byte of guest memory (throws for unmapped memory).
     ///   - writing: writes one byte of guest memory.
+    /// - Throws: what `reading` or `writing` throws; nothing is recorded then.
     public mutating func insert(
         at address: UInt64, reading: (UInt64) throws -> UInt8, writing: (UInt64, UInt8) throws -> Void
     ) rethrows {

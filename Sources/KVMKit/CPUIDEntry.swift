@@ -35,6 +35,7 @@ public struct CPUIDEntry: Hashable, Sendable {
     }
 }
 
+/// Looking up a CPUID table (what `KVM_GET_SUPPORTED_CPUID` returns) and the paging features it reports.
 extension Array where Element == CPUIDEntry {
     /// The entry the guest would see for `CPUID` with EAX = `function` and ECX = `index`, if present.
     ///

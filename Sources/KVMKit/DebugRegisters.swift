@@ -28,11 +28,13 @@ public struct DebugRegisters: Hashable, Sendable, KVMByteEncodable {
     /// The size of the encoding: `sizeof(struct kvm_debugregs)`.
     public static let byteCount = 128
 
+    /// Decodes the 128-byte encoding (`struct kvm_debugregs`), or returns `nil` for a buffer of another length.
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
         self = decodeBytes(bytes) { Self(reading: &$0) }
     }
 
+    /// The 128-byte encoding, laid out as `struct kvm_debugregs`.
     public var bytes: [UInt8] { encodeBytes(count: Self.byteCount) { write(to: &$0) } }
 
     init(reading r: inout ByteReader) {

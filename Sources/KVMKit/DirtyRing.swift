@@ -126,7 +126,7 @@ extension VirtualMachine {
     /// The same page may be reported more than once: on kvm_pvm every emulated write adds an entry.
     /// Allocates nothing: a microsecond-scale reset path can call it every cycle.
     ///
-    /// On kvm_pvm (measured 2026-12-01) the ring's soft limit is not checked within a run: a `KVM_RUN` that
+    /// On kvm_pvm the ring's soft limit is not checked within a run: a `KVM_RUN` that
     /// logs up to ``VCPU/dirtyRingCapacity`` writes is reported in full, but one more write is lost and
     /// wedges the ring for the VM's life (later writes are never reported; runs keep exiting with
     /// ``VCPUExit/dirtyRingFull``). A result equal to the capacity therefore means the page set may be

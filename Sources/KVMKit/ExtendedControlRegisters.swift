@@ -36,12 +36,14 @@ public struct ExtendedControlRegisters: Hashable, Sendable, KVMByteEncodable {
         self.registers = registers
     }
 
+    /// Decodes the 392-byte encoding (`struct kvm_xcrs`), or returns `nil` for a buffer of another length.
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
         guard let value = decodeBytes(bytes, { Self(reading: &$0) }) else { return nil }
         self = value
     }
 
+    /// The 392-byte encoding, laid out as `struct kvm_xcrs`.
     public var bytes: [UInt8] { encodeBytes(count: Self.byteCount) { write(to: &$0) } }
 
     init?(reading r: inout ByteReader) {

@@ -32,11 +32,13 @@ public struct FPUState: Hashable, Sendable, KVMByteEncodable {
     /// The size of the encoding: `sizeof(struct kvm_fpu)`.
     public static let byteCount = 416
 
+    /// Decodes the 416-byte encoding (`struct kvm_fpu`), or returns `nil` for a buffer of another length.
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
         self = decodeBytes(bytes) { Self(reading: &$0) }
     }
 
+    /// The 416-byte encoding, laid out as `struct kvm_fpu`.
     public var bytes: [UInt8] { encodeBytes(count: Self.byteCount) { write(to: &$0) } }
 
     init(reading r: inout ByteReader) {

@@ -62,7 +62,7 @@ public struct HardwareBreakpoint: Hashable, Sendable {
 ///
 /// The kernel type is `struct kvm_guest_debug` with control bits `KVM_GUESTDBG_*`.
 ///
-/// On kvm_pvm (measured 2026-12-01): single steps and execute breakpoints stop as documented, but
+/// On kvm_pvm: single steps and execute breakpoints stop as documented, but
 /// stepping `HLT` reports a step past it instead of halting; `INT3` ends the run with an emulation
 /// failure (``VCPUExit/internalError(suberror:)``, suberror 1, RIP at the `INT3`) instead of a debug
 /// exit; data watchpoints never stop the vCPU; the exit's `dr7` reads 0.

@@ -30,6 +30,8 @@ public struct ModelSpecificRegisters: Hashable, Sendable, KVMByteEncodable {
         entries.first { $0.index == index }?.value
     }
 
+    /// Decodes the encoding (`struct kvm_msrs` and its entries), or returns `nil` when the length is not
+    /// 8 + 16 × the count it holds.
     public init?(bytes: [UInt8]) {
         guard bytes.count >= 8, (bytes.count - 8) % 16 == 0 else { return nil }
         guard
@@ -45,6 +47,7 @@ public struct ModelSpecificRegisters: Hashable, Sendable, KVMByteEncodable {
         self = value
     }
 
+    /// The encoding: 8 + 16 × count bytes, laid out as `struct kvm_msrs` followed by its entries.
     public var bytes: [UInt8] {
         encodeBytes(count: 8 + 16 * entries.count) { w in
             w.write(UInt32(entries.count))

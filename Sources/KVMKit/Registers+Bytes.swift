@@ -19,6 +19,7 @@ extension Registers: KVMByteEncodable {
         }
     }
 
+    /// The 144-byte encoding, laid out as `struct kvm_regs`.
     public var bytes: [UInt8] {
         encodeBytes(count: Self.byteCount) { w in
             for value in [rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp, r8, r9, r10, r11, r12, r13, r14, r15, rip, rflags] {
@@ -80,6 +81,7 @@ extension SpecialRegisters: KVMByteEncodable {
         }
     }
 
+    /// The 312-byte encoding, laid out as `struct kvm_sregs`.
     public var bytes: [UInt8] {
         encodeBytes(count: Self.byteCount) { w in
             for segment in [cs, ds, es, fs, gs, ss, tr, ldt] { segment.write(to: &w) }

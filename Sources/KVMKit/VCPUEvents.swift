@@ -134,11 +134,13 @@ public struct VCPUEvents: Hashable, Sendable, KVMByteEncodable {
     /// The size of the encoding: `sizeof(struct kvm_vcpu_events)`.
     public static let byteCount = 64
 
+    /// Decodes the 64-byte encoding (`struct kvm_vcpu_events`), or returns `nil` for a buffer of another length.
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
         self = decodeBytes(bytes) { Self(reading: &$0) }
     }
 
+    /// The 64-byte encoding, laid out as `struct kvm_vcpu_events`.
     public var bytes: [UInt8] { encodeBytes(count: Self.byteCount) { write(to: &$0) } }
 
     init(reading r: inout ByteReader) {

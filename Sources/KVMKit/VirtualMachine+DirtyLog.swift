@@ -23,8 +23,9 @@ extension VirtualMachine {
     /// ``MemoryRegionFlags/logDirtyPages``, in a VM without a dirty ring. Allocates nothing. The
     /// corresponding KVM ioctl is `KVM_GET_DIRTY_LOG`.
     ///
-    /// - Parameter bitmap: at least one word per 64 pages of the slot; traps if shorter, or if `slot` was
-    ///   not made through this object.
+    /// - Parameters:
+    ///   - slot: a memory slot made through this object; traps otherwise.
+    ///   - bitmap: at least one word per 64 pages of the slot; traps if shorter.
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_GET_DIRTY_LOG` (ENOENT for a slot
     ///   without dirty logging, ENXIO in a VM with a dirty ring).
     public func dirtyLog(slot: UInt32, into bitmap: inout [UInt64]) throws(KVMError) {
@@ -52,6 +53,7 @@ extension VirtualMachine {
     /// is `KVM_CLEAR_DIRTY_LOG`.
     ///
     /// - Parameters:
+    ///   - slot: a memory slot with dirty logging.
     ///   - firstPage: a multiple of 64.
     ///   - pageCount: a multiple of 64, or reaching exactly the end of the slot.
     ///   - bitmap: at least one word per 64 pages of `pageCount`; traps if shorter.

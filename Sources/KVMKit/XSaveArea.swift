@@ -19,6 +19,7 @@ public struct XSaveArea: Hashable, Sendable, KVMByteEncodable {
         region = bytes
     }
 
+    /// The area's bytes as KVM reads and writes them.
     public var bytes: [UInt8] { region }
 
     /// MXCSR, the SSE control and status register (bytes 24-27 of the legacy region).

@@ -15,24 +15,27 @@ public protocol AddressSpace: AnyObject {
     var tableBytesInUse: UInt64 { get }
     /// The canonical ranges of the whole virtual space (one on i686, two halves on amd64).
     var virtualSpace: [(base: UInt64, length: UInt64)] { get }
-    /// The large leaves the processor walks (see ``PageTable/walkableLeafSizes``).
+    /// The large leaves the processor walks (see `PageTable.walkableLeafSizes` in PageTables).
     var walkableLeafSizes: AllowedLeafSizes { get }
-    /// The large leaves `map` may write (see ``PageTable/allowedLeafSizes``).
+    /// The large leaves `map` may write (see `PageTable.allowedLeafSizes` in PageTables).
     var allowedLeafSizes: AllowedLeafSizes { get }
 
-    /// See ``PageTable/map(_:)``.
+    /// Maps `mapping`, creating or overwriting entries (`PageTable.map(_:)`).
     func map(_ mapping: Mapping) throws(PageTableError)
-    /// See ``PageTable/unmap(virtualBase:length:)``.
+    /// Clears the leaves of a range and frees the tables it leaves empty (`PageTable.unmap(virtualBase:length:)`).
     func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError)
-    /// See ``PageTable/protect(virtualBase:length:kind:userAccessible:)``.
+    /// Gives the present leaves of a range a new kind, keeping their frames
+    /// (`PageTable.protect(virtualBase:length:kind:userAccessible:)`).
     func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool) throws(PageTableError)
-    /// See ``PageTable/lookup(_:)``.
+    /// The translation of one virtual address, or `nil` where no present leaf maps it (`PageTable.lookup(_:)`).
     func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation?
-    /// See ``PageTable/translate(virtualBase:length:)``.
+    /// One translation per present leaf of a range (`PageTable.translate(virtualBase:length:maximumTables:)`).
     func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
-    /// See ``PageTable/coalescedTranslate(virtualBase:length:)``.
+    /// The translations of a range, with neighbours that continue each other merged into runs
+    /// (`PageTable.coalescedTranslate(virtualBase:length:maximumTables:)`).
     func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
-    /// See ``PageTable/forEachLeaf(virtualBase:length:maximumTables:_:)``.
+    /// Calls `body` with each present leaf of a range, entering at most `maximumTables` tables
+    /// (`PageTable.forEachLeaf(virtualBase:length:maximumTables:_:)`).
     func forEachLeaf(
         virtualBase: UInt64, length: UInt64, maximumTables: Int, _ body: (Translation) -> Void
     ) throws(PageTableError)
@@ -53,8 +56,8 @@ public protocol AddressSpace: AnyObject {
     ///
     /// - Parameter shared: ranges whose bases and lengths are multiples of the smallest block the tables
     ///   can share (2 MiB on amd64, 4 MiB on i686); each is shared in the largest aligned blocks that fit.
-    /// - Throws: ``PageTableError/misaligned(_:_:)`` for a range that is not made of such blocks,
-    ///   ``PageTableError/outOfTableMemory`` when the arena is full, range errors.
+    /// - Throws: `PageTableError.misaligned` for a range that is not made of such blocks,
+    ///   `PageTableError.outOfTableMemory` when the arena is full, range errors.
     func makeSpace(sharing shared: [(virtualBase: UInt64, length: UInt64)]) throws(PageTableError) -> any AddressSpace
 }
 
@@ -63,6 +66,7 @@ public protocol AddressSpace: AnyObject {
 /// through `any AddressSpace` lands in engine code specialised for that mode (a generic class would run the
 /// engine unspecialised, through metadata lookups).
 public protocol GuestPageTables: AddressSpace {
+    /// The table ops: in place (``GuestTableOps``) or over a snapshot's tables (``SnapshotTableOps``).
     associatedtype Ops: GuestTableStore
     /// The engine over the guest-memory table ops.
     var tables: PageTable<Ops> { get set }
@@ -88,26 +92,38 @@ public protocol GuestTableStore: TableOps where TableAddress == UInt64 {
 }
 
 extension GuestTableOps: GuestTableStore {
+    /// In-place ops over the same memory and arena, rooted at `root`.
     public func sibling(root: UInt64) -> Self { GuestTableOps(sharingArenaOf: self, root: root) }
 }
 extension SnapshotTableOps: GuestTableStore {
+    /// Movable ops over the same memory and arena, rooted at `root`.
     public func sibling(root: UInt64) -> Self { SnapshotTableOps(arena: arena.sibling(root: root)) }
 }
 
 extension GuestPageTables {
+    /// The paging mode of `Ops`.
     @inline(__always) public var architecture: Architecture { Ops.Mode.architecture }
+    /// The root table's guest-physical address: the value for CR3.
     @inline(__always) public var rootPhysicalAddress: UInt64 { tables.rootPhysicalAddress }
+    /// Whether CR4.PSE must be set: i686 tables that may hold 4 MiB leaves.
     @inline(__always) public var requiresPageSizeExtension: Bool { tables.requiresPageSizeExtension }
+    /// Bytes of the arena in use by tables (every space over the arena counts).
     @inline(__always) public var tableBytesInUse: UInt64 { tables.ops.bytesInUse }
+    /// The large leaves the processor walks.
     @inline(__always) public var walkableLeafSizes: AllowedLeafSizes { tables.walkableLeafSizes }
+    /// The large leaves `map` may write.
     @inline(__always) public var allowedLeafSizes: AllowedLeafSizes { tables.allowedLeafSizes }
+    /// The canonical ranges of the mode's virtual space.
     @inline(__always) public var virtualSpace: [(base: UInt64, length: UInt64)] {
         PageTable<Ops>.virtualSpace
     }
+    /// Maps `mapping` with the engine, in the tables in guest RAM.
     @inline(__always) public func map(_ mapping: Mapping) throws(PageTableError) { try tables.map(mapping) }
+    /// Unmaps `[virtualBase, virtualBase + length)`, freeing the tables it leaves empty.
     @inline(__always) public func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError) {
         try tables.unmap(virtualBase: virtualBase, length: length)
     }
+    /// Gives the present leaves of `[virtualBase, virtualBase + length)` a new kind and user access.
     @inline(__always) public func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool)
         throws(PageTableError)
     {
@@ -116,28 +132,37 @@ extension GuestPageTables {
     /// Walks over guest RAM enter each table once when the host built them, and there are never more tables
     /// than pages of RAM: a walk that enters more is looping through tables the guest rewrote.
     @inline(__always) var walkLimit: Int { Int(truncatingIfNeeded: tables.ops.memory.size >> 12) }
+    /// The translation of `virtualAddress`, or `nil` where no present leaf maps it.
     @inline(__always) public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
         try tables.lookup(virtualAddress)
     }
+    /// One translation per present leaf of the range; a walk enters at most one table per page of RAM.
     @inline(__always) public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
     {
         try tables.translate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
+    /// The range's translations merged into runs; a walk enters at most one table per page of RAM.
     @inline(__always) public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError)
         -> [Translation]
     {
         try tables.coalescedTranslate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
+    /// Calls `body` with each present leaf of the range, entering at most `maximumTables` tables (and never
+    /// more than one per page of RAM).
     @inline(__always) public func forEachLeaf(
         virtualBase: UInt64, length: UInt64, maximumTables: Int, _ body: (Translation) -> Void
     ) throws(PageTableError) {
         try tables.forEachLeaf(
             virtualBase: virtualBase, length: length, maximumTables: min(maximumTables, walkLimit), body)
     }
+    /// From now on, the arena clears never-used tables when it hands them out.
     @inline(__always) public func arenaMayBeDirty() { tables.ops.arenaMayBeDirty() }
+    /// Where the page-table arena stands.
     public var arena: ArenaState { tables.ops.arenaState }
+    /// Puts the arena and the root back as a snapshot had them.
     public func restore(arena: ArenaState, root: UInt64) { tables.ops.restore(arena, root: root) }
 
+    /// Another address space of the same kind over the same memory and arena, rooted at `root`.
     public func space(root: UInt64) -> any AddressSpace {
         Self(
             tables: PageTable(
@@ -145,6 +170,12 @@ extension GuestPageTables {
                 walkableLeafSizes: tables.walkableLeafSizes))
     }
 
+    /// A new root in the arena whose entries for the `shared` blocks are this space's own.
+    ///
+    /// - Parameter shared: ranges in whole blocks of the smallest shareable size (2 MiB on amd64, 4 MiB on
+    ///   i686), each shared in the largest aligned blocks that fit.
+    /// - Throws: `PageTableError.misaligned` for a range not made of such blocks,
+    ///   `PageTableError.outOfTableMemory` when the arena is full.
     public func makeSpace(sharing shared: [(virtualBase: UInt64, length: UInt64)]) throws(PageTableError)
         -> any AddressSpace
     {
@@ -184,9 +215,11 @@ extension GuestPageTables {
 
 /// amd64 4-level tables in guest RAM.
 public final class AMD64PageTables: GuestPageTables {
+    /// The engine over the tables in guest RAM.
     public var tables: PageTable<GuestTableOps<AMD64>>
     /// Wraps tables already built.
     public init(tables: PageTable<GuestTableOps<AMD64>>) { self.tables = tables }
+    /// The tables under `root` in the same memory, read where they are, with no arena.
     public func view(root: UInt64) -> any AddressSpace {
         AMD64PageTables(
             tables: PageTable(
@@ -206,9 +239,11 @@ public final class AMD64PageTables: GuestPageTables {
 
 /// i686 2-level tables in guest RAM.
 public final class I686PageTables: GuestPageTables {
+    /// The engine over the tables in guest RAM.
     public var tables: PageTable<GuestTableOps<I686>>
     /// Wraps tables already built.
     public init(tables: PageTable<GuestTableOps<I686>>) { self.tables = tables }
+    /// The tables under `root` in the same memory, read where they are, with no arena.
     public func view(root: UInt64) -> any AddressSpace {
         I686PageTables(
             tables: PageTable(
@@ -249,8 +284,11 @@ public final class I686PageTables: GuestPageTables {
 
 /// amd64 4-level tables of a snapshot, continued with movable ops (``SnapshotTableOps``).
 public final class RestoredAMD64PageTables: GuestPageTables {
+    /// The engine over the snapshot's tables, with movable ops.
     public var tables: PageTable<SnapshotTableOps<AMD64>>
+    /// Wraps tables continued from a snapshot.
     public init(tables: PageTable<SnapshotTableOps<AMD64>>) { self.tables = tables }
+    /// The tables under `root` in the same memory, read where they are, with no arena.
     public func view(root: UInt64) -> any AddressSpace {
         AMD64PageTables(
             tables: PageTable(
@@ -261,8 +299,11 @@ public final class RestoredAMD64PageTables: GuestPageTables {
 
 /// i686 2-level tables of a snapshot, continued with movable ops (``SnapshotTableOps``).
 public final class RestoredI686PageTables: GuestPageTables {
+    /// The engine over the snapshot's tables, with movable ops.
     public var tables: PageTable<SnapshotTableOps<I686>>
+    /// Wraps tables continued from a snapshot.
     public init(tables: PageTable<SnapshotTableOps<I686>>) { self.tables = tables }
+    /// The tables under `root` in the same memory, read where they are, with no arena.
     public func view(root: UInt64) -> any AddressSpace {
         I686PageTables(
             tables: PageTable(
@@ -271,10 +312,18 @@ public final class RestoredI686PageTables: GuestPageTables {
     }
 }
 
-/// Makes the address space for `architecture`.
+/// Makes an empty address space for `architecture`, its tables in an arena of `memory`: an
+/// ``AMD64PageTables`` or an ``I686PageTables``.
 ///
-/// - Parameter walkableLeafSizes: the large leaves the vCPU walks (see ``PageTable/walkableLeafSizes``);
-///   by default the allowed ones (plus 2 MiB on amd64).
+/// - Parameters:
+///   - architecture: the paging mode: amd64 4-level or i686 2-level tables.
+///   - memory: the guest RAM that holds the tables.
+///   - arenaBase: the first byte of the arena the tables are allocated from (page-aligned, inside `memory`).
+///   - arenaSize: the arena's size in bytes (a multiple of 4 KiB).
+///   - allowedLeafSizes: the large leaves `map` may write.
+///   - walkableLeafSizes: the large leaves the vCPU walks (see `PageTable.walkableLeafSizes` in PageTables);
+///     by default the allowed ones (plus 2 MiB on amd64).
+/// - Throws: `PageTableError.outOfTableMemory` when the arena cannot hold the root table.
 public func makeAddressSpace(
     architecture: Architecture, memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64,
     allowedLeafSizes: AllowedLeafSizes, walkableLeafSizes: AllowedLeafSizes? = nil

@@ -44,6 +44,7 @@ public final class MachineThread: SerialExecutor, @unchecked Sendable {
         condition.deallocate()
     }
 
+    /// Queues `job` to run on the thread, after the jobs queued before it.
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         pthread_mutex_lock(lock)
@@ -128,6 +129,7 @@ public actor AsyncMachine {
     /// Stops a run in progress from any thread.
     public nonisolated let interrupter: Interrupter
 
+    /// The machine's thread, as the actor's executor: every isolated method runs there.
     public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
 
     /// Builds the machine on a new thread of its own.

@@ -20,11 +20,16 @@ public final class BootImage {
     var scratchNext: UInt64
 
     /// Lays out RAM for `configuration` and builds the tables with `allowedLeafSizes`.
-    /// - Throws: ``MachineError`` naming the first thing wrong with the configuration.
-    /// - Parameter memory: RAM to build in (e.g. a shared mapping another process also runs); by default
-    ///   fresh anonymous memory. It must be zero-filled and exactly `configuration.memorySize` bytes.
+    ///
+    /// - Parameters:
+    ///   - configuration: the image, RAM size, load address and mappings to lay out.
+    ///   - allowedLeafSizes: the large leaves the boot tables may use.
+    ///   - memory: RAM to build in (e.g. a shared mapping another process also runs); by default fresh
+    ///     anonymous memory. It must be zero-filled and exactly `configuration.memorySize` bytes.
     ///   - walkableLeafSizes: the large leaves the vCPU walks, if it is not just the allowed ones (plus
-    ///     2 MiB on amd64): on amd64 the CPU's own (1 GiB with Page1GB) even when `--page-size 4k` allows none.
+    ///     2 MiB on amd64): on amd64 the CPU's own (1 GiB with Page1GB) even when the
+    ///     ``MachineConfiguration/PageSizePolicy/small`` policy allows none.
+    /// - Throws: ``MachineError`` naming the first thing wrong with the configuration.
     public init(
         configuration: MachineConfiguration, allowedLeafSizes: AllowedLeafSizes, memory: GuestMemory? = nil,
         walkableLeafSizes: AllowedLeafSizes? = nil

@@ -2,9 +2,12 @@ public import PageTables
 
 /// The boot-information block at ``Layout/bootInfoAddress``, passed to the guest in RDI / EDI.
 ///
-/// Little-endian; the offsets are the guest contract (docs/layout.md): magic "MVMB" (u32 0x424D564D),
-/// version, RAM size, table root, arena base and size, load address, image size, architecture, mapping
-/// count, probe list address and count, flags, then one 32-byte record per mapping from offset 80.
+/// Little-endian, at fixed offsets that guests rely on: magic "MVMB" (u32 0x424D564D) at 0, version (u32)
+/// at 4, RAM size at 8, table root at 16, arena base at 24 and size at 32, load address at 40, image size
+/// at 48 (u64 each), architecture (u32: 0 amd64, 1 i686) at 56, mapping count (u32) at 60, probe list
+/// address (u64) at 64 and count (u32) at 72, flags (u32) at 76, then one 32-byte record per mapping from
+/// offset 80: virtual base, physical base, length (u64 each), flags (u32: bit 0 writable, bit 1 executable,
+/// bit 2 copy-on-write, bit 3 user), four reserved bytes.
 ///
 /// Version 1 describes a flat image and is written byte for byte as before ELF guests existed. Version 2
 /// describes an ELF image and only adds to version 1: the mapping records go on with one record per ELF
@@ -12,6 +15,7 @@ public import PageTables
 /// (entry point u64, segment count u32, reserved u32). A reader of version 1 reads a version-2 block
 /// correctly; it only does not know which records are segments.
 public struct BootInfo: Equatable, Sendable {
+    /// The first four bytes of the block: "MVMB" read as a little-endian u32.
     public static let magic: UInt32 = 0x424D_564D
     /// The version of a block that describes a flat image.
     public static let version: UInt32 = 1
@@ -26,7 +30,9 @@ public struct BootInfo: Equatable, Sendable {
 
     /// Flags at offset 76.
     public struct Flags: OptionSet, Equatable, Sendable {
+        /// The flag bits as the block stores them.
         public let rawValue: UInt32
+        /// The flags whose bits are set in `rawValue`.
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         /// No hypercall port (the QEMU oracle): the probe runtime prints its reports on the console.
         public static let reportOnConsole = Flags(rawValue: 1 << 0)
@@ -38,17 +44,27 @@ public struct BootInfo: Equatable, Sendable {
     /// Mapping-record flag bit 4: the record is an ELF segment (version 2).
     public static let segmentRecordFlag: UInt32 = 1 << 4
 
+    /// Guest RAM in bytes (offset 8).
     public var memorySize: UInt64
+    /// The guest-physical address of the root table the host built, the value in CR3 at entry (offset 16).
     public var tableRoot: UInt64
+    /// The first byte of the page-table arena (offset 24).
     public var arenaBase: UInt64
+    /// The arena's size in bytes (offset 32).
     public var arenaSize: UInt64
+    /// Where the image was loaded (offset 40).
     public var loadAddress: UInt64
+    /// The image's size in bytes (offset 48).
     public var imageSize: UInt64
+    /// The paging mode the guest starts in (offset 56: 0 amd64, 1 i686).
     public var architecture: Architecture
+    /// The guest-physical address of the probe list, 0 without one (offset 64).
     public var probeListAddress: UInt64
+    /// Probe records in the list (offset 72).
     public var probeCount: UInt32
+    /// Flags (offset 76).
     public var flags: Flags
-    /// The extra mappings (`--map`).
+    /// The extra mappings (`--map`), one record each from offset 80.
     public var mappings: [Mapping]
     /// The ELF segments' mappings, in program header order (empty for a flat image).
     public var segments: [Mapping] = []
@@ -110,7 +126,8 @@ public struct BootInfo: Equatable, Sendable {
     }
 }
 
-/// One probe for the probe guest: an access it makes and reports on (docs/layout.md, "Probes").
+/// One probe for the probe guest: an access it makes and reports on, as a 32-byte record of the probe
+/// list (u32 operation, u32 size, u64 virtual address, u64 value, 8 reserved bytes).
 @_spi(Testing) public struct Probe: Equatable, Sendable {
     /// What the guest does.
     public enum Operation: UInt32, Sendable {

@@ -4,13 +4,18 @@ import PageTables
 public enum CallValue: Equatable, Sendable, ExpressibleByIntegerLiteral, ExpressibleByStringLiteral,
     CustomStringConvertible
 {
+    /// A signed 64-bit integer, passed in its descriptor (kind 1).
     case int(Int64)
+    /// Bytes, copied into the call area (kind 2).
     case bytes([UInt8])
+    /// A string, copied into the call area as its UTF-8 bytes (kind 3).
     case string(String)
     /// No value (a function that returns nothing).
     case none
 
+    /// An integer value: `try machine.call("add", 2, 3)`.
     public init(integerLiteral value: Int64) { self = .int(value) }
+    /// A string value: `try machine.call("upper", "hello")`.
     public init(stringLiteral value: String) { self = .string(value) }
 
     /// The integer, if this is one.
@@ -26,6 +31,7 @@ public enum CallValue: Equatable, Sendable, ExpressibleByIntegerLiteral, Express
     /// The string, decoding bytes as UTF-8 (with replacement characters for what is not).
     public var string: String? { bytes.map { String(decoding: $0, as: UTF8.self) } }
 
+    /// `42`, `"text"`, `3 bytes` or `none`.
     public var description: String {
         switch self {
         case .int(let value): "\(value)"
@@ -70,6 +76,7 @@ public enum CallError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The run ended some other way: a fault, the timeout, an interruption (the machine then needs a reset).
     case run(RunError)
 
+    /// One line for a person.
     public var description: String {
         switch self {
         case .notReady: "the guest is not waiting for a call (it has not made the ready hypercall)"
@@ -97,7 +104,10 @@ struct CallInterface: Equatable, Sendable {
     var size: UInt64
 }
 
-/// The call area's layout (docs/layout.md, "Calls").
+/// The call area's layout: function index (u32) at 0, argument count (u32) at 4, status (u32) at 8, result
+/// kind (u32) at 12, result value or byte offset (u64) at 16, result length (u64) at 24, then eight 24-byte
+/// argument descriptors from 32 (kind u32, reserved u32, value or offset u64, length u64), and the argument
+/// bytes from 256.
 enum CallArea {
     static let functionIndex: UInt64 = 0
     static let argumentCount: UInt64 = 4

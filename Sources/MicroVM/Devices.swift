@@ -22,9 +22,13 @@ public protocol PortDevice: AnyObject {
 }
 
 extension PortDevice {
+    /// Ends the run with an unknown-port fault naming the read: what a device that only serves writes
+    /// gets for the guest's `IN`.
     public func read(port: UInt16, size: Int, machine: Machine) throws -> UInt32 {
         throw machine.fault(.unknownPort(port: port, size: size, writeValue: nil, count: 1))
     }
+    /// Ends the run with an unknown-port fault naming the write and its value: what a device that only
+    /// serves reads gets for the guest's `OUT`.
     public func write(port: UInt16, size: Int, value: UInt32, machine: Machine) throws -> DeviceResponse {
         throw machine.fault(.unknownPort(port: port, size: size, writeValue: value, count: 1))
     }
@@ -51,6 +55,7 @@ public enum DeviceError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The range overlaps guest RAM (or is empty, or wraps): the guest's accesses there never reach a device.
     case addressesNotDevice(Range<UInt64>)
 
+    /// One line for a person, naming what went wrong and the values involved.
     public var description: String {
         switch self {
         case .portsInUse(let ports):

@@ -84,6 +84,17 @@ public struct GuestFault: Error, Equatable, Sendable, CustomStringConvertible {
     /// The root of the tables the host built, when CR3 held another one (the guest loaded its own).
     public var hostRoot: UInt64?
 
+    /// A fault of `kind` at `rip`, with what is known of the processor's state then. Devices usually call
+    /// ``Machine/fault(_:rip:)`` instead, which fills in RIP and CR3.
+    ///
+    /// - Parameters:
+    ///   - kind: what happened.
+    ///   - rip: the instruction pointer the fault names.
+    ///   - cr2: CR2, where it matters.
+    ///   - cr3: the root of the tables the vCPU was using.
+    ///   - ripTranslation: how those tables translate `rip`.
+    ///   - cr2Translation: how those tables translate `cr2`.
+    ///   - hostRoot: the root of the host's tables, when CR3 held another.
     public init(
         _ kind: Kind, rip: UInt64, cr2: UInt64? = nil, cr3: UInt64? = nil, ripTranslation: AddressTranslation? = nil,
         cr2Translation: AddressTranslation? = nil, hostRoot: UInt64? = nil
@@ -195,6 +206,7 @@ public enum RunError: Error, Equatable, Sendable, CustomStringConvertible {
     /// the next reset restores all of memory in a new VM.
     case dirtyTrackingLost
 
+    /// One line for a person, naming what went wrong and the values involved.
     public var description: String {
         switch self {
         case .fault(let fault): fault.description

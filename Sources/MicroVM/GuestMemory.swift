@@ -5,8 +5,8 @@
 ///
 /// Every host access goes through the bounds-checked accessors here; this file and `SnapshotImage` are the
 /// only places in MicroVM that touch raw mappings. Guest-physical address `a` is byte `a` of the region.
-/// When a machine can be reset, the memory also logs which pages the host wrote (``HostWriteLog``), since
-/// KVM's dirty tracking sees only the guest's writes.
+/// When a machine can be reset, the memory also logs which pages the host wrote, since KVM's dirty tracking
+/// sees only the guest's writes.
 public final class GuestMemory {
     /// Size in bytes; a multiple of 4 KiB.
     public let size: UInt64
@@ -21,8 +21,10 @@ public final class GuestMemory {
 
     /// Maps `size` bytes of zeroed anonymous memory.
     ///
-    /// - Parameter populate: fault every page in now (`MAP_POPULATE`), trading set-up time for no page
-    ///   faults later; the page-table benchmarks measure both.
+    /// - Parameters:
+    ///   - size: bytes of RAM, a multiple of 4 KiB.
+    ///   - populate: fault every page in now (`MAP_POPULATE`), trading set-up time for no page faults
+    ///     later.
     /// - Throws: ``MachineError/memoryUnavailable(size:errno:)`` when `mmap` fails.
     public init(size: UInt64, populate: Bool = false) throws(MachineError) {
         precondition(size > 0 && size & 0xFFF == 0, "guest memory size must be a positive multiple of 4 KiB")

@@ -6,6 +6,7 @@ public import PageTables
 /// its guest-physical address, which is also what goes into CR3 and parent entries. The engine treats any
 /// table reference inside RAM as readable, so walks over tables a guest rewrote stay inside RAM.
 public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
+    /// A table's guest-physical address.
     public typealias TableAddress = UInt64
 
     /// The memory holding the tables.
@@ -13,6 +14,7 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     /// Where tables come from: shared by every address space over the same arena (a machine's boot space
     /// and the extra ones it builds), so they never hand out the same table twice.
     @usableFromInline let arena: TableArena
+    /// The root table's guest-physical address.
     public private(set) var root: UInt64
 
     /// First byte of the arena.
@@ -22,9 +24,13 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
 
     /// Claims the arena `[arenaBase, arenaBase + arenaSize)` and allocates the root table in it.
     ///
-    /// - Parameter arenaIsZero: the arena holds only zeros (fresh `mmap` memory): allocation can skip
-    ///   clearing never-used tables. Call ``arenaMayBeDirty()`` once the guest has run.
-    /// - Throws: ``PageTableError/outOfTableMemory`` if the arena cannot hold the root.
+    /// - Parameters:
+    ///   - memory: the guest RAM that holds the arena.
+    ///   - arenaBase: the arena's first byte: page-aligned, inside `memory` (traps otherwise).
+    ///   - arenaSize: the arena's size in bytes: a multiple of 4 KiB, inside `memory` (traps otherwise).
+    ///   - arenaIsZero: the arena holds only zeros (fresh `mmap` memory): allocation can skip
+    ///     clearing never-used tables. Call ``arenaMayBeDirty()`` once the guest has run.
+    /// - Throws: `PageTableError.outOfTableMemory` if the arena cannot hold the root.
     public init(memory: GuestMemory, arenaBase: UInt64, arenaSize: UInt64, arenaIsZero: Bool = true)
         throws(PageTableError)
     {
@@ -42,7 +48,7 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     }
 
     /// Reads the tables under `root` where they are, with no arena: for walking tables the guest built
-    /// itself (the root it loaded into CR3). Allocation fails with ``PageTableError/outOfTableMemory``, and
+    /// itself (the root it loaded into CR3). Allocation fails with `PageTableError.outOfTableMemory`, and
     /// no table is ever freed, so maps that need a new table fail instead of writing outside the tables.
     public init(memory: GuestMemory, root: UInt64) {
         self.memory = memory
@@ -90,10 +96,13 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     /// From now on, clear never-used tables when allocating them: the guest can write anywhere in RAM.
     public mutating func arenaMayBeDirty() { arena.untouchedIsZero = false }
 
+    /// The guest-physical address of the entry `byteOffset` bytes into `table`.
     @inlinable public func entryAddress(in table: UInt64, byteOffset: Int) -> UInt64 {
         table &+ UInt64(truncatingIfNeeded: byteOffset)
     }
 
+    /// The entry at `address`: 8 bytes on amd64, 4 zero-extended on i686. Traps outside guest RAM (the
+    /// engine only asks for entries of tables that ``table(atPhysicalAddress:)`` accepted).
     @inlinable public func readEntry(at address: UInt64) -> UInt64 {
         if Mode.entryByteCount == 8 {
             guard let value = memory.load(UInt64.self, at: address) else {
@@ -107,26 +116,34 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         return UInt64(value)
     }
 
+    /// Passes `count` consecutive entries of `table`, from `byteOffset`, to `body` until it returns false.
     @inlinable public func readEntries(in table: UInt64, byteOffset: Int, count: Int, _ body: (UInt64) -> Bool) {
         memory.loadRun(
             at: table &+ UInt64(truncatingIfNeeded: byteOffset), count: count, width: Mode.entryByteCount, body)
     }
 
+    /// `table` itself: a table's address is its guest-physical address.
     @inlinable public func physicalAddress(of table: UInt64) -> UInt64 { table }
 
+    /// The table at `physicalAddress` if it is a page-aligned page inside guest RAM, else `nil`.
     @inlinable public func table(atPhysicalAddress physicalAddress: UInt64) -> UInt64? {
         guard physicalAddress & 0xFFF == 0, memory.contains(physicalAddress, count: 4096) else { return nil }
         return physicalAddress
     }
 
+    /// A zeroed table from the arena: a freed one first, else the next never-used one.
+    /// - Throws: `PageTableError.outOfTableMemory` when the arena is full.
     @inlinable public mutating func allocateTable() throws(PageTableError) -> UInt64 {
         try arena.allocate(in: memory)
     }
 
+    /// Gives `table` back to the arena, zeroed, if the arena handed it out and it is not the root; any other
+    /// address (an entry a guest rewrote may point anywhere) is ignored.
     @inlinable public mutating func freeTable(_ table: UInt64) {
         arena.free(table, root: root, in: memory)
     }
 
+    /// Writes `value` into the entry `byteOffset` bytes into `table`, in place (4 bytes on i686).
     @inlinable public mutating func writeEntry(in table: UInt64, byteOffset: Int, _ value: UInt64) -> Never? {
         let address = table &+ UInt64(truncatingIfNeeded: byteOffset)
         let stored =
@@ -136,6 +153,7 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         return nil
     }
 
+    /// Writes `count` consecutive entries of `table` from `byteOffset`: `first`, `first + step`, ...
     @inlinable public mutating func writeEntries(
         in table: UInt64, byteOffset: Int, count: Int, first: UInt64, step: UInt64
     ) -> Never? {
@@ -145,6 +163,7 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
         return nil
     }
 
+    /// Makes `table` the root.
     public mutating func replaceRoot(with table: UInt64) { root = table }
 }
 

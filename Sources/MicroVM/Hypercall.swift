@@ -5,9 +5,9 @@ import PageTables
 /// same), reads it, acts, writes the result into it, and resumes the guest.
 ///
 /// Record (little-endian, 64 bytes, 8-byte aligned): u32 operation, u32 argument count N (at most 6),
-/// u64 result, then N u64 arguments (docs/layout.md, "Hypercalls").
+/// u64 result, then N u64 arguments.
 public enum HypercallOperation: UInt32, Sendable {
-    /// Report values to the host (tests read them from ``Machine/reports``). Result 0.
+    /// Report values to the host, which keeps them in order (a testing aid). Result 0.
     case report = 1
     /// An exception the guest cannot handle: vector, error code, CR2, RIP. Ends the run.
     case fatalException = 2
@@ -21,7 +21,8 @@ public enum HypercallOperation: UInt32, Sendable {
     /// table in RAM, or too many).
     case registerRoot = 5
     /// Ready for calls: arguments are the export table's address and entry count, and the call area's
-    /// address and size (guest-virtual; docs/layout.md, "Calls"). The run returns ``RunOutcome/ready``.
+    /// address and size (guest-virtual; the call area must be whole pages, 4 KiB to 1 MiB, contiguous and
+    /// writable). The run returns ``RunOutcome/ready``.
     case ready = 6
     /// Call a host function: arguments are the name's address and length, the argument descriptors'
     /// address and count, and the result buffer's address and capacity. Result: the status (0 done, 1 no

@@ -55,9 +55,10 @@ extension Machine {
     /// Builds a machine from a snapshot: a new VM whose RAM is a private view of the snapshot's image (no
     /// copy; machines restored from one snapshot share every page none of them writes), its vCPU set to the
     /// snapshot's state, its page tables and arena as the snapshot left them. It continues where the snapshot
-    /// was taken, and can be ``reset()`` back to it.
+    /// was taken, and can be reset back to it (``reset(allState:)``).
     ///
     /// - Parameters:
+    ///   - snapshot: the snapshot to continue from; any number of machines may restore from one.
     ///   - host: an already open KVM to share; by default `configuration.kvmPath` is opened.
     ///   - configuration: where the console goes, the timeout, tracing and the KVM device; its layout fields
     ///     (architecture, memory, image, mappings) are ignored: they are the snapshot's. By default the
@@ -281,6 +282,7 @@ public enum AddressSpaceError: Error, Equatable, Sendable, CustomStringConvertib
     /// The engine refused: a shared range not in whole blocks, a full arena.
     case tables(PageTableError)
 
+    /// One line for a person, naming what went wrong and the values involved.
     public var description: String {
         switch self {
         case .outsideMemory(let root): "root \(hex(root)) is not a page-aligned table inside guest RAM"

@@ -75,7 +75,7 @@ public final class Machine {
     /// The roots of the address spaces the machine knows (the host's boot root first, then those the host
     /// built or the guest registered), which a snapshot keeps.
     public internal(set) var roots: [UInt64] = []
-    /// The snapshot ``reset()`` goes back to, if any.
+    /// The snapshot ``reset(allState:)`` goes back to, if any.
     public internal(set) var resetPoint: Snapshot?
     /// Pages the guest wrote since the reset point, as collected from the dirty ring so far.
     var guestWrites: HostWriteLog?
@@ -92,7 +92,9 @@ public final class Machine {
     /// GDT, boot information), creates the VM and vCPU, sets the entry state and attaches the built-in
     /// devices (console, exit and hypercall ports).
     ///
-    /// - Parameter host: an already open KVM to share; by default `configuration.kvmPath` is opened.
+    /// - Parameters:
+    ///   - configuration: the guest image, its memory and mappings, and how the machine runs it.
+    ///   - host: an already open KVM to share; by default `configuration.kvmPath` is opened.
     /// - Throws: ``MachineError`` naming the first thing wrong.
     public convenience init(configuration: MachineConfiguration, host: KVMHost? = nil) throws(MachineError) {
         try self.init(configuration: configuration, host: host, probes: [])

@@ -14,12 +14,12 @@ public struct MachineConfiguration: Sendable {
     ///
     /// The machine holds at most ``Machine/consoleBufferLimit`` bytes before it hands them on, so a guest
     /// that prints without end never grows host memory: a sink that cannot keep up slows the guest down
-    /// (the vCPU waits while the sink runs), and capture keeps the first ``captureLimit`` bytes and counts
-    /// the rest in ``Machine/consoleBytesDropped``.
+    /// (the vCPU waits while the sink runs), and capture keeps the first `limit` bytes and counts the rest
+    /// in ``Machine/consoleBytesDropped``.
     public enum Console: Sendable {
         /// Handed to `sink` in chunks: at each newline, whenever ``Machine/consoleBufferLimit`` bytes are
         /// pending, and at the end of the run. An error the sink throws ends the run with
-        /// ``MachineError/consoleFailed(_:)`` (or with the timeout or interruption that made the sink give up).
+        /// ``RunError/consoleFailed(_:)`` (or with the timeout or interruption that made the sink give up).
         case sink(@Sendable (_ bytes: [UInt8]) throws -> Void)
         /// Into ``Machine/consoleOutput``, up to `limit` bytes.
         case capture(limit: Int)
@@ -67,16 +67,29 @@ public struct MachineConfiguration: Sendable {
     /// The KVM device.
     public var kvmPath: String = "/dev/kvm"
     /// Whether the machine can be reset to a snapshot taken of it (``Machine/snapshot()``,
-    /// ``Machine/reset()``): KVM then logs the pages the guest writes in a dirty ring, which must be set up
+    /// ``Machine/reset(allState:)``): KVM then logs the pages the guest writes in a dirty ring, which must be set up
     /// before the vCPU exists. Machines restored from a snapshot always can.
     public var resettable = false
     /// Entries of the dirty ring of a resettable machine (a power of two, clamped to what KVM allows; each
-    /// is 16 bytes of kernel memory). A run that writes more often than this between two exits makes the
-    /// next reset rebuild the VM, so the machine also stops the guest every ``resetTick`` to collect them.
+    /// is 16 bytes of kernel memory).
+    ///
+    /// The machine collects the ring at each reset, and every ``resetTick`` while a run lasts that long.
+    /// Between two collections the ring holds an entry per page the guest wrote (on a KVM that emulates
+    /// guest code, such as kvm_pvm, one per write instruction), across any number of runs and calls. When
+    /// it fills, the run ends with ``RunError/dirtyTrackingLost`` and the next reset rebuilds the VM: size
+    /// it above the writes the guest makes between two resets.
     public var dirtyRingEntries = 65_536
-    /// How often a resettable machine collects its dirty ring while the guest runs.
+    /// How often a resettable machine collects its dirty ring while the guest runs (a run shorter than this
+    /// is not stopped for it).
     public var resetTick: Duration = .milliseconds(5)
 
+    /// A configuration for `image` with every other field at its default: 16 MiB of RAM, the image loaded
+    /// and entered at 0x100000, the largest leaves the vCPU allows, a 10-second timeout, the console
+    /// discarded, not resettable.
+    ///
+    /// - Parameters:
+    ///   - architecture: the paging mode the guest starts in: amd64 long mode or i686 protected mode.
+    ///   - image: the flat binary, loaded at ``loadAddress``.
     public init(architecture: Architecture, image: [UInt8]) {
         self.architecture = architecture
         self.image = image
@@ -91,6 +104,7 @@ public struct MachineConfiguration: Sendable {
 
     /// Checks everything about the layout that does not depend on the image's bytes, for an image of
     /// `imageSize` bytes: what a caller reading the image from a file can ask before reading it.
+    /// - Parameter imageSize: the size of the image the machine would load.
     /// - Throws: the ``MachineError`` that building a machine with such an image would throw first.
     public func validateLayout(imageSize: UInt64) throws(MachineError) {
         _ = try MemoryPlan(self, imageSize: imageSize)

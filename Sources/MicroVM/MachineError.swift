@@ -6,21 +6,38 @@ public import PageTables
 /// one line for a person. What the guest does once it runs is a ``RunError``.
 public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     // The configuration
+    /// RAM cannot hold the image, the fixed low pages, the copy-on-write scratch frames and the page-table
+    /// arena: `needed` bytes would.
     case memoryTooSmall(size: UInt64, needed: UInt64)
+    /// RAM above ``Layout/maximumMemorySize``.
     case memoryTooLarge(size: UInt64)
+    /// A RAM size that is not a multiple of 4 KiB.
     case memoryNotPageMultiple(size: UInt64)
+    /// `mmap` could not allocate guest RAM (or map a file or snapshot image as RAM).
     case memoryUnavailable(size: UInt64, errno: Int32)
+    /// An image of zero bytes.
     case emptyImage
+    /// The load address is not inside RAM.
     case loadAddressOutsideMemory(loadAddress: UInt64, memorySize: UInt64)
+    /// The load address is not a multiple of 4 KiB.
     case loadAddressMisaligned(loadAddress: UInt64)
+    /// The image, at the load address, runs past the end of RAM.
     case imageTooLarge(imageSize: UInt64, loadAddress: UInt64, memorySize: UInt64)
+    /// The image runs into the copy-on-write scratch frames and the page-table arena at the top of RAM.
     case imageOverlapsArena(imageEnd: UInt64, arenaBase: UInt64)
+    /// The load address is below ``Layout/stackTop``, where the GDT, the boot information and the stack are.
     case imageOverlapsLowMemory(loadAddress: UInt64)
+    /// The entry point is not inside the loaded image.
     case entryOutsideImage(entry: UInt64)
+    /// The engine refused one of the extra mappings (misaligned, outside the virtual space, ...).
     case mappingRejected(mapping: Mapping, reason: PageTableError)
+    /// Two extra mappings cover the same virtual addresses.
     case mappingsOverlap(Mapping, Mapping)
+    /// More extra mappings than the boot-information block can list.
     case tooManyMappings(count: Int, maximum: Int)
+    /// More probes than the probe list holds.
     case tooManyProbes(count: Int, maximum: Int)
+    /// The engine could not build the boot page tables.
     case tablesFailed(PageTableError)
     /// The ELF image is for another architecture than the configuration's.
     case imageArchitectureMismatch(image: Architecture, configured: Architecture)
@@ -40,10 +57,15 @@ public enum MachineError: Error, Equatable, Sendable, CustomStringConvertible {
     case mappingWidensSegment(mapping: Mapping, segment: Int, permissions: String, added: String)
 
     // The host's KVM
+    /// The KVM device cannot be opened, or is not KVM.
     case kvmUnavailable(KVMError)
+    /// A KVM call failed while the VM or its vCPU was set up.
     case kvmFailed(KVMError)
+    /// This KVM cannot run the guest's paging mode: it dropped CR0.PG when the special registers were set
+    /// (as kvm_pvm does for 32-bit paging), so an i686 guest would fault at its first instruction.
     case pagingModeUnsupported(architecture: Architecture, detail: String)
 
+    /// One line for a person, naming what went wrong and the values involved.
     public var description: String {
         switch self {
         case .memoryTooSmall(let size, let needed):

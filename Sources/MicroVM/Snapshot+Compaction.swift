@@ -25,8 +25,9 @@ public struct CompactionReport: Equatable, Sendable, CustomStringConvertible {
 extension Snapshot {
     /// A compact copy of the snapshot: only the frames some address space maps (each once, however many
     /// mappings reach it), renumbered densely, with page tables rebuilt for them by the engine — every
-    /// registered space and the one in CR3, with their shared tables shared again (``PageTable/walkSpaces(roots:ranges:maximumTables:)``,
-    /// ``PageTable/linkShared(_:builtRoots:)``) — then fresh copy-on-write scratch frames and a new arena.
+    /// registered space and the one in CR3, with their shared tables shared again (PageTables'
+    /// `PageTable.walkSpaces(roots:ranges:maximumTables:)` and `PageTable.linkShared(_:builtRoots:)`) —
+    /// then fresh copy-on-write scratch frames and a new arena.
     ///
     /// Every virtual address maps what it mapped, with the same permissions; physical addresses change. So
     /// a guest that must find its data after compaction has to reach it through its page tables (as any guest

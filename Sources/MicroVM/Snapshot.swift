@@ -64,7 +64,7 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     case machineFailed(MachineError)
     /// The machine's last run ended with an error: its state is not one to keep.
     case notStopped(String)
-    /// ``Machine/reset()`` on a machine that has no snapshot to go back to, or cannot track what the guest
+    /// ``Machine/reset(allState:)`` on a machine that has no snapshot to go back to, or cannot track what the guest
     /// writes (the reason says which).
     case notResettable(String)
     /// Restoring needs something this host lacks (the reason says what).
@@ -74,6 +74,7 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Compaction could not walk or rebuild the snapshot's tables (the detail says which).
     case compactionFailed(String)
 
+    /// One line for a person, naming what went wrong and the values involved.
     public var description: String {
         switch self {
         case .systemCallFailed(let call, let code): "\(call) failed: \(errnoText(code))"
@@ -97,6 +98,7 @@ public struct ArenaState: Equatable, Sendable {
     /// Tables given back, reused first.
     public var freeTables: [UInt64]
 
+    /// An arena `[base, end)` whose never-used tables start at `next`, with `freeTables` given back.
     public init(base: UInt64, end: UInt64, next: UInt64, freeTables: [UInt64]) {
         self.base = base
         self.end = end
@@ -107,7 +109,8 @@ public struct ArenaState: Equatable, Sendable {
 
 /// A machine frozen at a point: its memory image, its vCPU and the roots of its address spaces. Restore
 /// it into new machines (``Machine/init(restoring:host:configuration:)``), reset a machine back to it
-/// (``Machine/reset()``), or save it to a file (``write(to:)``) and load it again (``init(contentsOf:)``).
+/// (``Machine/reset(allState:)``), or save it to a file (``write(to:)``) and load it again
+/// (``init(contentsOf:architecture:)``).
 ///
 /// Immutable and `Sendable`: any number of machines, on any threads, can be restored from one snapshot, and
 /// they share the pages of its image that none of them writes.

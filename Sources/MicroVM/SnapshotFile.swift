@@ -281,7 +281,9 @@ extension Snapshot {
     /// magic, version, architecture, sizes and offsets, checksums of the header, the state and the image,
     /// and that every address the state names lies inside RAM.
     ///
-    /// - Parameter architecture: refuse a file for another architecture (`nil`: accept either).
+    /// - Parameters:
+    ///   - path: the snapshot file.
+    ///   - expected: refuse a file for another architecture (`nil`: accept either).
     /// - Throws: ``SnapshotError/invalidFile(path:problem:)`` naming what is wrong, one line.
     public convenience init(contentsOf path: String, architecture expected: Architecture? = nil) throws(SnapshotError) {
         func invalid(_ problem: String) -> SnapshotError { .invalidFile(path: path, problem: problem) }

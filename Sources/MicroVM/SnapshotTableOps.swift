@@ -14,6 +14,7 @@ public import PageTables
 /// KVM's dirty tracking reports and a reset restores. A guest that edits its tables after the host changed
 /// its mappings should walk them again from CR3, since the host's copies replaced the originals there.
 public struct SnapshotTableOps<Mode: PagingMode>: MovableTableOps {
+    /// A table's guest-physical address.
     public typealias TableAddress = UInt64
 
     /// The arena the copies come from, with in-place reads and writes.
@@ -29,27 +30,37 @@ public struct SnapshotTableOps<Mode: PagingMode>: MovableTableOps {
     /// Movable ops over `arena`.
     init(arena: GuestTableOps<Mode>) { self.arena = arena }
 
+    /// The memory holding the tables.
     public var memory: GuestMemory { arena.memory }
+    /// The root table's guest-physical address: the snapshot's root until a write moves it.
     public var root: UInt64 { arena.root }
 
+    /// The guest-physical address of the entry `byteOffset` bytes into `table`.
     @inlinable public func entryAddress(in table: UInt64, byteOffset: Int) -> UInt64 {
         table &+ UInt64(truncatingIfNeeded: byteOffset)
     }
+    /// The entry at `address`, read where it is.
     public func readEntry(at address: UInt64) -> UInt64 { arena.readEntry(at: address) }
+    /// Passes `count` consecutive entries of `table`, from `byteOffset`, to `body` until it returns false.
     public func readEntries(in table: UInt64, byteOffset: Int, count: Int, _ body: (UInt64) -> Bool) {
         arena.readEntries(in: table, byteOffset: byteOffset, count: count, body)
     }
+    /// `table` itself: a table's address is its guest-physical address.
     public func physicalAddress(of table: UInt64) -> UInt64 { table }
+    /// The table at `physicalAddress` if it is a page-aligned page inside guest RAM, else `nil`.
     public func table(atPhysicalAddress physicalAddress: UInt64) -> UInt64? {
         arena.table(atPhysicalAddress: physicalAddress)
     }
 
+    /// A zeroed table from the arena, which this machine may write in place from now on.
+    /// - Throws: `PageTableError.outOfTableMemory` when the arena is full.
     public mutating func allocateTable() throws(PageTableError) -> UInt64 {
         let table = try arena.allocateTable()
         own.insert(table)
         return table
     }
 
+    /// Gives back a table this machine made; a table of the snapshot stays where it is.
     public mutating func freeTable(_ table: UInt64) {
         // A snapshot's table stays where it is (the snapshot still uses it); only our own go back.
         guard own.remove(table) != nil else { return }
@@ -65,12 +76,17 @@ public struct SnapshotTableOps<Mode: PagingMode>: MovableTableOps {
         return copy
     }
 
+    /// Writes one entry: in place in a table this machine made, else in a copy of the snapshot's table,
+    /// whose address it returns so the engine relinks the parent (in place, returning `nil`, when the arena
+    /// has no table left for the copy).
     public mutating func writeEntry(in table: UInt64, byteOffset: Int, _ value: UInt64) -> UInt64? {
         let moved = writable(table)
         _ = arena.writeEntry(in: moved ?? table, byteOffset: byteOffset, value)
         return moved
     }
 
+    /// Writes `count` consecutive entries (`first`, `first + step`, ...) as ``writeEntry(in:byteOffset:_:)``
+    /// writes one: returns the copy's address when the table moved.
     public mutating func writeEntries(in table: UInt64, byteOffset: Int, count: Int, first: UInt64, step: UInt64)
         -> UInt64?
     {
@@ -79,6 +95,7 @@ public struct SnapshotTableOps<Mode: PagingMode>: MovableTableOps {
         return moved
     }
 
+    /// Makes `table` (a copy of the root) the root.
     public mutating func replaceRoot(with table: UInt64) { arena.replaceRoot(with: table) }
 
     /// Bytes of the arena in use.
