@@ -197,8 +197,9 @@ struct AMD64BootTests {
         #expect(fields[1] == fields[2], "descriptors: \(result.stdout)")
         #expect(fields[7] == fields[8], "threads: \(result.stdout)")
         let rssBefore = Int(fields[4])!, rssAfter = Int(fields[5])!
-        // A leak of even 100 bytes a call would show as 1 MB.
-        #expect(rssAfter <= rssBefore + 1 << 20, "resident memory grew from \(rssBefore) to \(rssAfter) bytes")
+        // microvm-soak warms up first (25,000 calls, which also write every page of the dirty ring); after
+        // that a leak of even 50 bytes a call would show as 500 KB.
+        #expect(rssAfter <= rssBefore + 512 << 10, "resident memory grew from \(rssBefore) to \(rssAfter) bytes")
     }
 }
 
