@@ -33,7 +33,8 @@ enum ProbeLine: Equatable {
         case "F" where numbers.count == 4 && valid: self = .fatal(numbers.map { $0! })
         case "D" where numbers.isEmpty: self = .done
         case "C" where (1...2).contains(numbers.count) && valid:
-            self = .copyOnWrite(CopyOnWriteRequest(address: numbers[0]!, errorCode: numbers.count == 2 ? numbers[1] : nil))
+            self = .copyOnWrite(
+                CopyOnWriteRequest(address: numbers[0]!, errorCode: numbers.count == 2 ? numbers[1] : nil))
         default: self = .other(line)
         }
     }

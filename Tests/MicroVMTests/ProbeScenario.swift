@@ -16,6 +16,8 @@ enum Expectation {
     case pageFault(error: UInt64, cr2: UInt64? = nil, rip: UInt64? = nil)
     /// An op or size outside the contract: outcome 2, op, size.
     case invalid
+    /// #GP(0) in the access slot (`invlpg` at CPL 3), reported with CR2 as the last page fault left it.
+    case generalProtection(cr2: UInt64)
 }
 
 /// One probe and what it must report.
@@ -35,6 +37,20 @@ extension Probe {
     }
     static func execute(_ va: UInt64) -> Probe { Probe(.execute, va, size: 0) }
     static func invalidate(_ va: UInt64) -> Probe { Probe(.invalidate, va, size: 0) }
+    /// The same probe, run at CPL 3.
+    var inUserMode: Probe {
+        var probe = self
+        probe.userMode = true
+        return probe
+    }
+}
+
+/// A change made by hand to the tables after they are built.
+enum TableEdit {
+    /// Clears U/S in the entry at `level` on the walk to `va` (amd64: 3 PML4, 2 PDPT, 1 PD; i686: 1 PD),
+    /// which must be a present, user-accessible table reference: user mode may then reach nothing below it,
+    /// whatever the leaves say (SDM Vol. 3A §4.6: U/S must be 1 at every level for a user access).
+    case clearUserAccess(va: UInt64, level: Int)
 }
 
 /// Where a scenario runs.
@@ -62,6 +78,10 @@ struct ProbeScenario {
     var qwords: [(address: UInt64, value: UInt64)] = []
     /// Physical addresses of a `ret` (0xC3) for execute probes.
     var returns: [UInt64] = []
+    /// Boot-information flags besides the console ones each platform sets (e.g. ``BootInfo/Flags/probesInUserMode``).
+    var flags: BootInfo.Flags = []
+    /// Changes to the tables by hand, after every mapping and the probe list.
+    var tableEdits: [TableEdit] = []
     var cases: [ProbeCase]
 
     var loadAddress: UInt64 { Layout.defaultLoadAddress }
@@ -79,7 +99,22 @@ struct ProbeScenario {
             return [UInt64(index), 1, 14, error, cr2 ?? probe.virtualAddress, rip ?? defaultRIP]
         case .invalid:
             return [UInt64(index), 2, UInt64(probe.operation.rawValue), UInt64(probe.size), 0, 0]
+        case .generalProtection(let cr2):
+            return [UInt64(index), 1, 13, 0, cr2, probe.slotAddress(loadAddress: loadAddress)]
         }
+    }
+
+    /// The scenario with only its CPL 3 probes, chosen for the whole run by the boot-information flag
+    /// instead of per probe: the expectations stay as they are.
+    func everyProbeInUserModeByFlag() -> ProbeScenario {
+        var scenario = self
+        scenario.flags.insert(.probesInUserMode)
+        scenario.cases = cases.filter(\.probe.userMode).map {
+            var probe = $0.probe
+            probe.userMode = false
+            return ProbeCase(probe, $0.expectation)
+        }
+        return scenario
     }
 
     /// The machine configuration: the probe guest for the architecture, the RAM and the mappings.
@@ -91,15 +126,15 @@ struct ProbeScenario {
         return configuration
     }
 
-    /// Builds the boot image as QEMU runs it, in `memory` if given, with the probes and `flags`.
-    func makeImage(memory: GuestMemory? = nil, flags: BootInfo.Flags = .reportOnConsole) throws -> BootImage {
+    /// Builds the boot image as QEMU runs it, in `memory` if given, reporting on the console (`consoleFlags`).
+    func makeImage(memory: GuestMemory? = nil, consoleFlags: BootInfo.Flags = .reportOnConsole) throws -> BootImage {
         let image = try BootImage(configuration: try configuration(), allowedLeafSizes: leafSizes, memory: memory)
-        try prepare(image, flags: flags)
+        try prepare(image, flags: flags.union(consoleFlags))
         return image
     }
 
-    /// Builds the machine as KVM runs it (probe reports by hypercall unless `flags` say otherwise).
-    func makeMachine(flags: BootInfo.Flags = []) throws -> Machine {
+    /// Builds the machine as KVM runs it: reports by hypercall, unless `consoleFlags` say otherwise.
+    func makeMachine(consoleFlags: BootInfo.Flags = []) throws -> Machine {
         var configuration = try configuration()
         configuration.pageSizePolicy = leafSizes.isEmpty ? .small : .automatic
         configuration.console = .capture
@@ -108,14 +143,45 @@ struct ProbeScenario {
         try #require(
             machine.addressSpace.allowedLeafSizes == leafSizes,
             "this host's KVM allows other large leaves (\(machine.addressSpace.allowedLeafSizes.rawValue))")
-        try prepare(machine.image, flags: flags)
+        try prepare(machine.image, flags: flags.union(consoleFlags))
         return machine
     }
 
-    /// Fills memory, then lists the probes.
+    /// Fills memory, lists the probes, then edits the tables.
     func prepare(_ image: BootImage, flags: BootInfo.Flags) throws {
         try fill(image.memory)
         try image.setProbes(probes, flags: flags)
+        for edit in tableEdits { try apply(edit, to: image) }
+    }
+
+    func apply(_ edit: TableEdit, to image: BootImage) throws {
+        switch edit {
+        case .clearUserAccess(let va, let level):
+            // The walk the CPU makes: amd64 4 levels of 512 8-byte entries, i686 2 levels of 1024 4-byte ones.
+            let amd64 = architecture == .amd64
+            let indexBits: UInt64 = amd64 ? 9 : 10
+            let memory = image.memory
+            var table = image.addressSpace.rootPhysicalAddress
+            for current in stride(from: amd64 ? 3 : 1, through: level, by: -1) {
+                let index = (va >> (12 + indexBits * UInt64(current))) & ((1 << indexBits) - 1)
+                let address = table + index * (amd64 ? 8 : 4)
+                let entry =
+                    amd64
+                    ? try #require(memory.load(UInt64.self, at: address))
+                    : UInt64(try #require(memory.load(UInt32.self, at: address)))
+                try #require(entry & 0x1 != 0, "no table at level \(current) on the walk to \(hex(va))")
+                try #require(entry & 0x80 == 0, "a leaf at level \(current) on the walk to \(hex(va))")
+                if current == level {
+                    try #require(entry & 0x4 != 0, "U/S is clear already at level \(level) for \(hex(va))")
+                    let cleared = entry & ~UInt64(0x4)
+                    try #require(
+                        amd64
+                            ? memory.store(cleared, at: address)
+                            : memory.store(UInt32(truncatingIfNeeded: cleared), at: address))
+                }
+                table = entry & (amd64 ? 0x000F_FFFF_FFFF_F000 : 0xFFFF_F000)
+            }
+        }
     }
 
     func fill(_ memory: GuestMemory) throws {
@@ -151,17 +217,21 @@ struct ProbeScenario {
             let answered = platform == .qemu
             let ramPath = sharedRAMPath()
             defer { unlink(ramPath) }
-            let memory: GuestMemory? = if answered { try GuestMemory(sharedFile: ramPath, size: memorySize) } else { nil }
+            let memory: GuestMemory? =
+                if answered { try GuestMemory(sharedFile: ramPath, size: memorySize) } else { nil }
             let image = try makeImage(
-                memory: memory, flags: answered ? [.reportOnConsole, .hostAnswersOnConsole] : .reportOnConsole)
+                memory: memory, consoleFlags: answered ? [.reportOnConsole, .hostAnswersOnConsole] : .reportOnConsole)
             var model = ProbeModel(image: image, resolvesCopyOnWrite: answered)
             predicted = try model.reports(for: probes)
             let qemu = try runOnQEMU(image, sharedRAM: answered ? ramPath : nil)
             let console = qemu.console
-            #expect(qemu.status == 1, "QEMU status \(qemu.status); stderr: \(qemu.standardError)", sourceLocation: sourceLocation)
+            #expect(
+                qemu.status == 1, "QEMU status \(qemu.status); stderr: \(qemu.standardError)",
+                sourceLocation: sourceLocation)
             #expect(console.done, "no D line; output:\n\(qemu.standardOutput)", sourceLocation: sourceLocation)
             #expect(console.fatal == nil, sourceLocation: sourceLocation)
-            #expect(console.otherLines.isEmpty, "unexpected output: \(console.otherLines)", sourceLocation: sourceLocation)
+            #expect(
+                console.otherLines.isEmpty, "unexpected output: \(console.otherLines)", sourceLocation: sourceLocation)
             run = ProbeRun(
                 image: image, reports: console.reports, machine: nil, qemu: qemu,
                 resolutions: qemu.resolutions.compactMap { $0 })

@@ -167,7 +167,7 @@ struct QEMUOracleTests {
     )
     func kvmAgreesWithQEMU() throws {
         let scenario = try Scenarios.amd64Huge(allowed: [.size2M])
-        let machine = try scenario.makeMachine(flags: .reportOnConsole)
+        let machine = try scenario.makeMachine(consoleFlags: .reportOnConsole)
         try #require(try machine.addressSpace.lookup(0xFFFF_8000_0000_0000)?.leafSize == .size2M)
         #expect(try machine.run() == .exited(status: 0))
         let kvmText = String(decoding: machine.consoleOutput, as: UTF8.self)
@@ -229,7 +229,8 @@ private struct LiveCopyOnWrite {
         let qemu = try #require(run.qemu)
         let image = run.image
         let memory = image.memory
-        #expect(qemu.console.copyOnWriteRequests.map { hex($0.address) } == [page + 0x10, alias + 0x20].map { hex($0) })
+        #expect(
+            qemu.console.copyOnWriteRequests.map { hex($0.address) } == [page + 0x10, alias + 0x20].map { hex($0) })
         try #require(qemu.resolutions.count == 2, "output:\n\(qemu.standardOutput)")
         #expect(qemu.resolutions[1] == nil)
         let resolution = try #require(qemu.resolutions[0])

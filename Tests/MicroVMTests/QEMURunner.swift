@@ -128,7 +128,10 @@ func runOnQEMU(_ image: BootImage, sharedRAM: String? = nil, seconds: Int = 20) 
             guard case .copyOnWrite(let request) = ProbeLine(parsing: String(decoding: line, as: UTF8.self)) else {
                 continue
             }
-            let resolution = sharedRAM == nil ? nil : image.resolveCopyOnWrite(at: request.address)
+            // The error code's U/S bit: a write from CPL 3 may only be resolved on a user page.
+            let userAccess = (request.errorCode ?? 0) & 0x4 != 0
+            let resolution =
+                sharedRAM == nil ? nil : image.resolveCopyOnWrite(at: request.address, userAccess: userAccess)
             resolutions.append(resolution)
             try? input.fileHandleForWriting.write(contentsOf: Data([UInt8(ascii: resolution == nil ? "1" : "0")]))
         }

@@ -16,7 +16,8 @@ enum Scenarios {
                 Mapping(physicalBase: 0x20_0000, virtualBase: 0xC010_0000, length: 0x1000, kind: .readWrite),  // alias
                 Mapping(physicalBase: 0x30_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readOnly),
                 Mapping(physicalBase: 0x30_1000, virtualBase: 0x4000_1000, length: 0x1000, kind: .readExecute),
-                Mapping(physicalBase: 0x30_2000, virtualBase: 0xFFFF_F000, length: 0x1000, kind: .readWrite),  // top page
+                // top page
+                Mapping(physicalBase: 0x30_2000, virtualBase: 0xFFFF_F000, length: 0x1000, kind: .readWrite),
             ],
             patterned: [(0x20_0000, 0x2000), (0x30_0000, 0x1000), (0x30_2000, 0x1000), (0x50_0000, 0x1000)],
             returns: [0x30_1000],
@@ -151,13 +152,15 @@ enum Scenarios {
                 Mapping(physicalBase: 0x20_0000, virtualBase: 0x4000_0000, length: 0x20_0000, kind: .readWrite),
                 Mapping(physicalBase: 0x20_0000, virtualBase: 0x4020_0000, length: 0x1000, kind: .readOnly),  // alias
                 Mapping(physicalBase: 0x30_0000, virtualBase: 0xFFFF_8000_0000_0000, length: 0x2000, kind: .readWrite),
-                Mapping(physicalBase: 0x31_0000, virtualBase: 0x1_0000_0000, length: 0x1000, kind: .readWrite),  // > 4 GiB
+                // > 4 GiB
+                Mapping(physicalBase: 0x31_0000, virtualBase: 0x1_0000_0000, length: 0x1000, kind: .readWrite),
                 Mapping(physicalBase: 0x32_0000, virtualBase: 0x5000_0000, length: 0x1000, kind: .readWrite),  // NX
                 Mapping(physicalBase: 0x32_1000, virtualBase: 0x5000_1000, length: 0x1000, kind: .readExecute),
                 Mapping(
                     physicalBase: 0x40_0000, virtualBase: 0x6000_0000, length: 0x20_0000,
                     kind: .copyOnWrite(executable: false)),
-                Mapping(physicalBase: 0x40_0000, virtualBase: 0x6100_0000, length: 0x1000, kind: .readOnly),  // the frame
+                // the frame
+                Mapping(physicalBase: 0x40_0000, virtualBase: 0x6100_0000, length: 0x1000, kind: .readOnly),
             ],
             qwords: [
                 (0x20_0000, 0x1122_3344_5566_7788), (0x30_0000, 0xAABB_CCDD_EEFF_0011), (0x31_0000, 0x600D_CAFE),
@@ -181,6 +184,212 @@ enum Scenarios {
                 ProbeCase(.read(0x6000_1010, 8), .ok(0x6666_6666_6666_6666)),  // the rest: still the original
                 ProbeCase(.invalidate(0x4000_0000), .ok()),
                 ProbeCase(.read(0x4000_0000, 2), .ok(0x7788)),
+            ])
+    }
+
+    // MARK: User mode
+
+    /// amd64 at CPL 3 (KVM here; QEMU too): user pages readable and writable as mapped, supervisor pages
+    /// faulting with U/S=1 in the error code, NX, copy-on-write of user pages through the host (and a
+    /// supervisor copy-on-write page the host refuses to a user write), U/S cleared in a directory and in a
+    /// PML4 entry above user leaves, `invlpg` refused. `leafSizes`: none, or 2 MiB (the user range and the
+    /// copy-on-write range are 2 MiB leaves, the latter split by the host at the first write).
+    static func amd64UserMode(leafSizes: AllowedLeafSizes) throws -> ProbeScenario {
+        let image = try leadingBytes("probe64", 8)
+        let v: UInt64 = 0x0123_4567_89AB_CDEF, w: UInt64 = 0xFEED_FACE_CAFE_BEEF
+        return ProbeScenario(
+            architecture: .amd64, leafSizes: leafSizes,
+            mappings: [
+                Mapping(
+                    physicalBase: 0x20_0000, virtualBase: 0x4000_0000, length: 0x20_0000, kind: .readWrite,
+                    userAccessible: true),
+                Mapping(
+                    physicalBase: 0x20_0000, virtualBase: 0x4020_0000, length: 0x1000, kind: .readOnly,
+                    userAccessible: true),  // a read-only user alias
+                Mapping(physicalBase: 0x40_0000, virtualBase: 0x4040_0000, length: 0x1000, kind: .readWrite),
+                Mapping(physicalBase: 0x40_1000, virtualBase: 0x4040_1000, length: 0x1000, kind: .readOnly),
+                Mapping(
+                    physicalBase: 0x40_2000, virtualBase: 0x4040_2000, length: 0x1000, kind: .readExecute,
+                    userAccessible: true),
+                Mapping(
+                    physicalBase: 0x40_3000, virtualBase: 0x4040_3000, length: 0x1000, kind: .readWrite,
+                    userAccessible: true),  // NX
+                Mapping(physicalBase: 0x40_4000, virtualBase: 0x4040_4000, length: 0x1000, kind: .readExecute),
+                Mapping(
+                    physicalBase: 0x60_0000, virtualBase: 0x6000_0000, length: 0x20_0000,
+                    kind: .copyOnWrite(executable: false), userAccessible: true),
+                // the frame
+                Mapping(physicalBase: 0x60_0000, virtualBase: 0x6100_0000, length: 0x1000, kind: .readOnly),
+                Mapping(
+                    physicalBase: 0x80_0000, virtualBase: 0x6200_0000, length: 0x1000,
+                    kind: .copyOnWrite(executable: false)),  // supervisor copy-on-write
+                Mapping(
+                    physicalBase: 0x81_0000, virtualBase: 0x7000_0000, length: 0x2000, kind: .readWrite,
+                    userAccessible: true),  // U/S cleared in its PD entry below
+                Mapping(
+                    physicalBase: 0x82_0000, virtualBase: 0x7F80_0000_0000, length: 0x1000, kind: .readWrite,
+                    userAccessible: true),  // U/S cleared in its PML4 entry (index 255) below
+            ],
+            patterned: [
+                (0x20_0000, 0x1000), (0x40_0000, 0x2000), (0x60_0000, 0x2000), (0x80_0000, 0x1000),
+                (0x81_0000, 0x2000), (0x82_0000, 0x1000),
+            ],
+            returns: [0x40_2000, 0x40_3000, 0x40_4000],
+            tableEdits: [
+                .clearUserAccess(va: 0x7000_0000, level: 1), .clearUserAccess(va: 0x7F80_0000_0000, level: 3),
+            ],
+            cases: [
+                ProbeCase(.read(0x4000_0000, 8).inUserMode, .ok(pattern(0x20_0000, 8))),
+                ProbeCase(.write(0x4000_0008, 8, v).inUserMode, .ok()),
+                ProbeCase(.read(0x4020_0008, 8).inUserMode, .ok(v)),  // the read-only user alias sees it
+                ProbeCase(.read(0x4000_0008, 8), .ok(v)),  // ring 0 reads user pages (no SMAP)
+                ProbeCase(.write(0x4020_0010, 4, 1).inUserMode, .pageFault(error: 0x7)),  // P W U: read-only
+                ProbeCase(.read(0x4040_0000, 8).inUserMode, .pageFault(error: 0x5)),  // P U: supervisor
+                ProbeCase(.write(0x4040_0000, 8, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.write(0x4040_0000, 8, w), .ok()),  // the same page from ring 0
+                ProbeCase(.read(0x4040_1000, 4).inUserMode, .pageFault(error: 0x5)),  // supervisor read-only
+                ProbeCase(.write(0x4040_1000, 4, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.execute(0x4040_2000).inUserMode, .ok()),  // user, executable
+                ProbeCase(.execute(0x4040_3000).inUserMode, .pageFault(error: 0x15)),  // P U I/D: user NX
+                ProbeCase(.execute(0x4040_4000).inUserMode, .pageFault(error: 0x15)),  // supervisor, executable
+                ProbeCase(.execute(0x4040_4000), .ok()),
+                ProbeCase(.write(0x6000_0010, 8, w).inUserMode, .ok()),  // user copy-on-write: the host copies
+                ProbeCase(.read(0x6000_0010, 8).inUserMode, .ok(w)),
+                ProbeCase(.read(0x6000_0018, 8).inUserMode, .ok(pattern(0x60_0018, 8))),  // the copy has the rest
+                ProbeCase(.read(0x6100_0010, 8), .ok(pattern(0x60_0010, 8))),  // the original frame is unchanged
+                ProbeCase(.read(0x6000_1010, 8).inUserMode, .ok(pattern(0x60_1010, 8))),  // still copy-on-write
+                ProbeCase(.write(0x6200_0000, 8, 1).inUserMode, .pageFault(error: 0x7)),  // the host refuses
+                ProbeCase(.write(0x6200_0000, 8, v), .ok()),  // from ring 0 it copies
+                ProbeCase(.read(0x7100_0000, 8).inUserMode, .pageFault(error: 0x4)),  // U: not present
+                ProbeCase(.write(0x7100_0000, 4, 1).inUserMode, .pageFault(error: 0x6)),
+                ProbeCase(.execute(0x7100_0000).inUserMode, .pageFault(error: 0x14)),
+                ProbeCase(.read(0x7000_0000, 8).inUserMode, .pageFault(error: 0x5)),  // user leaf, PD entry U/S=0
+                ProbeCase(.write(0x7000_1008, 8, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.read(0x7000_0000, 8), .ok(pattern(0x81_0000, 8))),
+                ProbeCase(.read(0x7F80_0000_0000, 8).inUserMode, .pageFault(error: 0x5)),  // PML4 entry U/S=0
+                ProbeCase(.read(0x7F80_0000_0000, 8), .ok(pattern(0x82_0000, 8))),
+                ProbeCase(.read(0x10_0000, 8).inUserMode, .ok(image)),  // the runtime's code is a user page ...
+                ProbeCase(.read(0x2000, 4).inUserMode, .pageFault(error: 0x5)),  // ... its boot information is not
+                ProbeCase(.invalidate(0x4000_0000).inUserMode, .generalProtection(cr2: 0x2000)),  // privileged
+                ProbeCase(.read(0x4000_0000, 2).inUserMode, .ok(pattern(0x20_0000, 2))),
+                ProbeCase(Probe(.read, 0x4000_0000, size: 3, userMode: true), .invalid),
+            ])
+    }
+
+    /// i686 at CPL 3 under QEMU, 4 KiB leaves or (`large`) 4 MiB ones for the 4 MiB-aligned user ranges:
+    /// the same rules without NX (no I/D bit in the error code: 32-bit paging), 8-byte accesses as two
+    /// 4-byte ones (a second half on a supervisor page faults alone), U/S cleared in a PD entry.
+    static func i686UserMode(large: Bool) throws -> ProbeScenario {
+        let image = try leadingBytes("probe32", 4)
+        let v: UInt64 = 0x0123_4567_89AB_CDEF, w: UInt64 = 0xFEED_FACE_CAFE_BEEF
+        return ProbeScenario(
+            architecture: .i686, memorySize: 32 << 20, leafSizes: large ? [.size4M] : [],
+            mappings: [
+                Mapping(
+                    physicalBase: 0x40_0000, virtualBase: 0xC000_0000, length: 4 << 20, kind: .readWrite,
+                    userAccessible: true),
+                Mapping(
+                    physicalBase: 0x40_0000, virtualBase: 0xC080_0000, length: 0x1000, kind: .readOnly,
+                    userAccessible: true),
+                Mapping(physicalBase: 0x80_0000, virtualBase: 0x4000_0000, length: 0x1000, kind: .readWrite),
+                Mapping(physicalBase: 0x80_1000, virtualBase: 0x4000_1000, length: 0x1000, kind: .readOnly),
+                Mapping(
+                    physicalBase: 0x80_2000, virtualBase: 0x4000_2000, length: 0x1000, kind: .readExecute,
+                    userAccessible: true),
+                Mapping(physicalBase: 0x80_3000, virtualBase: 0x4000_3000, length: 0x1000, kind: .readExecute),
+                Mapping(
+                    physicalBase: 0xC0_0000, virtualBase: 0x5000_0000, length: 4 << 20,
+                    kind: .copyOnWrite(executable: false), userAccessible: true),
+                Mapping(physicalBase: 0xC0_0000, virtualBase: 0x6000_0000, length: 0x1000, kind: .readOnly),
+                Mapping(
+                    physicalBase: 0x100_0000, virtualBase: 0x6100_0000, length: 0x1000,
+                    kind: .copyOnWrite(executable: false)),
+                Mapping(
+                    physicalBase: 0x101_0000, virtualBase: 0x7000_0000, length: 0x2000, kind: .readWrite,
+                    userAccessible: true),  // U/S cleared in its PD entry below
+            ],
+            patterned: [
+                (0x40_0000, 0x1000), (0x80_0000, 0x4000), (0xC0_0000, 0x2000), (0x100_0000, 0x1000),
+                (0x101_0000, 0x2000),
+            ],
+            returns: [0x80_2000, 0x80_3000],
+            tableEdits: [.clearUserAccess(va: 0x7000_0000, level: 1)],
+            cases: [
+                ProbeCase(.read(0xC000_0000, 8).inUserMode, .ok(pattern(0x40_0000, 8))),
+                ProbeCase(.write(0xC000_0008, 8, v).inUserMode, .ok()),
+                ProbeCase(.read(0xC080_0008, 8).inUserMode, .ok(v)),
+                ProbeCase(.read(0xC000_0008, 4), .ok(v & 0xFFFF_FFFF)),
+                ProbeCase(.write(0xC080_0010, 4, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.read(0x4000_0000, 4).inUserMode, .pageFault(error: 0x5)),
+                ProbeCase(.write(0x4000_0000, 4, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.read(0x4000_1000, 4).inUserMode, .pageFault(error: 0x5)),
+                ProbeCase(.write(0x4000_1000, 2, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.execute(0x4000_2000).inUserMode, .ok()),
+                ProbeCase(.execute(0x4000_3000).inUserMode, .pageFault(error: 0x5)),  // no I/D without NX
+                ProbeCase(.execute(0x4000_3000), .ok()),
+                // Two 4-byte reads: the user page's last dword, then the supervisor page: slot + 2 faults.
+                ProbeCase(
+                    .read(0x4000_2FFC, 8).inUserMode, .pageFault(error: 0x5, cr2: 0x4000_3000, rip: 0x10_0042)),
+                ProbeCase(.write(0x5000_0010, 8, w).inUserMode, .ok()),  // user copy-on-write: the host copies
+                ProbeCase(.read(0x5000_0010, 8).inUserMode, .ok(w)),
+                ProbeCase(.read(0x6000_0010, 8), .ok(pattern(0xC0_0010, 8))),
+                ProbeCase(.read(0x5000_1010, 8).inUserMode, .ok(pattern(0xC0_1010, 8))),
+                ProbeCase(.write(0x6100_0000, 4, 1).inUserMode, .pageFault(error: 0x7)),  // the host refuses
+                ProbeCase(.write(0x6100_0000, 4, 5), .ok()),  // from ring 0 it copies
+                ProbeCase(.read(0x7100_0000, 4).inUserMode, .pageFault(error: 0x4)),
+                ProbeCase(.write(0x7100_0000, 4, 1).inUserMode, .pageFault(error: 0x6)),
+                ProbeCase(.execute(0x7100_0000).inUserMode, .pageFault(error: 0x4)),
+                ProbeCase(.read(0x7000_0000, 4).inUserMode, .pageFault(error: 0x5)),  // PD entry U/S=0
+                ProbeCase(.write(0x7000_1000, 4, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.read(0x7000_0000, 4), .ok(pattern(0x101_0000, 4))),
+                ProbeCase(.read(0x10_0000, 4).inUserMode, .ok(image)),
+                ProbeCase(.read(0x2000, 4).inUserMode, .pageFault(error: 0x5)),
+                ProbeCase(.invalidate(0xC000_0000).inUserMode, .generalProtection(cr2: 0x2000)),
+                ProbeCase(.read(0xC000_0000, 2).inUserMode, .ok(pattern(0x40_0000, 2))),
+            ])
+    }
+
+    /// amd64 at CPL 3 over 1 GiB leaves under QEMU: the same rules for user, supervisor, read-only, NX,
+    /// executable and copy-on-write leaves of 1 GiB (the host splits one for a user write), and U/S cleared
+    /// in the PML4 entry above a user 1 GiB leaf (its only table entry).
+    static func amd64UserModeHuge() -> ProbeScenario {
+        let v: UInt64 = 0x0123_4567_89AB_CDEF, w: UInt64 = 0xFEED_FACE_CAFE_BEEF
+        func gigabyte(at va: UInt64, _ kind: MappingKind, user: Bool) -> Mapping {
+            Mapping(physicalBase: 0, virtualBase: va, length: 1 << 30, kind: kind, userAccessible: user)
+        }
+        return ProbeScenario(
+            architecture: .amd64, memorySize: 32 << 20, leafSizes: [.size2M, .size1G],
+            mappings: [
+                gigabyte(at: 0x4000_0000, .readWrite, user: true),
+                gigabyte(at: 0x8000_0000, .readWrite, user: false),
+                gigabyte(at: 0xC000_0000, .readOnly, user: true),
+                gigabyte(at: 0x1_0000_0000, .readExecute, user: true),
+                gigabyte(at: 0x1_4000_0000, .readExecute, user: false),
+                gigabyte(at: 0x1_8000_0000, .copyOnWrite(executable: false), user: true),
+                gigabyte(at: 0x80_0000_0000, .readWrite, user: true),  // PML4 entry 1, U/S cleared below
+            ],
+            patterned: [(0x40_0000, 0x2000), (0x50_0000, 0x2000)],
+            returns: [0x30_0000],
+            tableEdits: [.clearUserAccess(va: 0x80_0000_0000, level: 3)],
+            cases: [
+                ProbeCase(.read(0x4040_0000, 8).inUserMode, .ok(pattern(0x40_0000, 8))),
+                ProbeCase(.write(0x4040_0008, 8, v).inUserMode, .ok()),
+                ProbeCase(.read(0xC040_0008, 8).inUserMode, .ok(v)),
+                ProbeCase(.write(0xC040_0010, 4, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.read(0x8040_0000, 8).inUserMode, .pageFault(error: 0x5)),
+                ProbeCase(.write(0x8040_0000, 8, 1).inUserMode, .pageFault(error: 0x7)),
+                ProbeCase(.read(0x8040_0008, 8), .ok(v)),
+                ProbeCase(.execute(0x1_0030_0000).inUserMode, .ok()),
+                ProbeCase(.execute(0xC030_0000).inUserMode, .pageFault(error: 0x15)),  // user NX
+                ProbeCase(.execute(0x1_4030_0000).inUserMode, .pageFault(error: 0x15)),  // supervisor
+                ProbeCase(.execute(0x1_4030_0000), .ok()),
+                ProbeCase(.write(0x1_8050_0010, 8, w).inUserMode, .ok()),  // copy-on-write inside a 1 GiB leaf
+                ProbeCase(.read(0x1_8050_0010, 8).inUserMode, .ok(w)),
+                ProbeCase(.read(0x8050_0010, 8), .ok(pattern(0x50_0010, 8))),  // the original frame
+                ProbeCase(.read(0x1_8050_1010, 8).inUserMode, .ok(pattern(0x50_1010, 8))),  // the neighbour
+                ProbeCase(.read(0x80_0040_0008, 8).inUserMode, .pageFault(error: 0x5)),  // PML4 entry U/S=0
+                ProbeCase(.read(0x80_0040_0008, 8), .ok(v)),
+                ProbeCase(.read(0x7F_0000_0000, 8).inUserMode, .pageFault(error: 0x4)),
             ])
     }
 }
