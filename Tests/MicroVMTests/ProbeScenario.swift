@@ -200,7 +200,7 @@ struct ProbeScenario {
     @discardableResult
     func check(on platform: ProbePlatform, sourceLocation: SourceLocation = #_sourceLocation) throws -> ProbeRun {
         let run: ProbeRun
-        var predicted: [[UInt64]]
+        let predicted: [[UInt64]]
         switch platform {
         case .kvm:
             let machine = try makeMachine()

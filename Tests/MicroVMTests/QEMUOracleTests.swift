@@ -258,7 +258,7 @@ private struct LiveCopyOnWrite {
 
         // The dump shows the remap.
         let digits = architecture == .amd64 ? 16 : 8
-        let dump = try image.addressSpace.dump()
+        let dump = image.addressSpace.dump()
         let remapped =
             "\(hex(page, digits: digits))-\(hex(page + 0xFFF, digits: digits)) -> "
             + "\(hex(to, digits: digits))-\(hex(to + 0xFFF, digits: digits))"
