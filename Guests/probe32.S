@@ -2,30 +2,40 @@
  * probe32 (i686): the probe guest, 32-bit protected mode with paging. The twin of probe64.S; see there and
  * docs/layout.md ("Probes", "Hypercalls") for the contract. Differences from amd64:
  *  - the IDT at 0x3000 has 8-byte interrupt gates (selector 0x08, type 0x8E); the frame is
- *    [vector, error code, EIP, CS, EFLAGS] (no stack switch at CPL 0);
+ *    [vector, error code, EIP, CS, EFLAGS] (no stack switch at CPL 0), plus [ESP, SS] for an exception at
+ *    CPL 3 (the CPU switched to SS0:ESP0 from the TSS);
+ *  - the GDT at 0x3400 has 32-bit code segments (0x08 kernel, 0x18 user) and a 32-bit TSS (0x28, at 0x3480:
+ *    ESP0 at +4, SS0 = 0x10 at +8); a probe at CPL 3 runs with DS = ES = SS = 0x23 (a null DS would fault
+ *    in protected mode), ESP 0x9000;
  *  - virtual addresses are the low 32 bits of the probe's va, the probe list address the low 32 bits of
  *    boot info +64;
  *  - a read of 8 bytes is two 4-byte reads (va, then va+4), reported as low | high << 32; a write of 8
  *    bytes is two 4-byte writes (low half first);
  *  - the u64 hypercall arguments are written as two 32-bit halves; CR2 and EIP are zero-extended.
  *
+ * User mode (probe flags bit 0, or boot-info flag bit 2): the access slot runs at CPL 3 after an `iret`; a
+ * slot that succeeds executes `ud2` at user_done, and the #UD stub takes that as the way back to ring 0.
+ *
  * Reports: hypercall 1 [i, 0, value, 0, 0, 0] per successful probe, [i, 1, vector, error code, CR2, EIP]
  * per fault, [i, 2, op, size, 0, 0] for an op or size outside the contract, [0xFFFFFFFF, 0, 0, 0, 0, 0]
  * when done, then `hlt`. Fatal exception (outside a probe): hypercall 2 [vector, error code, CR2, EIP],
  * then `hlt`. A #PF with P=1 W=1 inside a probe first asks the host to resolve copy-on-write (hypercall 3,
- * CR2; at most 4 per probe); on result 0 the runtime `invlpg`s CR2 and `iret`s to retry.
+ * CR2 and the error code; at most 4 per probe); on result 0 the runtime `invlpg`s CR2 and `iret`s to retry.
  * Console mode (boot-info flag bit 0): `R ...`, `F ...` (then `out` 1 to port 0xF4) and `D\n` (then `out` 0
  * to port 0xF4) lines on port 0x3F8 in lowercase hex without leading zeros. Copy-on-write in console mode
- * only with flag bit 1 (a host answers on the console): the runtime prints `C <cr2>\n` and reads one byte
+ * only with flag bit 1 (a host answers on the console): the runtime prints `C <cr2> <error>\n` and reads one byte
  * from COM1, '0' = resolved (`invlpg` and retry), anything else = report the fault; without bit 1 a write
  * fault is reported like any fault.
  *
- * Memory it uses besides the stack: 0x3000-0x30FF IDT, 0x3800-0x383F hypercall record (also the staging
- * area for console reports), 0x3C00-0x3C2F the runtime's variables. Position-independent.
+ * Memory it uses besides the stack: 0x3000-0x30FF IDT, 0x3400-0x342F GDT, 0x3480-0x34E7 TSS, 0x3800-0x383F
+ * hypercall record (also the staging area for console reports), 0x3C00-0x3C3F the runtime's variables; for
+ * probes at CPL 3 the user stack 0x8000-0x8FFF. Position-independent.
  */
     .code32
 
     .equ IDT,           0x3000          /* 32 gates x 8 bytes */
+    .equ GDT,           0x3400          /* 6 descriptors x 8 bytes */
+    .equ TSS,           0x3480          /* 104-byte 32-bit TSS */
     .equ HC,            0x3800          /* hypercall record */
     .equ HC_OP,         0x3800
     .equ HC_ARGC,       0x3804
@@ -38,6 +48,14 @@
     .equ V_FLAGS,       0x3C1C          /* u32 boot-info flags */
     .equ V_COWTRIES,    0x3C20          /* u32 copy-on-write resolutions in this probe */
     .equ V_IDTR,        0x3C26          /* limit u16 at 0x3C26, base u32 at 0x3C28 */
+    .equ V_USER,        0x3C30          /* u32 1 while the probe being run runs at CPL 3 */
+    .equ V_GDTR,        0x3C36          /* limit u16 at 0x3C36, base u32 at 0x3C38 */
+    .equ KERNEL_CS,     0x08
+    .equ KERNEL_DS,     0x10
+    .equ USER_CS,       0x18 | 3        /* selector with RPL 3 */
+    .equ USER_DS,       0x20 | 3
+    .equ TSS_SELECTOR,  0x28
+    .equ USER_STACK_TOP, 0x9000         /* the user stack page is 0x8000-0x8FFF */
     .equ CONSOLE,       0x3F8
     .equ CONSOLE_LSR,   0x3FD           /* COM1 line status: bit 0 = a received byte is ready */
     .equ EXIT,          0xF4
@@ -107,6 +125,40 @@ main:
     mov     76(%edi), %eax
     mov     %eax, V_FLAGS
 
+    /*
+     * The GDT (SDM Vol. 3A §3.4.5, §7.2.2): the boot GDT's kernel code and data at the same selectors, so
+     * CS and SS stay valid, then user code and data with DPL 3, then the TSS descriptor (limit 0x67, base
+     * TSS, type 9 = available 32-bit TSS, present, DPL 0). Accessed bits are pre-set; the CPU still writes
+     * the TSS descriptor's busy bit at `ltr` (the page is writable).
+     */
+    movl    $0, GDT
+    movl    $0, GDT + 4
+    movl    $0x0000FFFF, GDT + 0x08     /* 0x08: code, execute/read, D=1, DPL 0 */
+    movl    $0x00CF9B00, GDT + 0x0C
+    movl    $0x0000FFFF, GDT + 0x10     /* 0x10: data, read/write, DPL 0 */
+    movl    $0x00CF9300, GDT + 0x14
+    movl    $0x0000FFFF, GDT + 0x18     /* 0x18: code, execute/read, D=1, DPL 3 */
+    movl    $0x00CFFB00, GDT + 0x1C
+    movl    $0x0000FFFF, GDT + 0x20     /* 0x20: data, read/write, DPL 3 */
+    movl    $0x00CFF300, GDT + 0x24
+    movl    $((TSS << 16) | 0x67), GDT + 0x28       /* 0x28: the TSS, base 15:0, limit 15:0 */
+    movl    $(0x00008900 | (TSS >> 16)), GDT + 0x2C /* base 31:24 = 0 and 23:16, type 9, present */
+    /* The TSS (SDM Vol. 3A §7.2.1): zero but ESP0 (+4, set per probe), SS0 (+8) and the I/O map base (+102). */
+    mov     $TSS, %edi
+    xor     %eax, %eax
+    mov     $26, %ecx
+1:  mov     %eax, (%edi)
+    add     $4, %edi
+    dec     %ecx
+    jnz     1b
+    movl    $KERNEL_DS, TSS + 8         /* SS0 */
+    movw    $104, TSS + 102             /* past the TSS limit: no I/O bitmap, port I/O at CPL 3 faults */
+    movw    $(6 * 8 - 1), V_GDTR
+    movl    $GDT, V_GDTR + 2
+    lgdt    V_GDTR
+    mov     $TSS_SELECTOR, %ax
+    ltr     %ax
+
     /* The IDT: gate i -> isr_table + 16*i, selector 0x08, type 0x8E (present 32-bit interrupt gate). */
     call    0f                          /* EAX := run-time address of label 0 */
 0:  pop     %eax
@@ -140,7 +192,13 @@ next_probe:
     mov     4(%ebx), %edx               /* size */
     mov     8(%ebx), %edi               /* virtual address (low half) */
     mov     16(%ebx), %esi              /* value, low half */
+    mov     24(%ebx), %ecx              /* flags: bit 0 = at CPL 3 */
     mov     20(%ebx), %ebx              /* value, high half */
+    mov     V_FLAGS, %ebp
+    shr     $2, %ebp                    /* boot-info flag bit 2: every probe at CPL 3 */
+    or      %ebp, %ecx
+    and     $1, %ecx
+    mov     %ecx, V_USER
     /* slot k: read 0 + log2(size), write 4 + log2(size), execute 8, invalidate 9 */
     mov     $8, %ecx
     cmp     $3, %eax
@@ -170,15 +228,33 @@ next_probe:
     lea     (slot_read1 - 4b)(%ebp, %ecx), %ecx
     movl    $0, V_COWTRIES
     mov     %esp, V_ESP
+    mov     %esp, TSS + 4               /* ESP0: where an exception at CPL 3 lands */
     movl    $1, V_INPROBE
     mov     %esi, %eax                  /* value, low half, for the write slots */
+    cmpl    $0, V_USER
+    jne     5f
     jmp     *%ecx
+5:  mov     $USER_DS, %edx
+    mov     %dx, %ds                    /* `iret` to CPL 3 would null a DPL 0 DS and ES */
+    mov     %dx, %es
+    push    $USER_DS                    /* SS */
+    push    $USER_STACK_TOP             /* ESP */
+    push    $2                          /* EFLAGS: interrupts off, IOPL 0 */
+    push    $USER_CS                    /* CS: CPL 3 */
+    push    %ecx                        /* EIP: the slot */
+    iret
 
 probe_ok0:
     xor     %eax, %eax
 probe_ok32:
     xor     %edx, %edx
-probe_ok:                               /* EDX:EAX = the value to report */
+probe_ok:                               /* EDX:EAX = the value to report; still at CPL 3 for a user probe */
+    mov     %cs, %ecx
+    test    $3, %cl
+    jz      probe_report_ok
+user_done:
+    ud2                                 /* at CPL 3: the #UD here is the way back to ring 0 (user_return) */
+probe_report_ok:
     movl    $0, V_INPROBE
     mov     V_INDEX, %ecx
     mov     %ecx, HC_ARGS
@@ -340,8 +416,8 @@ put_hex32:
     ret
 
 /*
- * console_resolve: console mode with a host answering (boot-info flag bit 1): prints `C <cr2>\n` (CR2 in
- * EBX) and waits for one byte on COM1 (LSR 0x3FD bit 0, then RBR 0x3F8). EAX = 0 when it is '0' (the host
+ * console_resolve: console mode with a host answering (boot-info flag bit 1): prints `C <cr2> <error>\n`
+ * (CR2 in EBX, the #PF error code in EDI) and waits for one byte on COM1 (LSR 0x3FD bit 0, then RBR 0x3F8). EAX = 0 when it is '0' (the host
  * resolved the copy-on-write page), 1 for anything else. Clobbers EAX, ECX, EDX (keeps EDI).
  */
 console_resolve:
@@ -352,6 +428,12 @@ console_resolve:
     mov     $' ', %al
     out     %al, %dx
     mov     %ebx, %eax
+    xor     %edx, %edx
+    call    put_hex64
+    mov     $CONSOLE, %dx
+    mov     $' ', %al
+    out     %al, %dx
+    mov     (%esp), %eax                /* the saved EDI: the error code */
     xor     %edx, %edx
     call    put_hex64
     mov     $CONSOLE, %dx
@@ -370,7 +452,7 @@ console_resolve:
     ret
 
 /*
- * isr_common: the frame is [vector, error code, EIP, CS, EFLAGS]; `pusha` saves the eight general
+ * isr_common: the frame is [vector, error code, EIP, CS, EFLAGS] (+ [ESP, SS] from CPL 3); `pusha` saves the eight general
  * registers first so a copy-on-write retry resumes the faulting instruction with nothing changed.
  * After `pusha`: vector at 32(%esp), error code at 36, EIP at 40.
  */
@@ -382,7 +464,14 @@ isr_common:
     mov     40(%esp), %ebp              /* EIP of the faulting instruction */
     cmpl    $0, V_INPROBE
     je      fatal
-    cmp     $14, %esi
+    cmp     $6, %esi
+    jne     1f
+    call    0f                          /* ECX := run-time address of user_done */
+0:  pop     %ecx
+    add     $(user_done - 0b), %ecx
+    cmp     %ecx, %ebp
+    je      user_return                 /* #UD at user_done: a probe at CPL 3 succeeded */
+1:  cmp     $14, %esi
     jne     fault_report
     mov     %edi, %eax
     and     $3, %eax
@@ -400,17 +489,34 @@ isr_common:
 1:  incl    V_COWTRIES
     mov     %ebx, HC_ARGS
     movl    $0, HC_ARGS + 4
+    mov     %edi, HC_ARGS + 8           /* the error code: U/S = 1 for a write at CPL 3 */
+    movl    $0, HC_ARGS + 12
     mov     $3, %eax                    /* resolve copy-on-write at CR2 */
-    mov     $1, %ecx
+    mov     $2, %ecx
     call    hypercall
 2:  test    %eax, %eax
     jnz     fault_report
     invlpg  (%ebx)
     popa
     add     $8, %esp                    /* vector, error code */
-    iret                                /* retry the write */
+    iret                                /* retry the write (at CPL 3 again if it faulted there) */
+
+/*
+ * user_return: a probe at CPL 3 succeeded and raised #UD at user_done, with EDX:EAX (the value) untouched
+ * by isr_common so far. The exception frame and the saved registers are dropped, and the kernel data
+ * selectors are loaded again (SS is SS0 already).
+ */
+user_return:
+    mov     V_ESP, %esp
+    mov     $KERNEL_DS, %ecx
+    mov     %cx, %ds
+    mov     %cx, %es
+    jmp     probe_report_ok
 
 fault_report:
+    mov     $KERNEL_DS, %eax            /* after a fault at CPL 3, DS and ES are the user's */
+    mov     %ax, %ds
+    mov     %ax, %es
     movl    $0, V_INPROBE
     mov     V_INDEX, %eax
     mov     %eax, HC_ARGS

@@ -2,24 +2,36 @@
  * probe64 (amd64): the probe guest. Performs the host's probe list and reports every result or fault.
  *
  * What it does (docs/layout.md, "Probes" and "Hypercalls"):
- *  1. Installs an IDT at 0x3000 for vectors 0-31 (16-byte interrupt gates, selector 0x08) and `lidt`s it.
- *     Each stub pushes a 0 error code where the CPU pushes none, then the vector, and jumps to isr_common,
- *     which has the vector, the error code, CR2 and the faulting RIP.
+ *  1. Installs its own GDT at 0x3400 (null, 0x08 kernel code, 0x10 kernel data, 0x18 user code and 0x20 user
+ *     data with DPL 3, 0x28 a 64-bit TSS at 0x3480) and `ltr`s the TSS; installs an IDT at 0x3000 for
+ *     vectors 0-31 (16-byte interrupt gates, selector 0x08) and `lidt`s it. Each stub pushes a 0 error
+ *     code where the CPU pushes none, then the vector, and jumps to isr_common, which has the vector, the
+ *     error code, CR2 and the faulting RIP.
  *  2. Reads the probe list address (boot info +64), the probe count (+72) and the flags (+76) from the
  *     boot-information block at RDI.
- *  3. For each probe i (32-byte records: op u32, size u32, va u64, value u64, reserved u64):
+ *  3. For each probe i (32-byte records: op u32, size u32, va u64, value u64, flags u32, reserved u32):
  *       read (1):       size 1/2/4/8 bytes at va, zero-extended          -> report [i, 0, value, 0, 0, 0]
  *       write (2):      the low `size` bytes of value at va               -> report [i, 0, 0, 0, 0, 0]
  *       execute (3):    `call va` (the host put a `ret` there)            -> report [i, 0, 0, 0, 0, 0]
  *       invalidate (4): `invlpg (va)`                                     -> report [i, 0, 0, 0, 0, 0]
  *     An op or size outside the contract is reported as [i, 2, op, size, 0, 0] (nothing is accessed).
+ *     User mode: a probe whose flags have bit 0 set (or every probe, with boot-info flag bit 2) runs its
+ *     access slot at CPL 3: the runtime stores RSP in the TSS's RSP0 and `iretq`s to the slot with
+ *     CS 0x1B, SS 0x23, RSP 0x9000 (the user stack page 0x8000-0x8FFF), RFLAGS 0x2. Any exception comes
+ *     back to ring 0 on the RSP0 stack (a #PF's error code has U/S, bit 2, set for a user access). A slot
+ *     that succeeds comes back the same way: it executes `ud2` at user_done, and the #UD stub recognises
+ *     that RIP and reports the value. (Not `int n` or `syscall`: a KVM that emulates guest code, as
+ *     kvm_pvm does, raises #UD for `int n` outside real mode and does not leave CPL 3 on `syscall`;
+ *     exceptions it delivers like any CPU.) The host must map the image and the user stack page
+ *     user-accessible (it does when it lists such probes; docs/layout.md).
  *     An exception during the access is reported as [i, 1, vector, error code, CR2, RIP] (RIP: the access
  *     slot below, fixed per op and size, or va itself for a fetch fault in an execute); the runtime then
  *     drops the exception frame (back to the stack pointer saved at the start of the probe) and goes on
- *     with probe i+1. Exception: a #PF with error code P=1 W=1 outside console mode first asks the host to
- *     resolve copy-on-write (hypercall 3, argument CR2; in console mode with flag bit 1 a `C` line, below);
- *     on result 0 it `invlpg`s CR2 and `iretq`s to retry the write (at most 4 resolutions per probe, then
- *     the fault is reported as above).
+ *     with probe i+1 (in ring 0; a probe at CPL 3 is entered afresh). Exception: a #PF with error code P=1
+ *     W=1 outside console mode first asks the host to resolve copy-on-write (hypercall 3, arguments CR2 and
+ *     the error code, whose U/S bit says whether a user access faulted; in console mode with flag bit 1 a
+ *     `C` line, below); on result 0 it `invlpg`s CR2 and `iretq`s to retry the write, at CPL 3 again if it
+ *     faulted there (at most 4 resolutions per probe, then the fault is reported as above).
  *  4. After the last probe: reports [0xFFFFFFFF, 0, 0, 0, 0, 0] and halts.
  *  An exception outside a probe is fatal: hypercall 2 [vector, error code, CR2, RIP], then `hlt`.
  *
@@ -31,7 +43,7 @@
  *     D\n                                         done, then `out` 0 to port 0xF4, then `hlt`
  * Copy-on-write in console mode needs boot-info flag bit 1 (a host answers on the console): on a write
  * fault (P=1 W=1) inside a probe the runtime prints
- *     C <cr2>\n                                   ask the host to resolve copy-on-write at CR2
+ *     C <cr2> <error>\n                           ask the host to resolve copy-on-write at CR2
  * and reads one byte from COM1 (polls LSR 0x3FD bit 0, reads 0x3F8): '0' = resolved (`invlpg` CR2 and
  * retry), anything else = not copy-on-write (the fault is reported). Without bit 1 no resolution is
  * attempted (a write fault is reported like any fault). The cap of 4 resolutions per probe holds in both.
@@ -39,13 +51,16 @@
  * What the host must see (hypercall mode): one report hypercall per probe, in order, then the done report,
  * then HLT (status 0).
  *
- * Memory it uses besides the stack: 0x3000-0x31FF IDT, 0x3800-0x383F hypercall record (its argument
- * slots double as the staging area for console reports), 0x3C00-0x3C2F the runtime's variables.
+ * Memory it uses besides the stack: 0x3000-0x31FF IDT, 0x3400-0x3437 GDT, 0x3480-0x34E7 TSS, 0x3800-0x383F
+ * hypercall record (its argument slots double as the staging area for console reports), 0x3C00-0x3C3F the
+ * runtime's variables; for probes at CPL 3 the user stack 0x8000-0x8FFF.
  * Position-independent (the stubs' addresses are computed at run time).
  */
     .code64
 
     .equ IDT,           0x3000          /* 32 gates x 16 bytes */
+    .equ GDT,           0x3400          /* 7 descriptors x 8 bytes (the TSS descriptor takes two) */
+    .equ TSS,           0x3480          /* 104-byte 64-bit TSS */
     .equ HC,            0x3800          /* hypercall record */
     .equ HC_OP,         0x3800
     .equ HC_ARGC,       0x3804
@@ -58,6 +73,14 @@
     .equ V_FLAGS,       0x3C1C          /* u32 boot-info flags */
     .equ V_COWTRIES,    0x3C20          /* u32 copy-on-write resolutions in this probe */
     .equ V_IDTR,        0x3C26          /* limit u16 at 0x3C26, base u64 at 0x3C28 (8-aligned) */
+    .equ V_USER,        0x3C30          /* u32 1 while the probe being run runs at CPL 3 */
+    .equ V_GDTR,        0x3C36          /* limit u16 at 0x3C36, base u64 at 0x3C38 (8-aligned) */
+    .equ KERNEL_CS,     0x08
+    .equ KERNEL_DS,     0x10
+    .equ USER_CS,       0x18 | 3        /* selector with RPL 3 */
+    .equ USER_DS,       0x20 | 3
+    .equ TSS_SELECTOR,  0x28
+    .equ USER_STACK_TOP, 0x9000         /* the user stack page is 0x8000-0x8FFF */
     .equ CONSOLE,       0x3F8
     .equ CONSOLE_LSR,   0x3FD           /* COM1 line status: bit 0 = a received byte is ready */
     .equ EXIT,          0xF4
@@ -125,13 +148,46 @@ main:
     mov     76(%rdi), %eax
     mov     %eax, V_FLAGS
 
-    /* The IDT: gate i -> isr_table + 16*i, selector 0x08, IST 0, type 0x8E (present interrupt gate). */
+    /*
+     * The GDT (SDM Vol. 3A §3.4.5, §7.2.3): the boot GDT's kernel code and data at the same selectors, so
+     * CS and SS stay valid, then user code and data with DPL 3, then the TSS descriptor (16 bytes in
+     * IA-32e mode: limit 0x67, base TSS, type 9 = available 64-bit TSS, present, DPL 0). Accessed bits are
+     * pre-set; the CPU still writes the TSS descriptor's busy bit at `ltr` (the page is writable).
+     */
+    movq    $0, GDT
+    movabs  $0x00AF9B000000FFFF, %rax   /* 0x08: code, execute/read, L=1, DPL 0 */
+    mov     %rax, GDT + 0x08
+    movabs  $0x00CF93000000FFFF, %rax   /* 0x10: data, read/write, DPL 0 */
+    mov     %rax, GDT + 0x10
+    movabs  $0x00AFFB000000FFFF, %rax   /* 0x18: code, execute/read, L=1, DPL 3 */
+    mov     %rax, GDT + 0x18
+    movabs  $0x00CFF3000000FFFF, %rax   /* 0x20: data, read/write, DPL 3 */
+    mov     %rax, GDT + 0x20
+    movabs  $(0x0000890000000067 | (TSS << 16)), %rax
+    mov     %rax, GDT + 0x28            /* 0x28: the TSS, base 31:0 here (TSS < 16 MiB) ... */
+    movq    $0, GDT + 0x30              /* ... base 63:32 and reserved */
+    /* The TSS (SDM Vol. 3A §7.7): zero but RSP0 (+4, set per probe) and the I/O map base (+102). */
+    mov     $TSS, %edi
+    xor     %eax, %eax
+    mov     $13, %ecx
+1:  mov     %rax, (%rdi)
+    add     $8, %rdi
+    dec     %ecx
+    jnz     1b
+    movw    $104, TSS + 102             /* past the TSS limit: no I/O bitmap, port I/O at CPL 3 faults */
+    movw    $(7 * 8 - 1), V_GDTR
+    movq    $GDT, V_GDTR + 2
+    lgdt    V_GDTR
+    mov     $TSS_SELECTOR, %ax
+    ltr     %ax
+
+    /* The IDT: gate i -> isr_table + 16*i, selector 0x08, IST 0, type 0x8E (present interrupt gate, DPL 0). */
     lea     isr_table(%rip), %rax
     mov     $IDT, %edi
     mov     $32, %ecx
 1:  mov     %rax, %rdx
     mov     %dx, (%rdi)                 /* offset 15:0 */
-    movw    $0x08, 2(%rdi)              /* selector */
+    movw    $KERNEL_CS, 2(%rdi)         /* selector */
     movw    $0x8E00, 4(%rdi)            /* IST 0, type/attributes 0x8E */
     shr     $16, %rdx
     mov     %dx, 6(%rdi)                /* offset 31:16 */
@@ -160,6 +216,12 @@ next_probe:
     mov     4(%rbx), %edx               /* size */
     mov     8(%rbx), %rdi               /* virtual address */
     mov     16(%rbx), %rsi              /* value */
+    mov     24(%rbx), %r9d              /* flags: bit 0 = at CPL 3 */
+    mov     V_FLAGS, %r10d
+    shr     $2, %r10d                   /* boot-info flag bit 2: every probe at CPL 3 */
+    or      %r10d, %r9d
+    and     $1, %r9d
+    mov     %r9d, V_USER
     /* slot k: read 0 + log2(size), write 4 + log2(size), execute 8, invalidate 9 */
     mov     $8, %ecx
     cmp     $3, %eax
@@ -188,12 +250,27 @@ next_probe:
     add     %rcx, %r8
     movl    $0, V_COWTRIES
     mov     %rsp, V_RSP
+    mov     %rsp, TSS + 4               /* RSP0: where an exception at CPL 3 lands */
     movl    $1, V_INPROBE
+    cmpl    $0, V_USER
+    jne     5f
     jmp     *%r8
+5:  push    $USER_DS                    /* SS */
+    push    $USER_STACK_TOP             /* RSP */
+    push    $2                          /* RFLAGS: interrupts off, IOPL 0 */
+    push    $USER_CS                    /* CS: CPL 3 */
+    push    %r8                         /* RIP: the slot */
+    iretq
 
 probe_ok0:
     xor     %eax, %eax
-probe_ok:                               /* RAX = the value to report */
+probe_ok:                               /* RAX = the value to report; still at CPL 3 for a user probe */
+    mov     %cs, %ecx
+    test    $3, %cl
+    jz      probe_report_ok
+user_done:
+    ud2                                 /* at CPL 3: the #UD here is the way back to ring 0 (user_return) */
+probe_report_ok:
     movl    $0, V_INPROBE
     mov     V_INDEX, %rcx
     mov     %rcx, HC_ARGS
@@ -313,8 +390,8 @@ put_hex:
     ret
 
 /*
- * console_resolve: console mode with a host answering (boot-info flag bit 1): prints `C <cr2>\n` (CR2 in
- * RBX) and waits for one byte on COM1 (LSR 0x3FD bit 0, then RBR 0x3F8). RAX = 0 when it is '0' (the host
+ * console_resolve: console mode with a host answering (boot-info flag bit 1): prints `C <cr2> <error>\n`
+ * (CR2 in RBX, the #PF error code in R13) and waits for one byte on COM1 (LSR 0x3FD bit 0, then RBR 0x3F8). RAX = 0 when it is '0' (the host
  * resolved the copy-on-write page), 1 for anything else. Clobbers RAX, RCX, RDX, R9.
  */
 console_resolve:
@@ -325,8 +402,12 @@ console_resolve:
     out     %al, %dx
     mov     %rbx, %rax
     call    put_hex
-    mov     $'\n', %al
+    mov     $' ', %al
     out     %al, %dx                    /* put_hex leaves DX = CONSOLE */
+    mov     %r13, %rax
+    call    put_hex
+    mov     $'\n', %al
+    out     %al, %dx
     mov     $CONSOLE_LSR, %dx
 1:  in      %dx, %al
     test    $1, %al                     /* data ready */
@@ -339,7 +420,8 @@ console_resolve:
     ret
 
 /*
- * isr_common: the frame is [vector, error code, RIP, CS, RFLAGS, RSP, SS]; all 15 general registers are
+ * isr_common: the frame is [vector, error code, RIP, CS, RFLAGS, RSP, SS] (on the RSP0 stack for an
+ * exception at CPL 3); all 15 general registers are
  * saved first so a copy-on-write retry resumes the faulting instruction with nothing changed.
  */
 isr_common:
@@ -364,7 +446,12 @@ isr_common:
     mov     136(%rsp), %r14             /* RIP of the faulting instruction */
     cmpl    $0, V_INPROBE
     je      fatal
-    cmp     $14, %r12
+    cmp     $6, %r12
+    jne     1f
+    lea     user_done(%rip), %rcx
+    cmp     %rcx, %r14
+    je      user_return                 /* #UD at user_done: a probe at CPL 3 succeeded */
+1:  cmp     $14, %r12
     jne     fault_report
     mov     %r13d, %eax
     and     $3, %eax
@@ -381,8 +468,9 @@ isr_common:
     jmp     2f
 1:  incl    V_COWTRIES
     mov     %rbx, HC_ARGS
+    mov     %r13, HC_ARGS + 8           /* the error code: U/S = 1 for a write at CPL 3 */
     mov     $3, %eax                    /* resolve copy-on-write at CR2 */
-    mov     $1, %ecx
+    mov     $2, %ecx
     call    hypercall
 2:  test    %rax, %rax
     jnz     fault_report
@@ -403,9 +491,26 @@ isr_common:
     pop     %rbx
     pop     %rax
     add     $16, %rsp                   /* vector, error code */
-    iretq                               /* retry the write */
+    iretq                               /* retry the write (at CPL 3 again if it faulted there) */
+
+/*
+ * user_return: a probe at CPL 3 succeeded and raised #UD at user_done, with RAX (the value) untouched by
+ * isr_common so far. The exception frame and the saved registers are dropped, and the kernel data selectors
+ * are loaded again (an exception from CPL 3 in IA-32e mode loads a null SS).
+ */
+user_return:
+    mov     V_RSP, %rsp
+    mov     $KERNEL_DS, %ecx
+    mov     %cx, %ss
+    mov     %cx, %ds
+    mov     %cx, %es
+    jmp     probe_report_ok
 
 fault_report:
+    mov     $KERNEL_DS, %eax            /* after a fault at CPL 3, SS is null: load the kernel's again */
+    mov     %ax, %ss
+    mov     %ax, %ds
+    mov     %ax, %es
     movl    $0, V_INPROBE
     mov     V_INDEX, %rax
     mov     %rax, HC_ARGS

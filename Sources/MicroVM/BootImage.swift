@@ -108,10 +108,28 @@ public final class BootImage {
     }
 
     /// Places `probes` at ``Layout/probeListAddress`` and lists them in the boot-information block.
-    /// - Throws: ``MachineError/tooManyProbes(count:maximum:)`` when they do not fit the scratch area.
+    ///
+    /// When a probe runs at CPL 3 (``Probe/userMode``, or ``BootInfo/Flags/probesInUserMode``), the probe
+    /// runtime's code and its user stack must be user pages: the image's pages and ``Layout/userStack`` are
+    /// made user-accessible (same frames, same permissions; the engine sets U/S in the tables above them).
+    /// - Throws: ``MachineError/tooManyProbes(count:maximum:)`` when they do not fit the scratch area,
+    ///   ``MachineError/tablesFailed(_:)`` when the tables cannot be changed.
     @_spi(Testing) public func setProbes(_ probes: [Probe], flags: BootInfo.Flags = []) throws(MachineError) {
         guard probes.count <= Probe.maximumCount else {
             throw .tooManyProbes(count: probes.count, maximum: Probe.maximumCount)
+        }
+        if flags.contains(.probesInUserMode) || probes.contains(where: \.userMode) {
+            let load = configuration.loadAddress
+            let imagePages = (UInt64(configuration.image.count) + 0xFFF) & ~0xFFF
+            do {
+                try addressSpace.protect(
+                    virtualBase: load, length: imagePages, kind: .readWriteExecute, userAccessible: true)
+                try addressSpace.protect(
+                    virtualBase: Layout.userStack.lowerBound, length: UInt64(Layout.userStack.count),
+                    kind: .readWrite, userAccessible: true)
+            } catch {
+                throw .tablesFailed(error)
+            }
         }
         for (index, probe) in probes.enumerated() {
             probe.write(to: memory, at: Layout.probeListAddress + UInt64(index) * Probe.recordSize)
@@ -127,12 +145,17 @@ public final class BootImage {
     /// tables in guest RAM. A copy-on-write page inside a large leaf is split by the engine first; only the
     /// faulting 4 KiB page moves.
     ///
+    /// - Parameter userAccess: whether the write came from CPL 3 (the #PF error code's U/S bit): then a
+    ///   page user mode may not access is a protection fault, not copy-on-write, and is left alone.
     /// - Returns: the page, its original frame and its new frame; `nil` when the page is not copy-on-write
-    ///   (or no scratch frame is left).
-    public func resolveCopyOnWrite(at virtualAddress: UInt64) -> (virtualAddress: UInt64, from: UInt64, to: UInt64)? {
+    ///   (or not a user page, for a user access; or no scratch frame is left).
+    public func resolveCopyOnWrite(at virtualAddress: UInt64, userAccess: Bool = false) -> (
+        virtualAddress: UInt64, from: UInt64, to: UInt64
+    )? {
         let page = virtualAddress & ~0xFFF
         guard let translation = try? addressSpace.lookup(page),
             case .copyOnWrite(let executable) = translation.kind,
+            translation.userAccessible || !userAccess,
             scratchNext + 4096 <= arenaBase
         else { return nil }
         addressSpace.arenaMayBeDirty()  // the guest has run: tables it freed may hold its writes

@@ -39,6 +39,8 @@ public struct BootInfo: Equatable, Sendable {
         /// With ``reportOnConsole``: a host answers on the console, so a write fault on a copy-on-write page
         /// prints `C <cr2>` and waits for one byte on COM1 ('0' resolved, else not copy-on-write).
         public static let hostAnswersOnConsole = Flags(rawValue: 1 << 1)
+        /// Every probe runs at CPL 3, as if each had ``Probe/userMode`` set.
+        public static let probesInUserMode = Flags(rawValue: 1 << 2)
     }
 
     /// Mapping-record flag bit 4: the record is an ELF segment (version 2).
@@ -148,12 +150,18 @@ public struct BootInfo: Equatable, Sendable {
     public var virtualAddress: UInt64
     public var size: UInt32
     public var value: UInt64
+    /// Whether the access runs at CPL 3 (record flags bit 0): the probe runtime drops to user mode for it,
+    /// and a page fault's error code has U/S set.
+    public var userMode: Bool
 
-    public init(_ operation: Operation, _ virtualAddress: UInt64, size: UInt32 = 8, value: UInt64 = 0) {
+    public init(
+        _ operation: Operation, _ virtualAddress: UInt64, size: UInt32 = 8, value: UInt64 = 0, userMode: Bool = false
+    ) {
         self.operation = operation
         self.virtualAddress = virtualAddress
         self.size = size
         self.value = value
+        self.userMode = userMode
     }
 
     func write(to memory: GuestMemory, at address: UInt64) {
@@ -161,6 +169,7 @@ public struct BootInfo: Equatable, Sendable {
         memory.store(size, at: address + 4)
         memory.store(virtualAddress, at: address + 8)
         memory.store(value, at: address + 16)
-        memory.store(UInt64(0), at: address + 24)
+        memory.store(UInt32(userMode ? 1 : 0), at: address + 24)
+        memory.store(UInt32(0), at: address + 28)
     }
 }

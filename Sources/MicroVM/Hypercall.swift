@@ -11,7 +11,9 @@ public enum HypercallOperation: UInt32, Sendable {
     case report = 1
     /// An exception the guest cannot handle: vector, error code, CR2, RIP. Ends the run.
     case fatalException = 2
-    /// Resolve a write fault on a copy-on-write page at CR2. Result 0 resolved, 1 not copy-on-write.
+    /// Resolve a write fault on a copy-on-write page at CR2 (argument 0); argument 1, if given, is the #PF
+    /// error code, whose U/S bit (2) marks a write from CPL 3, which only a user page may take. Result 0
+    /// resolved, 1 not copy-on-write (or not a user page for a user write).
     case resolveCopyOnWrite = 3
     /// Snapshot here: the run returns ``RunOutcome/snapshotRequested``; a machine restored from a snapshot
     /// taken now continues after the request. Result 0.
@@ -65,7 +67,7 @@ extension Machine {
         case .fatalException:
             throw reportedException(vector: argument(0), errorCode: argument(1), cr2: argument(2), rip: argument(3))
         case .resolveCopyOnWrite:
-            if let resolution = image.resolveCopyOnWrite(at: argument(0)) {
+            if let resolution = image.resolveCopyOnWrite(at: argument(0), userAccess: argument(1) & 0x4 != 0) {
                 copyOnWriteResolutions.append(resolution)
                 // The remap may have moved the host's tables to copies: the guest must walk the new ones.
                 do {

@@ -14,6 +14,9 @@ public enum Layout {
     public static let probeListAddress: UInt64 = 0x4000
     /// Frames for resolving copy-on-write faults: this much RAM right below the arena, never mapped.
     public static let copyOnWriteScratchSize: UInt64 = 64 << 12
+    /// The probe runtime's user stack, for probes that run at CPL 3: the lowest page of the stack area,
+    /// made user-accessible by ``BootImage/setProbes(_:flags:)`` when a probe runs there.
+    public static let userStack: Range<UInt64> = 0x8000..<0x9000
     /// Initial stack pointer; the stack grows down towards 0x8000.
     public static let stackTop: UInt64 = 0x8_0000
     /// Where the image goes unless ``MachineConfiguration/loadAddress`` says otherwise.

@@ -105,7 +105,7 @@ final class FakeTarget: GDBTarget {
     }
 
     func readMemory(at address: UInt64, count: Int) throws -> [UInt8] {
-        calls.append("readMemory(\(String(address, radix: 16)),\(count))")
+        calls.append("readMemory(\(hex(address)),\(count))")
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
         for index in 0..<count {
@@ -117,14 +117,14 @@ final class FakeTarget: GDBTarget {
     }
 
     func writeMemory(at address: UInt64, bytes: [UInt8]) throws {
-        calls.append("writeMemory(\(String(address, radix: 16)),\(bytes.count))")
+        calls.append("writeMemory(\(hex(address)),\(bytes.count))")
         var kept = planted
         try poke(address, kept.planting(bytes, at: address))
         planted = kept
     }
 
     func insertBreakpoint(_ kind: GDBBreakpointKind, at address: UInt64, length: Int) throws {
-        calls.append("insert(\(kind),\(String(address, radix: 16)),\(length))")
+        calls.append("insert(\(kind),\(hex(address)),\(length))")
         if kind == .software {
             try planted.insert(
                 at: address,
@@ -145,7 +145,7 @@ final class FakeTarget: GDBTarget {
     }
 
     func removeBreakpoint(_ kind: GDBBreakpointKind, at address: UInt64, length: Int) throws {
-        calls.append("remove(\(kind),\(String(address, radix: 16)),\(length))")
+        calls.append("remove(\(kind),\(hex(address)),\(length))")
         if kind == .software {
             try planted.remove(at: address) { try poke($0, [$1]) }
             return

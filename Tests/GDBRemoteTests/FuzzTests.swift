@@ -40,8 +40,6 @@ struct PacketStreamGenerator {
     mutating func int(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
     mutating func chance(_ percent: Int) -> Bool { int(0...99) < percent }
 
-    mutating func hex(_ value: UInt64) -> String { String(value, radix: 16) }
-
     mutating func interestingNumber() -> UInt64 {
         switch int(0...7) {
         case 0: 0
@@ -212,7 +210,7 @@ struct FuzzTests {
         for _ in 0..<2000 {
             let data = (0..<Int.random(in: 0...300, using: &random)).map { _ in UInt8(truncatingIfNeeded: random.next())
             }
-            let payload = Array("X0,\(String(data.count, radix: 16)):".utf8) + GDBPacket.escaped(data)
+            let payload = Array("X0,\(hex(data.count)):".utf8) + GDBPacket.escaped(data)
             var decoder = GDBPacketDecoder(maximumPayloadSize: 4096)
             var events: [GDBPacketDecoder.Event] = []
             decoder.feed(GDBPacket.framed(payload), into: &events)

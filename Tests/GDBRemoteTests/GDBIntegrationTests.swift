@@ -3,7 +3,7 @@ import GDBRemote
 import Glibc
 import Testing
 
-/// The gdb executable, if installed (Debian's `gdb` package; `.ci/run` installs it).
+/// The gdb executable, if installed (Debian's `gdb` package; scripts/test.sh installs it).
 private let gdbPath: String? = ["/usr/bin/gdb", "/usr/local/bin/gdb"].first {
     FileManager.default.isExecutableFile(atPath: $0)
 }

@@ -275,7 +275,7 @@ struct SessionTests {
             .standard(),
             [
                 "qXfer:features:read:target.xml:0,20",
-                "qXfer:features:read:target.xml:\(String(document.utf8.count, radix: 16)),20",
+                "qXfer:features:read:target.xml:\(hex(document.utf8.count)),20",
                 "qXfer:features:read:nope.xml:0,20", "qXfer:features:read:target.xml:0,ffff",
             ])
         #expect(

@@ -18,7 +18,7 @@ private struct DirtyPage: Hashable {
 
 /// Dirty tracking against a real guest: the ring and the bitmap each report exactly the pages the guest
 /// wrote, and report them again after a reset.
-@Suite(.enabled(if: KVMSystem.isUsable(path: "/dev/kvm"), "needs a readable and writable /dev/kvm"))
+@Suite(.enabled(if: kvmUsable, kvmReason))
 struct KVMDirtyTrackingTests {
     @Test("the dirty ring reports exactly the three pages the guest wrote, again after reset and re-run")
     func ring() throws {

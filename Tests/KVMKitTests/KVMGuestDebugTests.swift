@@ -2,7 +2,7 @@ import KVMKit
 import Testing
 
 /// Guest debugging against a real guest: every stop at its exact address.
-@Suite(.enabled(if: KVMSystem.isUsable(path: "/dev/kvm"), "needs a readable and writable /dev/kvm"))
+@Suite(.enabled(if: kvmUsable, kvmReason))
 struct KVMGuestDebugTests {
     /// Four instructions at 0x1000, 0x1002, 0x1004, 0x1005.
     static let straightLine: [UInt8] = [

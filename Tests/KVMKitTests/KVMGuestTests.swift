@@ -5,7 +5,7 @@ import Testing
 
 /// Tests that need a working /dev/kvm: they boot tiny hand-assembled real-mode guests and assert the exact
 /// sequence of exits.
-@Suite(.enabled(if: KVMSystem.isUsable(path: "/dev/kvm"), "needs a readable and writable /dev/kvm"))
+@Suite(.enabled(if: kvmUsable, kvmReason))
 struct KVMGuestTests {
     @Test("the system speaks API 12 and reports the capabilities microvm relies on")
     func system() throws {

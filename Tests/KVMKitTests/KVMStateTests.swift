@@ -36,7 +36,7 @@ func writeMSRs(_ vcpu: VCPU, _ registers: ModelSpecificRegisters) throws -> [UIn
 
 /// The vCPU state a snapshot saves: each kind round-trips byte-exact through
 /// get → encode → decode → set → get, and a changed value is really applied.
-@Suite(.enabled(if: KVMSystem.isUsable(path: "/dev/kvm"), "needs a readable and writable /dev/kvm"))
+@Suite(.enabled(if: kvmUsable, kvmReason))
 struct KVMStateTests {
     /// Get, encode, decode, set, get: the second read equals the first, byte for byte.
     func roundTrip<T: KVMByteEncodable>(_ get: () throws -> T, _ set: (T) throws -> Void) throws {
@@ -128,7 +128,7 @@ struct KVMStateTests {
         let indices = try guest.system.msrIndexList()
         #expect(indices.contains(0xC000_0080) || indices.contains(0x174))  // EFER or SYSENTER_CS
         let (first, unreadable) = try readableMSRs(guest.vcpu, indices)
-        #expect(unreadable.isEmpty, "unreadable MSRs \(unreadable.map { String($0, radix: 16) })")
+        #expect(unreadable.isEmpty, "unreadable MSRs \(unreadable.map { hex($0) })")
         let decoded = try #require(ModelSpecificRegisters(bytes: first.bytes))
         let refused = try writeMSRs(guest.vcpu, decoded)
         let (second, _) = try readableMSRs(guest.vcpu, indices)
@@ -137,7 +137,7 @@ struct KVMStateTests {
         #expect(second.entries.filter { $0.index != tsc } == first.entries.filter { $0.index != tsc })
         #expect((second[tsc] ?? 0) >= (first[tsc] ?? 0))
         // Report which MSRs the vCPU refuses to take back (a snapshot must skip them).
-        print("MSRs: \(indices.count) listed, refused on write: \(refused.map { "0x" + String($0, radix: 16) })")
+        print("MSRs: \(indices.count) listed, refused on write: \(refused.map { hex($0) })")
     }
 
     @Test("KVM_ENABLE_CAP on a vCPU names the request when the capability is unknown")

@@ -2,7 +2,7 @@ import KVMKit
 import Testing
 
 /// Registers exchanged through `kvm_run` (sync regs) instead of ioctls.
-@Suite(.enabled(if: KVMSystem.isUsable(path: "/dev/kvm"), "needs a readable and writable /dev/kvm"))
+@Suite(.enabled(if: kvmUsable, kvmReason))
 struct KVMSyncRegistersTests {
     /// `hlt` at 0x1000; at 0x1100: `mov dx, 0x3f8; out dx, al; hlt`.
     static let code: [UInt8] = [0xF4]

@@ -1,5 +1,13 @@
 import Glibc
 import KVMKit
+import Testing
+
+/// Whether this host has a usable /dev/kvm: the suites that run guests run exactly when it does.
+let kvmUsable = KVMSystem.isUsable(path: "/dev/kvm")
+let kvmReason: Comment = "needs a readable and writable /dev/kvm"
+
+/// `value` in lowercase hexadecimal with a `0x` prefix: the one hex formatter of this test target.
+func hex(_ value: some BinaryInteger) -> String { "0x" + String(value, radix: 16) }
 
 /// A real-mode guest: 64 KiB of anonymous memory at guest-physical 0, one vCPU with CS base 0 and
 /// IP at `entry`, and `code` copied there. Built and run on the calling thread.

@@ -45,7 +45,7 @@ struct AMD64BootTests {
         // And the one line a person reads.
         #expect(
             fault.description
-                == "triple fault: RIP 0x10001c (-> 0x10001c, writable, 4 KiB leaf), CR2 0x0 (not mapped), CR3 0x\(String(root, radix: 16))"
+                == "triple fault: RIP 0x10001c (-> 0x10001c, writable, 4 KiB leaf), CR2 0x0 (not mapped), CR3 \(hex(root))"
         )
         #expect(machine.consoleOutput == Array("about to triple fault\n".utf8))
     }
@@ -122,7 +122,7 @@ struct AMD64BootTests {
     func bootInfo() throws {
         let machine = try Machine(configuration: try configuration("bootinfo64"))
         #expect(try machine.run() == .halted)
-        let root = String(format: "%016llx", machine.addressSpace.rootPhysicalAddress)
+        let root = hex(machine.addressSpace.rootPhysicalAddress, digits: 16, prefix: "")
         let expected = "magic=424d564d ram=0000000001000000 cr3=\(root) load=0000000000100000\ncr3reg=\(root)\n"
         #expect(String(decoding: machine.consoleOutput, as: UTF8.self) == expected)
         #expect(machine.bootInfo.tableRoot == machine.addressSpace.rootPhysicalAddress)
@@ -162,9 +162,9 @@ struct AMD64BootTests {
         for va in addresses {
             let cpu = try machine.vcpuTranslate(va + 0x123)
             let engine = try machine.addressSpace.lookup(va + 0x123)
-            #expect(cpu.valid == (engine != nil), "valid at \(String(va, radix: 16))")
+            #expect(cpu.valid == (engine != nil), "valid at \(hex(va))")
             if let engine, cpu.valid {
-                #expect(cpu.physicalAddress == engine.physicalAddress, "pa at \(String(va, radix: 16))")
+                #expect(cpu.physicalAddress == engine.physicalAddress, "pa at \(hex(va))")
                 // x86 KVM fills kvm_translation.writeable with 1 whatever the tables say, so writability is
                 // proven by the probe guest's faults instead; pin the quirk so a change is noticed.
                 #expect(cpu.writeable)
@@ -222,7 +222,7 @@ struct I686BootTests {
         #expect(try machine.run() == .halted)
         let root = machine.addressSpace.rootPhysicalAddress
         let expected =
-            "magic=424d564d ram=0000000001000000 cr3=\(String(format: "%016llx", root)) load=0000000000100000\ncr3reg=\(String(format: "%08llx", root))\n"
+            "magic=424d564d ram=0000000001000000 cr3=\(hex(root, digits: 16, prefix: "")) load=0000000000100000\ncr3reg=\(hex(root, digits: 8, prefix: ""))\n"
         #expect(String(decoding: machine.consoleOutput, as: UTF8.self) == expected)
     }
 

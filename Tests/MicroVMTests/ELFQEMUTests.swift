@@ -6,7 +6,7 @@ import Testing
 /// under QEMU's software MMU from the very memory image the host built (``BootImage``), through
 /// Guests/qemu/tramp32.bin, which enters at the entry point of the version-2 boot-information block. The
 /// guest's #PF handler prints the error code, CR2 and EIP, then ends QEMU with status (0x21 << 1) | 1.
-@Suite("QEMU oracle: i686 ELF guests on an emulated MMU", .enabled(if: qemuUsable, qemuReason))
+@Suite("QEMU oracle: i686 ELF guests on an emulated MMU", .enabled(if: qemuTestsRun, qemuReason))
 struct ELFQEMUTests {
     /// Boots hello32.elf from the entry at `offset` of its entry table with `leaves`.
     func run(entryOffset offset: UInt64 = 0, leaves: AllowedLeafSizes = []) throws -> QEMURun {

@@ -7,97 +7,13 @@ import Testing
 /// The probe guest on KVM: the tables the host builds are exactly the address space the guest sees.
 @Suite("probes inside a running amd64 guest", .enabled(if: kvmUsable, kvmReason))
 struct AMD64ProbeTests {
-    static let ok: UInt64 = 0, fault: UInt64 = 1
-    static let done: UInt64 = 0xFFFF_FFFF
+    /// The host's large leaves on KVM: none (`--page-size 4k`), or what its CPUID allows (here 2 MiB).
+    static let leafPolicies: [AllowedLeafSizes] = [[], [.size2M]]
 
-    static let mappings: [Mapping] = [
-        Mapping(physicalBase: 0x20_0000, virtualBase: 0x4000_0000, length: 0x20_0000, kind: .readWrite),  // VA != PA, 2 MiB-able
-        Mapping(physicalBase: 0x20_0000, virtualBase: 0x4020_0000, length: 0x1000, kind: .readOnly),  // read-only alias
-        Mapping(physicalBase: 0x30_0000, virtualBase: 0xFFFF_8000_0000_0000, length: 0x2000, kind: .readWrite),
-        Mapping(physicalBase: 0x31_0000, virtualBase: 0x1_0000_0000, length: 0x1000, kind: .readWrite),  // above 4 GiB
-        Mapping(physicalBase: 0x32_0000, virtualBase: 0x5000_0000, length: 0x1000, kind: .readWrite),  // NX
-        Mapping(physicalBase: 0x32_1000, virtualBase: 0x5000_1000, length: 0x1000, kind: .readExecute),
-        Mapping(
-            physicalBase: 0x40_0000, virtualBase: 0x6000_0000, length: 0x20_0000, kind: .copyOnWrite(executable: false)),
-        Mapping(physicalBase: 0x40_0000, virtualBase: 0x6100_0000, length: 0x1000, kind: .readOnly),  // the original frame
-    ]
-
-    static let probes: [Probe] = [
-        Probe(.read, 0x4000_0000),  // 0
-        Probe(.write, 0x4000_0008, value: 0xCAFE_F00D),  // 1
-        Probe(.read, 0x4020_0008),  // 2: the alias sees the write
-        Probe(.read, 0xFFFF_8000_0000_0000),  // 3
-        Probe(.write, 0xFFFF_8000_0000_1000, value: 0x0123_4567_89AB_CDEF),  // 4
-        Probe(.read, 0x1_0000_0000, size: 4),  // 5
-        Probe(.write, 0x4020_0000, value: 1),  // 6: read-only -> #PF P=1 W=1
-        Probe(.read, 0x7000_0000),  // 7: unmapped -> #PF P=0
-        Probe(.execute, 0x5000_0000),  // 8: NX -> #PF P=1 I/D=1
-        Probe(.execute, 0x5000_1000),  // 9: a `ret` there
-        Probe(.write, 0x6000_0010, value: 0x7777),  // 10: copy-on-write, resolved by the host
-        Probe(.read, 0x6000_0010),  // 11
-        Probe(.read, 0x6100_0010),  // 12: the original frame is unchanged
-        Probe(.read, 0x6000_1010),  // 13: the rest of the split 2 MiB leaf is still the original
-        Probe(.invalidate, 0x4000_0000),  // 14
-        Probe(.read, 0x4000_0000, size: 2),  // 15
-    ]
-
-    func run(_ policy: MachineConfiguration.PageSizePolicy) throws -> Machine {
-        var config = try configuration("probe64")
-        config.extraMappings = Self.mappings
-        config.pageSizePolicy = policy
-        let machine = try Machine(configuration: config, probes: Self.probes)
-        machine.memory.store(UInt64(0x1122_3344_5566_7788), at: 0x20_0000)
-        machine.memory.store(UInt64(0xAABB_CCDD_EEFF_0011), at: 0x30_0000)
-        machine.memory.store(UInt32(0x600D_CAFE), at: 0x31_0000)
-        machine.memory.store(UInt8(0xC3), at: 0x32_0000)  // would return if it could run
-        machine.memory.store(UInt8(0xC3), at: 0x32_1000)
-        machine.memory.store(UInt64(0x5555_5555_5555_5555), at: 0x40_0010)
-        machine.memory.store(UInt64(0x6666_6666_6666_6666), at: 0x40_1010)
-        #expect(try machine.run() == .halted)
-        return machine
-    }
-
-    @Test(
-        "every probe reports exactly what the tables say",
-        arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
-    func reports(_ policy: MachineConfiguration.PageSizePolicy) throws {
-        let machine = try run(policy)
-        let reports = machine.reports
-        try #require(reports.count == Self.probes.count + 1)
-        func expectOK(_ i: Int, _ value: UInt64, sourceLocation: SourceLocation = #_sourceLocation) {
-            #expect(reports[i] == [UInt64(i), Self.ok, value, 0, 0, 0], sourceLocation: sourceLocation)
-        }
-        func expectFault(_ i: Int, errorCode: UInt64, sourceLocation: SourceLocation = #_sourceLocation) {
-            let r = reports[i]
-            #expect(
-                Array(r.prefix(5)) == [UInt64(i), Self.fault, 14, errorCode, Self.probes[i].virtualAddress],
-                sourceLocation: sourceLocation)
-            if Self.probes[i].operation == .execute {
-                // An instruction-fetch fault reports the target itself as RIP.
-                #expect(r[5] == Self.probes[i].virtualAddress, sourceLocation: sourceLocation)
-            } else {
-                #expect(
-                    (0x10_0000..<0x10_1000).contains(r[5]),
-                    "fault RIP \(String(r[5], radix: 16)) is in the probe guest", sourceLocation: sourceLocation)
-            }
-        }
-        expectOK(0, 0x1122_3344_5566_7788)
-        expectOK(1, 0)
-        expectOK(2, 0xCAFE_F00D)
-        expectOK(3, 0xAABB_CCDD_EEFF_0011)
-        expectOK(4, 0)
-        expectOK(5, 0x600D_CAFE)
-        expectFault(6, errorCode: 0x3)
-        expectFault(7, errorCode: 0x0)
-        expectFault(8, errorCode: 0x11)
-        expectOK(9, 0)
-        expectOK(10, 0)
-        expectOK(11, 0x7777)
-        expectOK(12, 0x5555_5555_5555_5555)
-        expectOK(13, 0x6666_6666_6666_6666)
-        expectOK(14, 0)
-        expectOK(15, 0x7788)
-        #expect(reports[16] == [Self.done, Self.ok, 0, 0, 0, 0])
+    @Test("every probe reports exactly what the tables say", arguments: leafPolicies)
+    func reports(_ leafSizes: AllowedLeafSizes) throws {
+        let run = try Scenarios.amd64OnKVM(leafSizes: leafSizes).check(on: .kvm)
+        let machine = try #require(run.machine)
         // Writes landed at their physical addresses.
         #expect(machine.memory.load(UInt64.self, at: 0x20_0008) == 0xCAFE_F00D)
         #expect(machine.memory.load(UInt64.self, at: 0x30_1000) == 0x0123_4567_89AB_CDEF)
@@ -105,9 +21,10 @@ struct AMD64ProbeTests {
 
     @Test(
         "copy-on-write: the host copies the frame, remaps the page writable, and keeps the original",
-        arguments: [MachineConfiguration.PageSizePolicy.automatic, .small])
-    func copyOnWrite(_ policy: MachineConfiguration.PageSizePolicy) throws {
-        let machine = try run(policy)
+        arguments: leafPolicies)
+    func copyOnWrite(_ leafSizes: AllowedLeafSizes) throws {
+        let run = try Scenarios.amd64OnKVM(leafSizes: leafSizes).check(on: .kvm)
+        let machine = try #require(run.machine)
         try #require(machine.copyOnWriteResolutions.count == 1)
         let resolution = machine.copyOnWriteResolutions[0]
         #expect(resolution.virtualAddress == 0x6000_0000)
@@ -120,12 +37,11 @@ struct AMD64ProbeTests {
         #expect(page.physicalAddress == resolution.to + 0x10 && page.kind == .readWrite && page.leafSize == .size4K)
         let neighbour = try #require(try machine.addressSpace.lookup(0x6000_1000))
         #expect(neighbour.physicalAddress == 0x40_1000 && neighbour.kind == .copyOnWrite(executable: false))
-        #expect(neighbour.leafSize == .size4K)  // the 2 MiB leaf (auto policy) was split
+        #expect(neighbour.leafSize == .size4K)  // the 2 MiB leaf (2 MiB policy) was split
         #expect(try machine.vcpuTranslate(0x6000_0010).physicalAddress == resolution.to + 0x10)
         // The dump shows the remap.
         #expect(
-            machine.dumpTables().contains(
-                "0x0000000060000000-0x0000000060000fff -> 0x\(String(format: "%016llx", resolution.to))"))
+            machine.dumpTables().contains("0x0000000060000000-0x0000000060000fff -> \(hex(resolution.to, digits: 16))"))
     }
 
     @Test("a fault outside any probe ends the run with one page-fault line")

@@ -82,7 +82,7 @@ struct ResetCorrectnessTests {
             if ram != saved {
                 let page = (0..<(chunk / 4096)).first { ram?[($0 * 4096)..<($0 * 4096 + 4096)] != saved?[($0 * 4096)..<($0 * 4096 + 4096)] }
                 Issue.record(
-                    "RAM differs from the snapshot at page \(String((offset >> 12) + (page ?? 0), radix: 16))",
+                    "RAM differs from the snapshot at page \(hex(UInt64((offset >> 12) + (page ?? 0))))",
                     sourceLocation: sourceLocation)
                 return
             }
@@ -139,7 +139,7 @@ struct ResetCorrectnessTests {
         machine.memory.write([0xEB, 0xFE], at: physical)
         #expect(throws: RunError.self) { try machine.run() }
         // 14 exits since the machine started: 13 console bytes and the snapshot request.
-        #expect(throws: RunError.needsReset(after: "timeout: the guest was still running after 100 ms (RIP \(String(format: "0x%llx", rip)), 14 exits)")) {
+        #expect(throws: RunError.needsReset(after: "timeout: the guest was still running after 100 ms (RIP \(hex(rip)), 14 exits)")) {
             try machine.run()
         }
         try machine.reset()  // the host's write is undone too
@@ -184,7 +184,7 @@ struct CompactionTests {
                     guard a.0 == b.0, a.2 == b.2, a.3 == b.3,
                         oldMemory.read(at: a.1, count: 4096) == newMemory.read(at: b.1, count: 4096)
                     else {
-                        Issue.record("page \(String(a.0, radix: 16)) differs after compaction", sourceLocation: sourceLocation)
+                        Issue.record("page \(hex(UInt64(a.0))) differs after compaction", sourceLocation: sourceLocation)
                         return
                     }
                 }

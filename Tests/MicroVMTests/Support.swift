@@ -16,6 +16,13 @@ func guest(_ name: String) throws -> [UInt8] {
     try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(packageRoot)/Guests/\(name).bin")))
 }
 
+/// `value` in lowercase hexadecimal after `prefix`, zero-padded to at least `digits` digits: the one hex
+/// formatter of this test target (`hex(0x1f)` is "0x1f", `hex(0x1f, digits: 4, prefix: "")` is "001f").
+func hex(_ value: UInt64, digits: Int = 1, prefix: String = "0x") -> String {
+    let text = String(value, radix: 16)
+    return prefix + String(repeating: "0", count: max(0, digits - text.count)) + text
+}
+
 /// Whether this host has a usable /dev/kvm: KVM suites run exactly when it does.
 let kvmUsable = KVMSystem.isUsable(path: "/dev/kvm")
 let kvmReason: Comment = "needs a readable and writable /dev/kvm"

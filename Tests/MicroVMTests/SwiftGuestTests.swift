@@ -108,14 +108,12 @@ struct SwiftGuestKVMTests {
         let resolution = machine.copyOnWriteResolutions[0]
         #expect(resolution.virtualAddress == page && resolution.from == frame)
         let copy = resolution.to
-        let hexCopy = String(copy, radix: 16)
-        let paddedCopy = String(repeating: "0", count: 16 - hexCopy.count) + hexCopy
         #expect(
             text(machine.consoleOutput) == """
                 cow64: 0x0000000040000000 is copy-on-write over frame 0x0000000000400000
                 before the write: the page reads "original", the frame reads "original"
                 after the write: the page reads "private!", the frame reads "original"
-                0x0000000040000000 now maps frame 0x\(paddedCopy) rw
+                0x0000000040000000 now maps frame \(hex(copy, digits: 16)) rw
 
                 """)
         let original = UInt64(0x6C61_6E69_6769_726F)  // "original", little-endian
@@ -191,7 +189,7 @@ struct SwiftGuestKVMTests {
     }
 }
 
-@Suite("Embedded Swift guests on QEMU's software MMU (i686)", .enabled(if: qemuUsable, qemuReason))
+@Suite("Embedded Swift guests on QEMU's software MMU (i686)", .enabled(if: qemuTestsRun, qemuReason))
 struct SwiftGuestQEMUTests {
     /// The boot image of an i686 Swift guest in console mode (boot-info flag bit 0: the runtime ends QEMU
     /// through isa-debug-exit instead of `hlt`).
@@ -250,23 +248,22 @@ extension SwiftGuestQEMUTests {
         #expect(try image.addressSpace.lookup(page)?.leafSize == (largeLeaves ? .size4M : .size4K))
         try image.setProbes([], flags: [.reportOnConsole, .hostAnswersOnConsole])
 
-        let live = try runOnQEMULive(image, ramPath: ramPath)
-        #expect(live.run.status == 1, "stderr: \(live.run.standardError)")
-        try #require(live.resolutions.count == 1, "output:\n\(live.run.standardOutput)")
-        let resolution = try #require(live.resolutions[0])
+        let run = try runOnQEMU(image, sharedRAM: ramPath)
+        #expect(run.status == 1, "stderr: \(run.standardError)")
+        try #require(run.resolutions.count == 1, "output:\n\(run.standardOutput)")
+        let resolution = try #require(run.resolutions[0])
         #expect(resolution.virtualAddress == page && resolution.from == frame)
         // On i686 the 8-byte store is two 4-byte stores (the compiler may write either half first): the `C`
         // line names the address of the first one, in the page.
-        let lines = live.run.standardOutput.split(separator: "\n", maxSplits: 1)
-        try #require(lines.count == 2, "output:\n\(live.run.standardOutput)")
+        let lines = run.standardOutput.split(separator: "\n", maxSplits: 1)
+        try #require(lines.count == 2, "output:\n\(run.standardOutput)")
         #expect(["C 40000000", "C 40000004"].contains(String(lines[0])))
-        let copy = String(resolution.to, radix: 16)
         #expect(
             lines[1] == """
                 cow32: 0x40000000 is copy-on-write over frame 0x00400000
                 before the write: the page reads "original", the frame reads "original"
                 after the write: the page reads "private!", the frame reads "original"
-                0x40000000 now maps frame 0x\(String(repeating: "0", count: 8 - copy.count) + copy) rw
+                0x40000000 now maps frame \(hex(resolution.to, digits: 8)) rw
 
                 """)
         #expect(memory.load(UInt64.self, at: frame) == 0x6C61_6E69_6769_726F)  // "original"

@@ -17,9 +17,9 @@ enum Step: CustomStringConvertible {
     var description: String {
         switch self {
         case .map(let m): "map \(m)"
-        case .unmap(let va, let len): "unmap va 0x\(String(va, radix: 16)) len 0x\(String(len, radix: 16))"
+        case .unmap(let va, let len): "unmap va \(hex(va)) len \(hex(len))"
         case .protect(let va, let len, let kind, let user):
-            "protect va 0x\(String(va, radix: 16)) len 0x\(String(len, radix: 16)) \(kind)\(user ? " user" : "")"
+            "protect va \(hex(va)) len \(hex(len)) \(kind)\(user ? " user" : "")"
         }
     }
 }
@@ -201,7 +201,7 @@ struct PropertyTests {
                     frame: leaf.physicalAddress + i << 12, kind: leaf.kind, user: leaf.userAccessible)
                 if model[page] != actual {
                     mismatch =
-                        "page 0x\(String(page << 12, radix: 16)): tables \(actual), model \(String(describing: model[page]))"
+                        "page \(hex(page << 12)): tables \(actual), model \(String(describing: model[page]))"
                     return
                 }
                 seen += 1

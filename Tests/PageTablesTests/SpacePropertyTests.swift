@@ -157,4 +157,3 @@ struct SpacePropertyTests {
     }
 }
 
-private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
