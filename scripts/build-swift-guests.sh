@@ -36,6 +36,7 @@ GUEST_LIST=(
     "cow64 cow.swift"
     "cow32 cow.swift"
     "alloc64 alloc.swift"
+    "callee64 callee64.swift"
 )
 
 mode=build
