@@ -112,23 +112,23 @@
 
         /// The kind of argument `index`; `nil` past the last argument or for a kind the ABI does not have.
         func kind(_ index: Int) -> CallKind? {
-            guard index >= 0, index < argumentCount else { return nil }
-            return CallKind(rawValue: area.load(fromByteOffset: descriptor(index), as: UInt32.self))
+            guard let kind = rawKind(index) else { return nil }
+            return CallKind(rawValue: kind)
         }
 
         /// Argument `index` if it is an integer.
         func int(_ index: Int) -> Int64? {
-            guard kind(index) == .int else { return nil }
+            guard rawKind(index) == CallKind.int.rawValue else { return nil }
             return area.load(fromByteOffset: descriptor(index) + 8, as: Int64.self)
         }
 
         /// The bytes of argument `index` if it is bytes or a string (where they lie in the call area): `nil`
         /// for another kind, or bytes that do not lie inside the call area.
         func bytes(_ index: Int) -> UnsafeRawBufferPointer? {
-            guard let kind = kind(index), kind == .bytes || kind == .string,
+            guard let kind = rawKind(index), kind == CallKind.bytes.rawValue || kind == CallKind.string.rawValue,
                 let range = byteRange(index)
             else { return nil }
-            return UnsafeRawBufferPointer(start: area + range.lowerBound, count: range.count)
+            return UnsafeRawBufferPointer(start: area + range.offset, count: range.count)
         }
 
         /// The room after the arguments' bytes up to the end of the call area: for a result written in place,
@@ -138,13 +138,15 @@
             var index = 0
             let count = argumentCount
             while index < count {
-                if let kind = kind(index), kind == .bytes || kind == .string, let range = byteRange(index) {
-                    start = max(start, (range.upperBound + 7) & ~7)
+                if let kind = rawKind(index), kind == CallKind.bytes.rawValue || kind == CallKind.string.rawValue,
+                    let range = byteRange(index)
+                {
+                    start = max(start, (range.offset &+ range.count &+ 7) & ~7)
                 }
                 index += 1
             }
             start = min(start, Calls.areaSize)
-            return UnsafeMutableRawBufferPointer(start: area + start, count: Calls.areaSize - start)
+            return UnsafeMutableRawBufferPointer(start: area + start, count: Calls.areaSize &- start)
         }
 
         /// Returns the integer `value`.
@@ -206,15 +208,24 @@
 
         /// The offset of argument `index`'s descriptor.
         @inline(__always)
-        private func descriptor(_ index: Int) -> Int { CallArea.arguments + index &* CallArea.argumentSize }
+        private func descriptor(_ index: Int) -> Int { CallArea.arguments &+ index &* CallArea.argumentSize }
 
-        /// Where argument `index`'s bytes lie (offsets in the call area), if entirely inside it.
-        private func byteRange(_ index: Int) -> Range<Int>? {
-            let offset = area.load(fromByteOffset: descriptor(index) + 8, as: UInt64.self)
-            let length = area.load(fromByteOffset: descriptor(index) + 16, as: UInt64.self)
+        /// The kind field of argument `index` as the host wrote it; `nil` unless 0 <= index < argumentCount.
+        @inline(__always)
+        private func rawKind(_ index: Int) -> UInt32? {
+            // One unsigned comparison also refuses a negative index.
+            guard UInt(bitPattern: index) < UInt(bitPattern: argumentCount) else { return nil }
+            return area.load(fromByteOffset: descriptor(index), as: UInt32.self)
+        }
+
+        /// Where argument `index`'s bytes lie (offset in the call area, count), if entirely inside it.
+        @inline(__always)
+        private func byteRange(_ index: Int) -> (offset: Int, count: Int)? {
+            let offset = area.load(fromByteOffset: descriptor(index) &+ 8, as: UInt64.self)
+            let length = area.load(fromByteOffset: descriptor(index) &+ 16, as: UInt64.self)
             let size = UInt64(truncatingIfNeeded: Calls.areaSize)
-            guard offset <= size, length <= size - offset else { return nil }
-            return Int(truncatingIfNeeded: offset)..<Int(truncatingIfNeeded: offset + length)
+            guard offset <= size, length <= size &- offset else { return nil }
+            return (Int(truncatingIfNeeded: offset), Int(truncatingIfNeeded: length))
         }
 
         private func setResult(_ kind: CallKind, offset: Int, count: Int) {
@@ -300,16 +311,23 @@
 
         /// Calls the host function `name` with `arguments` (at most 8) and returns its result, decoded from
         /// `buffer` (kind u32, reserved u32, the integer or byte count u64, then the bytes).
+        @inline(__always)
         static func call(
             _ name: StaticString, _ arguments: HostArgument..., result buffer: UnsafeMutableRawBufferPointer = resultBuffer
         ) throws(HostCallError) -> HostValue {
-            let status = arguments.withUnsafeBufferPointer { descriptors in
-                Hypercall.call(
-                    .callHost, count: 6, Calls.address(name.utf8Start),
-                    UInt64(truncatingIfNeeded: name.utf8CodeUnitCount), Calls.address(descriptors.baseAddress),
-                    UInt64(truncatingIfNeeded: descriptors.count), Calls.address(buffer.baseAddress),
-                    UInt64(truncatingIfNeeded: buffer.count))
+            try arguments.withUnsafeBufferPointer { (descriptors) throws(HostCallError) in
+                try call(name, descriptors, result: buffer)
             }
+        }
+
+        /// ``call(_:_:result:)`` with the argument descriptors already in memory.
+        static func call(
+            _ name: StaticString, _ descriptors: UnsafeBufferPointer<HostArgument>, result buffer: UnsafeMutableRawBufferPointer
+        ) throws(HostCallError) -> HostValue {
+            let status = Hypercall.call(
+                .callHost, count: 6, Calls.address(name.utf8Start), UInt64(truncatingIfNeeded: name.utf8CodeUnitCount),
+                Calls.address(descriptors.baseAddress), UInt64(truncatingIfNeeded: descriptors.count),
+                Calls.address(buffer.baseAddress), UInt64(truncatingIfNeeded: buffer.count))
             switch status {
             case 0: break
             case 1: throw .noSuchFunction
@@ -356,20 +374,20 @@
                 return
             }
             buffer[count] = byte
-            count += 1
+            count &+= 1
         }
 
         /// `bytes`, or as many as fit.
         mutating func append(_ bytes: UnsafeRawBufferPointer) {
             var length = bytes.count
-            if length > buffer.count - count {
-                length = buffer.count - count
+            let room = buffer.count &- count
+            if length > room {
+                length = room
                 truncated = true
             }
-            guard length > 0 else { return }
-            UnsafeMutableRawBufferPointer(rebasing: buffer[count..<count + length])
-                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<length]))
-            count += length
+            guard length > 0, let source = bytes.baseAddress, let target = buffer.baseAddress else { return }
+            (target + count).copyMemory(from: source, byteCount: length)
+            count &+= length
         }
 
         /// A string literal's UTF-8 bytes.
