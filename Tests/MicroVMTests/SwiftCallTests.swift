@@ -37,6 +37,20 @@ struct SwiftCallTests {
         return seen
     }
 
+    @Test("callee64.elf, loaded by its program header instead of as a flat image, serves the same calls")
+    func elf() throws {
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(packageRoot)/Guests/swift/callee64.elf")))
+        var configuration = MachineConfiguration(elf: try ELFImage(bytes: bytes, architecture: .amd64))
+        configuration.timeout = .seconds(20)
+        let machine = try Machine(configuration: configuration)
+        #expect(try machine.run() == .ready)
+        #expect(machine.exportedFunctions == Self.exports)
+        _ = registerLog(machine)
+        #expect(try machine.call("add", 40, 2) == 42)
+        #expect(try machine.call("reverse", "elf") == "fle")
+        #expect(try machine.call("greet", "elf") == 42)
+    }
+
     @Test("callee64 announces its six exports, prints nothing, and its area came from the heap")
     func exports() throws {
         let machine = try ready()
