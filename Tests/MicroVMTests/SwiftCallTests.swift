@@ -144,6 +144,46 @@ struct SwiftCallTests {
         #expect(try machine.call("greet", "back") == 2)
     }
 
+    @Test("descriptors the host would never write: the guest's accessors refuse what leaves the area or the count")
+    func guestBoundsChecks() throws {
+        let machine = try ready()
+        // The call area is the heap's first allocation: the page after the image.
+        let area = (0x10_0000 + UInt64(try guest("callee64").count) + 0xFFF) & ~0xFFF
+        #expect(try machine.call("reverse", "abc") == "cba")
+        #expect(machine.memory.read(at: area + 256, count: 3) == Array("abc".utf8))
+        /// Enters the guest with reverse(one argument of kind 3 at `offset`, `length`) and `count` arguments,
+        /// as the host's call would but with these fields, and returns (status, result kind, offset, length).
+        func reverse(offset: UInt64, length: UInt64, count: UInt32 = 1) throws -> [UInt64] {
+            let memory = machine.memory
+            for (at, value) in [(0, 1), (4, count), (8, 0), (12, 0), (32, 3)] as [(UInt64, UInt32)] {
+                _ = memory.store(value, at: area + at)
+            }
+            _ = memory.store(offset, at: area + 40)
+            _ = memory.store(length, at: area + 48)
+            #expect(try machine.run() == .returned)
+            return [
+                UInt64(machine.memory.load(UInt32.self, at: area + 8) ?? 99),
+                UInt64(machine.memory.load(UInt32.self, at: area + 12) ?? 99),
+                machine.memory.load(UInt64.self, at: area + 16) ?? 99, machine.memory.load(UInt64.self, at: area + 24) ?? 99,
+            ]
+        }
+        // Bytes past the end of the 8 KiB area, or whose end wraps around: status 1.
+        #expect(try reverse(offset: 8000, length: 1000)[0] == 1)
+        #expect(try reverse(offset: 8193, length: 0)[0] == 1)
+        #expect(try reverse(offset: UInt64.max - 0xFF, length: 0x200)[0] == 1)
+        // An argument beyond the count the host gave: status 1 (the descriptor itself is fine).
+        #expect(try reverse(offset: 256, length: 3, count: 0)[0] == 1)
+        // The last 4 bytes of the area are a valid argument, but no room is left after them: status 2.
+        #expect(try reverse(offset: 8188, length: 4)[0] == 2)
+        // Nothing at the very end: an empty string, where it lies.
+        #expect(try reverse(offset: 8192, length: 0) == [0, 3, 8192, 0])
+        // A count above 8 is read as 8.
+        #expect(try reverse(offset: 256, length: 3, count: 1000) == [0, 3, 264, 3])
+        #expect(machine.memory.read(at: area + 264, count: 3) == Array("cba".utf8))
+        // And the host's own calls go on.
+        #expect(try machine.call("add", 1, 2) == 3)
+    }
+
     @Test("fail reports its status; nothing returns nothing")
     func failAndNothing() throws {
         let machine = try ready()
