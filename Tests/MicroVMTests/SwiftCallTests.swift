@@ -164,7 +164,8 @@ struct SwiftCallTests {
             return [
                 UInt64(machine.memory.load(UInt32.self, at: area + 8) ?? 99),
                 UInt64(machine.memory.load(UInt32.self, at: area + 12) ?? 99),
-                machine.memory.load(UInt64.self, at: area + 16) ?? 99, machine.memory.load(UInt64.self, at: area + 24) ?? 99,
+                machine.memory.load(UInt64.self, at: area + 16) ?? 99,
+                machine.memory.load(UInt64.self, at: area + 24) ?? 99,
             ]
         }
         // Bytes past the end of the 8 KiB area, or whose end wraps around: status 1.

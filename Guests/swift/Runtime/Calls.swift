@@ -31,8 +31,8 @@
         /// hypercall), run by `function`.
         init(_ name: StaticString, _ function: ExportedFunction) {
             self.init(
-                name: name.utf8Start, nameLength: UInt64(truncatingIfNeeded: name.utf8CodeUnitCount), function: function,
-                reserved: 0)
+                name: name.utf8Start, nameLength: UInt64(truncatingIfNeeded: name.utf8CodeUnitCount),
+                function: function, reserved: 0)
         }
     }
 
@@ -81,8 +81,8 @@
             areaSize = size
             exports.withUnsafeBufferPointer { table in
                 Hypercall.call(
-                    .ready, count: 4, address(table.baseAddress), UInt64(truncatingIfNeeded: table.count), address(area),
-                    UInt64(truncatingIfNeeded: size))
+                    .ready, count: 4, address(table.baseAddress), UInt64(truncatingIfNeeded: table.count),
+                    address(area), UInt64(truncatingIfNeeded: size))
                 let frame = CallFrame(area: area)
                 let entries = table.baseAddress.unsafelyUnwrapped
                 while true {
@@ -313,7 +313,8 @@
         /// `buffer` (kind u32, reserved u32, the integer or byte count u64, then the bytes).
         @inline(__always)
         static func call(
-            _ name: StaticString, _ arguments: HostArgument..., result buffer: UnsafeMutableRawBufferPointer = resultBuffer
+            _ name: StaticString, _ arguments: HostArgument...,
+            result buffer: UnsafeMutableRawBufferPointer = resultBuffer
         ) throws(HostCallError) -> HostValue {
             try arguments.withUnsafeBufferPointer { (descriptors) throws(HostCallError) in
                 try call(name, descriptors, result: buffer)
@@ -322,7 +323,8 @@
 
         /// ``call(_:_:result:)`` with the argument descriptors already in memory.
         static func call(
-            _ name: StaticString, _ descriptors: UnsafeBufferPointer<HostArgument>, result buffer: UnsafeMutableRawBufferPointer
+            _ name: StaticString, _ descriptors: UnsafeBufferPointer<HostArgument>,
+            result buffer: UnsafeMutableRawBufferPointer
         ) throws(HostCallError) -> HostValue {
             let status = Hypercall.call(
                 .callHost, count: 6, Calls.address(name.utf8Start), UInt64(truncatingIfNeeded: name.utf8CodeUnitCount),
