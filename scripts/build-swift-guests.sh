@@ -36,6 +36,7 @@ GUEST_LIST=(
     "cow64 cow.swift"
     "cow32 cow.swift"
     "alloc64 alloc.swift"
+    "callee64 callee64.swift"
 )
 
 mode=build
@@ -69,11 +70,11 @@ NO_FLOAT=(-mno-sse -mno-sse2 -mno-mmx -msoft-float)
 SWIFT_FLAGS=(
     -enable-experimental-feature Embedded -wmo -parse-as-library -Osize
     -Xfrontend -disable-stack-protector -Xfrontend -function-sections
-    -Xcc -mno-red-zone -Xcc -mno-sse -Xcc -mno-sse2 -Xcc -mno-mmx -Xcc -msoft-float
+    -Xcc -mno-red-zone -Xcc -mno-sse -Xcc -mno-sse2 -Xcc -mno-mmx -Xcc -msoft-float -Xcc -momit-leaf-frame-pointer
     -swift-version 6 -module-name Guest -I Runtime -module-cache-path "$work/module-cache"
 )
 C_FLAGS=(
-    -ffreestanding -nostdlib -Os -Werror -mno-red-zone "${NO_FLOAT[@]}" -fno-stack-protector -ffunction-sections -fdata-sections
+    -ffreestanding -nostdlib -Os -Werror -mno-red-zone "${NO_FLOAT[@]}" -fno-stack-protector -momit-leaf-frame-pointer -ffunction-sections -fdata-sections
     -fno-asynchronous-unwind-tables -fno-ident -I Runtime
 )
 

@@ -8,7 +8,7 @@ import Testing
 
 /// The names built by scripts/build-swift-guests.sh.
 private let swiftGuests = [
-    "swifthello64", "swifthello32", "pagewalk64", "pagewalk32", "cow64", "cow32", "alloc64",
+    "swifthello64", "swifthello32", "pagewalk64", "pagewalk32", "cow64", "cow32", "alloc64", "callee64",
 ]
 
 /// A configuration for a Swift guest with a bigger timeout than the assembly guests': every instruction is

@@ -67,7 +67,7 @@ GUEST_INLINE uint64_t guest_read64(uintptr_t address) { return *(volatile const 
 GUEST_INLINE void guest_write64(uintptr_t address, uint64_t value) { *(volatile uint64_t *)address = value; }
 
 /* `lidt`: loads the IDT register from a 6-byte (i686) or 10-byte (amd64) pseudo-descriptor. */
-GUEST_INLINE void guest_lidt(const void *descriptor) {
+GUEST_INLINE void guest_lidt(const void *_Nonnull descriptor) {
     __asm__ volatile("lidt (%0)" : : "r"(descriptor) : "memory");
 }
 
@@ -98,5 +98,45 @@ GUEST_INLINE void guest_set_boot_info(uintptr_t address) { microvm_boot_info = a
 void microvm_heap_init(uintptr_t start, uintptr_t end);
 /* Bytes posix_memalign has handed out so far. */
 uintptr_t microvm_heap_used(void);
+
+/*
+ * Calls (docs/layout.md, "Calls"; Calls.swift): the structures the host reads or writes, declared here so that
+ * their layout is C's, checked below, and not left to Swift's. amd64 only: the table holds 64-bit addresses.
+ */
+#if defined(__x86_64__)
+#pragma clang assume_nonnull begin
+
+/* The call in progress, as an exported function gets it: the call area (one pointer, passed in RDI). */
+typedef struct CallFrame {
+    void *area;
+} CallFrame;
+
+/* One entry of the export table: the name's address and length, the function, a reserved word (0). */
+typedef struct Export {
+    const uint8_t *name;
+    uint64_t nameLength;
+    void (*function)(CallFrame);
+    uint64_t reserved;
+} Export;
+
+/* One argument of a host function (hypercall 7): kind (0 none, 1 integer, 2 bytes, 3 string), reserved,
+ * the integer or the bytes' guest address, their length. */
+typedef struct HostArgument {
+    uint32_t kind;
+    uint32_t reserved;
+    uint64_t value;
+    uint64_t length;
+} HostArgument;
+
+_Static_assert(sizeof(CallFrame) == 8, "a call frame is the call area's address");
+_Static_assert(sizeof(Export) == 32 && __builtin_offsetof(Export, function) == 16, "export table entry");
+_Static_assert(sizeof(HostArgument) == 24 && __builtin_offsetof(HostArgument, value) == 8, "argument descriptor");
+
+#pragma clang assume_nonnull end
+
+/* `out %al, %dx` to the return port 0x511: the function returned; the host reads the call area. AL is whatever
+ * it holds: the host takes any byte. The next call continues after the `out`. */
+GUEST_INLINE void guest_call_return(void) { __asm__ volatile("outb %%al, %%dx" : : "d"((uint16_t)0x511) : "memory"); }
+#endif
 
 #endif

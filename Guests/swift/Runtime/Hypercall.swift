@@ -19,6 +19,13 @@ enum Hypercall {
         /// Copy the copy-on-write page holding the argument into a private frame and map it writable.
         /// Result 0 done, 1 not a copy-on-write page.
         case resolveCopyOnWrite = 3
+        /// Ready for calls: export table, entry count, call area, its size. The run ends; each call continues
+        /// after the `out` (Calls.swift).
+        case ready = 6
+        /// Call a host function: name, name length, argument descriptors, their count, result buffer, its
+        /// capacity. Result 0 done, 1 no such function, 2 unreadable arguments, 3 the result does not fit,
+        /// 4 the host function failed (Calls.swift).
+        case callHost = 7
     }
 
     /// Issues `operation` with the first `count` (at most 6) of the arguments; returns the host's result
