@@ -132,16 +132,23 @@ extension Machine {
         vcpu.stageSpecialRegisters(try vcpu.specialRegisters())
     }
 
-    /// The x87 and SSE state (ST0-ST7, control and status words, XMM0-XMM15, MXCSR).
+    /// The x87 and SSE state (ST0-ST7, control and status words, XMM0-XMM15, MXCSR), from the XSAVE area:
+    /// `KVM_GET_FPU` would leave MXCSR out (the kernel does not copy it).
     ///
-    /// The corresponding KVM ioctl is `KVM_GET_FPU`.
+    /// The corresponding KVM ioctl is `KVM_GET_XSAVE`.
     public func floatingPointState() throws(KVMError) -> FPUState {
-        try vcpu.fpu()
+        try vcpu.xsave().legacyState
     }
 
-    /// Replaces the x87 and SSE state. The corresponding KVM ioctl is `KVM_SET_FPU`.
+    /// Replaces the x87 and SSE state, keeping the rest of the XSAVE area.
+    ///
+    /// The corresponding KVM ioctls are `KVM_GET_XSAVE` and `KVM_SET_XSAVE`.
+    ///
+    /// - Throws: ``KVMError/callFailed(call:errno:)`` (EINVAL for reserved MXCSR bits).
     public func setFloatingPointState(_ state: FPUState) throws(KVMError) {
-        try vcpu.setFPU(state)
+        var area = try vcpu.xsave()
+        area.legacyState = state
+        try vcpu.setXSave(area)
     }
 
     // MARK: Memory as a debugger writes it
