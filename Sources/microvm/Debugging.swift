@@ -31,7 +31,6 @@ func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint) {
     } catch {
         fail(error.description, status: 2)
     }
-    if case .detached = end { return }
     // gdb has been told how the guest ended (W, X, or a signal stop before it left): now the usual line.
     switch target.end {
     case .success(let outcome)?:
@@ -40,7 +39,8 @@ func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint) {
     case .failure(let error)?:
         fail(error.description, status: error.exitStatus)
     case nil:
-        break
+        // Detached from a guest that has not ended: it runs on as without a debugger.
+        if case .detached = end { return }
     }
     let place = "at RIP 0x\(String(machine.currentRegisters.rip, radix: 16)) after \(machine.exitCount) exit\(machine.exitCount == 1 ? "" : "s")"
     switch end {

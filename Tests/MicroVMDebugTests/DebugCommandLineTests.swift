@@ -129,6 +129,21 @@ struct DebugCommandLineTests {
         #expect(microvm.standardError == "microvm: waiting for gdb on 127.0.0.1:\(port)\n")
     }
 
+    @Test("detach after a fault: the fault's line and status, not a run of a machine that cannot run")
+    func detachAfterFault() throws {
+        let microvm = try MicrovmUnderGDB(["--gdb", ":0", "Guests/nullread64.bin"])
+        let port = try microvm.port()
+        let client = try RawClient(port: port)
+        client.sendPacket("c")
+        #expect(client.receive(until: "#").hasPrefix("+$T0bthread:1;#"))  // SIGSEGV
+        client.sendPacket("D")
+        #expect(client.receive(until: "#").hasPrefix("+$OK#"))
+        #expect(try microvm.status() == 125)
+        let lines = microvm.standardError.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines.last?.hasPrefix("microvm: error: triple fault: RIP 0x100021") == true)
+    }
+
     @Test("SIGTERM while gdb is served: one line, status 143")
     func terminated() throws {
         let microvm = try MicrovmUnderGDB(["--gdb", ":0", "Guests/loop64.bin"])
