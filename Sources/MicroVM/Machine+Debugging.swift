@@ -17,7 +17,8 @@ public struct DebugSettings: Hashable, Sendable {
     public init(
         singleStep: Bool = false, hardwareBreakpoints: [HardwareBreakpoint] = [], softwareBreakpoints: Set<UInt64> = []
     ) {
-        precondition(hardwareBreakpoints.count <= GuestDebug.hardwareBreakpointLimit, "x86 has four hardware breakpoints")
+        precondition(
+            hardwareBreakpoints.count <= GuestDebug.hardwareBreakpointLimit, "x86 has four hardware breakpoints")
         self.singleStep = singleStep
         self.hardwareBreakpoints = hardwareBreakpoints
         self.softwareBreakpoints = softwareBreakpoints

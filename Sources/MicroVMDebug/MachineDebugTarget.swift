@@ -104,7 +104,9 @@ public final class MachineDebugTarget: GDBTarget {
         case .software:
             if planted.contains(address) || slots.contains(Slot(address: address, kind: .software)) { return }
             // Where nothing can be read, nothing can be planted: refuse as a planted byte would.
-            guard machine.readVirtual(address, count: 1) != nil else { throw GDBTargetError.memoryFault(address: address) }
+            guard machine.readVirtual(address, count: 1) != nil else {
+                throw GDBTargetError.memoryFault(address: address)
+            }
             if let free = slots.firstIndex(of: nil) {
                 try occupy(free, with: Slot(address: address, kind: .software))
             } else {
@@ -194,7 +196,8 @@ public final class MachineDebugTarget: GDBTarget {
     public func resume(_ mode: GDBResumeMode) throws -> GDBStopReason {
         if let end { return Self.terminalStop(for: end) }
         // kvm_pvm steps past `hlt`; run it instead, so that the guest ends as it would without a debugger.
-        let step = mode == .step && (try? readMemory(at: machine.currentRegisters.rip, count: 1).first) != Self.haltInstruction
+        let step =
+            mode == .step && (try? readMemory(at: machine.currentRegisters.rip, count: 1).first) != Self.haltInstruction
         try applySettings(singleStep: step)
         while true {
             let outcome: RunOutcome

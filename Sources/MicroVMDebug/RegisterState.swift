@@ -162,7 +162,10 @@ struct RegisterState: Equatable {
     }
 
     private var segments: [(GDBRegister, Segment)] {
-        [(.cs, special.cs), (.ss, special.ss), (.ds, special.ds), (.es, special.es), (.fs, special.fs), (.gs, special.gs)]
+        [
+            (.cs, special.cs), (.ss, special.ss), (.ds, special.ds), (.es, special.es), (.fs, special.fs),
+            (.gs, special.gs),
+        ]
     }
 
     // MARK: The x87 tag word

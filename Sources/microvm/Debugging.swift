@@ -1,5 +1,5 @@
-@preconcurrency import Glibc
 import GDBRemote
+@preconcurrency import Glibc
 import KVMKit
 import MicroVM
 import MicroVMDebug
@@ -42,7 +42,8 @@ func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint) {
         // Detached from a guest that has not ended: it runs on as without a debugger.
         if case .detached = end { return }
     }
-    let place = "at RIP 0x\(String(machine.currentRegisters.rip, radix: 16)) after \(machine.exitCount) exit\(machine.exitCount == 1 ? "" : "s")"
+    let place =
+        "at RIP 0x\(String(machine.currentRegisters.rip, radix: 16)) after \(machine.exitCount) exit\(machine.exitCount == 1 ? "" : "s")"
     switch end {
     case .killed:
         fail("gdb killed the guest \(place)", status: 137)

@@ -25,7 +25,9 @@ final class RawClient {
     func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            let sent = bytes.withUnsafeBytes {
+                Glibc.send(socket, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
             guard sent > 0 else { return }
             offset += sent
         }
@@ -75,7 +77,9 @@ struct DebugCommandLineTests {
         let port = UInt16(bigEndian: address.sin_port)
         let microvm = try MicrovmUnderGDB(["--gdb", "127.0.0.1:\(port)", "Guests/hello64.bin"])
         #expect(try microvm.status() == 2)
-        #expect(microvm.standardError == "microvm: error: cannot listen for gdb on 127.0.0.1:\(port): address already in use\n")
+        #expect(
+            microvm.standardError
+                == "microvm: error: cannot listen for gdb on 127.0.0.1:\(port): address already in use\n")
         #expect(microvm.standardOutput == "")
     }
 
@@ -87,7 +91,8 @@ struct DebugCommandLineTests {
         #expect(try microvm.status() == 129)
         #expect(
             microvm.standardError
-                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb disconnected before the guest ended: it was stopped at RIP 0x100000 after 0 exits\n")
+                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb disconnected before the guest ended: it was stopped at RIP 0x100000 after 0 exits\n"
+        )
         #expect(microvm.standardOutput == "")
     }
 
@@ -105,7 +110,8 @@ struct DebugCommandLineTests {
         #expect(try microvm.status() == 129)
         #expect(
             microvm.standardError
-                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb disconnected before the guest ended: it was stopped at RIP 0x100015 after 8 exits\n")
+                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb disconnected before the guest ended: it was stopped at RIP 0x100015 after 8 exits\n"
+        )
     }
 
     @Test("garbage, a bad checksum and an oversized packet get their refusals; the session goes on to a detach")
@@ -152,21 +158,24 @@ struct DebugCommandLineTests {
         #expect(try microvm.status() == 143)
         #expect(
             microvm.standardError
-                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: stopped by SIGTERM while serving gdb\n")
+                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: stopped by SIGTERM while serving gdb\n"
+        )
     }
 
     @Test("an address that is not IPv4: one line, status 2")
     func badHost() throws {
         let microvm = try MicrovmUnderGDB(["--gdb", "gdb.example:1234", "Guests/hello64.bin"])
         #expect(try microvm.status() == 2)
-        #expect(microvm.standardError == "microvm: error: cannot listen for gdb on 'gdb.example': not an IPv4 address\n")
+        #expect(
+            microvm.standardError == "microvm: error: cannot listen for gdb on 'gdb.example': not an IPv4 address\n")
     }
 }
 
 /// `--gdb` mistakes on the command line, refused before anything is opened.
 @Suite("microvm --gdb refuses bad command lines")
 struct DebugUsageTests {
-    func expectUsage(_ arguments: [String], _ message: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectUsage(_ arguments: [String], _ message: String, sourceLocation: SourceLocation = #_sourceLocation) throws
+    {
         let microvm = try MicrovmUnderGDB(arguments)
         #expect(try microvm.status() == 2, sourceLocation: sourceLocation)
         #expect(microvm.standardError == "microvm: error: \(message)\n", sourceLocation: sourceLocation)

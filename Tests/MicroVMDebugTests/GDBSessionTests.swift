@@ -32,11 +32,14 @@ struct GDBSessionTests {
         // gdb puts the breakpoint after scale's prologue: at the first instruction of line 29.
         let planted = try #require(text.first { $0.hasPrefix("Breakpoint 1 at 0x") })
         #expect(planted.hasSuffix(": file debugme.swift, line 29."))
-        let breakpoint = try #require(UInt64(planted.dropFirst("Breakpoint 1 at 0x".count).prefix { $0 != ":" }, radix: 16))
+        let breakpoint = try #require(
+            UInt64(planted.dropFirst("Breakpoint 1 at 0x".count).prefix { $0 != ":" }, radix: 16))
         #expect(breakpoint > scale.address && breakpoint < scale.address + scale.size)
         #expect(text.contains("Breakpoint 1, scale (value=..., factor=...) at debugme.swift:29"))
         #expect(text.contains("29\t    let product = value &* factor"))
-        #expect(text.contains("rip            \(hex(breakpoint))  \(hex(breakpoint)) <scale+\(breakpoint - scale.address)>"))
+        #expect(
+            text.contains("rip            \(hex(breakpoint))  \(hex(breakpoint)) <scale+\(breakpoint - scale.address)>")
+        )
         #expect(text.contains("$1 = {_value = 1}"))  // value
         #expect(text.contains("$2 = {_value = 7}"))  // factor
         #expect(text.contains("30\t    total &+= product"))  // next
@@ -72,7 +75,8 @@ struct GDBSessionTests {
         #expect(microvm.standardOutput == "looping\n")
         #expect(
             microvm.standardError
-                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb killed the guest at RIP 0x100015 after 8 exits\n")
+                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb killed the guest at RIP 0x100015 after 8 exits\n"
+        )
     }
 
     @Test("kill at a breakpoint: the guest never prints its total")
@@ -80,7 +84,8 @@ struct GDBSessionTests {
         _ = try requireGDB()
         let microvm = try MicrovmUnderGDB(["--gdb", "127.0.0.1:0", debugmePath])
         let port = try microvm.port()
-        let output = try runGDB(Self.connect(port) + ["break scale", "continue", "print $pc", "kill"], file: debugmePath)
+        let output = try runGDB(
+            Self.connect(port) + ["break scale", "continue", "print $pc", "kill"], file: debugmePath)
         print(output)
         let text = lines(output)
         #expect(text.contains("[Inferior 1 (Remote target) killed]"))
@@ -91,7 +96,8 @@ struct GDBSessionTests {
         // 15 console bytes, then the breakpoint's exit.
         #expect(
             microvm.standardError
-                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb killed the guest at RIP \(rip) after 16 exits\n")
+                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb killed the guest at RIP \(rip) after 16 exits\n"
+        )
     }
 
     @Test("detach: the breakpoints go and the guest runs to its end, with its own status")

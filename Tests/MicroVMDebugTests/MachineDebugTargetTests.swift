@@ -2,8 +2,9 @@ import Foundation
 import GDBRemote
 import KVMKit
 import MicroVM
-@testable import MicroVMDebug
 import Testing
+
+@testable import MicroVMDebug
 
 /// The target against real machines, without gdb: every answer the stub would send, checked exactly.
 @Suite("a machine as a gdb target", .enabled(if: kvmUsable, kvmReason))

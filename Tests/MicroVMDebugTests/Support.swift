@@ -41,7 +41,8 @@ func packageFile(_ path: String) throws -> [UInt8] {
 
 /// A machine configuration for the debug guest (an ELF), console captured, no timeout.
 func debugmeConfiguration() throws -> MachineConfiguration {
-    var configuration = MachineConfiguration(elf: try ELFImage(bytes: try packageFile(debugmePath), architecture: .amd64))
+    var configuration = MachineConfiguration(
+        elf: try ELFImage(bytes: try packageFile(debugmePath), architecture: .amd64))
     configuration.console = .capture
     configuration.timeout = nil
     return configuration
@@ -115,7 +116,8 @@ func elfSymbols(_ bytes: [UInt8]) -> [String: ELFSymbol] {
                 text.append(bytes[name])
                 name += 1
             }
-            symbols[String(decoding: text, as: UTF8.self)] = ELFSymbol(address: read(entry + 8, 8), size: read(entry + 16, 8))
+            symbols[String(decoding: text, as: UTF8.self)] = ELFSymbol(
+                address: read(entry + 8, 8), size: read(entry + 16, 8))
         }
     }
     return symbols
