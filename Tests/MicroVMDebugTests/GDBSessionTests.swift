@@ -79,24 +79,28 @@ struct GDBSessionTests {
         )
     }
 
-    @Test("kill at a breakpoint: the guest never prints its total")
-    func killAtBreakpoint() throws {
+    @Test("a breakpoint at scale's first byte: RIP is the function's address, the arguments in RDI and RSI; kill")
+    func killAtFunctionEntry() throws {
         _ = try requireGDB()
+        let scale = try #require(symbols["scale"]).address
         let microvm = try MicrovmUnderGDB(["--gdb", "127.0.0.1:0", debugmePath])
         let port = try microvm.port()
         let output = try runGDB(
-            Self.connect(port) + ["break scale", "continue", "print $pc", "kill"], file: debugmePath)
+            Self.connect(port) + ["break *scale", "continue", "info registers rip rdi rsi", "kill"], file: debugmePath)
         print(output)
         let text = lines(output)
+        #expect(text.contains("Breakpoint 1 at \(hex(scale)): file debugme.swift, line 28."))
+        #expect(text.contains("Breakpoint 1, scale (value=..., factor=...) at debugme.swift:28"))
+        #expect(text.contains("rip            \(hex(scale))  \(hex(scale)) <scale>"))
+        #expect(text.contains("rdi            0x1                 1"))
+        #expect(text.contains("rsi            0x7                 7"))
         #expect(text.contains("[Inferior 1 (Remote target) killed]"))
-        let pc = try #require(text.first { $0.hasPrefix("$1 = (void (*)()) 0x") })
-        let rip = String(pc.dropFirst("$1 = (void (*)()) ".count).prefix { $0 != " " })
         #expect(try microvm.status() == 137)
         #expect(microvm.standardOutput == "debugme: start\n")
         // 15 console bytes, then the breakpoint's exit.
         #expect(
             microvm.standardError
-                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb killed the guest at RIP \(rip) after 16 exits\n"
+                == "microvm: waiting for gdb on 127.0.0.1:\(port)\nmicrovm: error: gdb killed the guest at RIP \(hex(scale)) after 16 exits\n"
         )
     }
 
