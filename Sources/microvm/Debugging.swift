@@ -10,7 +10,9 @@ import MicroVMDebug
 /// ended: with the guest's own status when it exited, with the usual line when it failed, with one line and
 /// 137 when gdb killed it, 129 when gdb went away first. Returns only when gdb detached: the guest, out of
 /// debug mode with every breakpoint removed, then runs on as without a debugger.
-func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint) {
+///
+/// - Parameter beforeExit: what the command prints at its end before it exits from here (`--dump-tables`).
+func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint, beforeExit: () -> Void) {
     let server: GDBServer
     do throws(GDBServerError) {
         server = try GDBServer(endpoint: endpoint)
@@ -31,6 +33,7 @@ func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint) {
     } catch {
         fail(error.description, status: 2)
     }
+    if target.end != nil || end != .detached { beforeExit() }
     // gdb has been told how the guest ended (W, X, or a signal stop before it left): now the usual line.
     switch target.end {
     case .success(let outcome)?:

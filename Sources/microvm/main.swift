@@ -164,7 +164,12 @@ func stoppedBySignal(rip: UInt64, exits: Int) -> Never {
 
 if options.dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
 // Under gdb, the debugger runs the guest; the command goes on below only if gdb detached.
-if let endpoint = options.gdbEndpoint { serveDebugger(machine, at: endpoint) }
+if let endpoint = options.gdbEndpoint {
+    serveDebugger(machine, at: endpoint) {
+        TerminationSignals.finishing()
+        if options.dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
+    }
+}
 TerminationSignals.running(machine.interrupter)
 
 /// What each run ended with, counted, in the order first seen (for --repeat).
