@@ -1434,7 +1434,15 @@ def cmdline_dictionary() -> list[dict]:
         _cmd([HELLO, HELLO], REJECT),
         _cmd(["--memory"], REJECT), _cmd(["--timeout"], REJECT), _cmd(["--map"], REJECT),
         _cmd(["--arch"], REJECT), _cmd(["--load"], REJECT), _cmd(["--entry"], REJECT),
-        _cmd(["--page-size"], REJECT), _cmd(["--kvm"], REJECT),
+        _cmd(["--page-size"], REJECT), _cmd(["--kvm"], REJECT), _cmd(["--gdb"], REJECT),
+        _cmd(["--gdb", "99999", HELLO], REJECT), _cmd(["--gdb", "host:", HELLO], REJECT),
+        _cmd(["--gdb", "", HELLO], REJECT), _cmd(["--gdb", ":-1", HELLO], REJECT),
+        _cmd(["--gdb", "127.0.0.1:\uff11", HELLO], REJECT, why="fullwidth digits are not a port"),
+        _cmd(["--gdb", ":1234", "--gdb", ":1235", HELLO], REJECT),
+        _cmd(["--gdb", ":1234", "--repeat", "2", HELLO], REJECT, require="does not go with --gdb"),
+        _cmd(["--gdb", ":1234", "--save-snapshot", "x.snap", HELLO], REJECT, require="does not go with --gdb"),
+        _cmd(["--gdb", "gdb.example:1234", HELLO], REJECT, require="not an IPv4 address"),
+        _cmd(["--gdb", "256.0.0.1:1234", HELLO], REJECT, require="not an IPv4 address"),
         _cmd([HELLO, "--memory"], REJECT),
         _cmd(["--memory", "\u0663M", HELLO], REJECT, forbid="too large", why="non-ASCII digits are not a number"),
         _cmd(["--memory", "\u00bdG", HELLO], REJECT, forbid="too large"),
@@ -1540,12 +1548,13 @@ def gen_cmdline(seed: int) -> Case:
     args = list(entry["args"])
     kind, files, setup = entry["kind"], dict(entry["files"]), list(entry["setup"])
     description = "dictionary entry %d" % (seed % len(dictionary))
-    if seed >= len(dictionary) and entry["program"] == "microvm":
+    # A --gdb line that parses waits for a debugger (the gdb class drives those): never combined.
+    if seed >= len(dictionary) and entry["program"] == "microvm" and "--gdb" not in args:
         # combinations: this entry plus pieces of others, in a random order
         pieces = [args]
         for _ in range(rng.randrange(1, 3)):
             other = rng.choice(dictionary)
-            if other["program"] == "microvm" and not other["setup"]:
+            if other["program"] == "microvm" and not other["setup"] and "--gdb" not in other["args"]:
                 pieces.append([a for a in other["args"] if a != HELLO])   # one guest file per command line
                 files.update(other["files"])
         rng.shuffle(pieces)
