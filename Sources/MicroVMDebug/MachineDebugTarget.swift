@@ -30,6 +30,7 @@ public import MicroVM
 public final class MachineDebugTarget: GDBTarget {
     /// The machine debugged.
     public let machine: Machine
+    /// amd64, or i386 for an i686 machine: the register layout gdb is given.
     public let architecture: GDBArchitecture
 
     /// How the guest ended: its own end (``RunOutcome``) or a failure (``RunError``), once it has.
