@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "PageTables", targets: ["PageTables"]),
         .library(name: "KVMKit", targets: ["KVMKit"]),
         .library(name: "GDBRemote", targets: ["GDBRemote"]),
+        .library(name: "MicroVMDebug", targets: ["MicroVMDebug"]),
     ],
     dependencies: [
         // `swift package generate-documentation --target MicroVM` (and KVMKit, GDBRemote, PageTables) builds
@@ -37,8 +38,11 @@ let package = Package(
         .target(name: "MicroVM", dependencies: ["KVMKit", "PageTables", "CMemory"], swiftSettings: swiftSettings),
         // The GDB remote serial protocol stub: packets, a session against a target protocol, a TCP server.
         .target(name: "GDBRemote", swiftSettings: swiftSettings),
+        // A machine as a gdb target: registers, memory through the guest's tables, breakpoints, debug stops.
+        .target(name: "MicroVMDebug", dependencies: ["MicroVM", "GDBRemote", "KVMKit"], swiftSettings: swiftSettings),
         // The command-line front end.
-        .executableTarget(name: "microvm", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "microvm", dependencies: ["MicroVM", "MicroVMDebug", "GDBRemote"], swiftSettings: swiftSettings),
         // Boots a guest many times in one process and prints descriptor and memory counts (leak test).
         .executableTarget(name: "microvm-soak", dependencies: ["MicroVM"], swiftSettings: swiftSettings),
 
@@ -47,6 +51,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "GDBRemoteTests", dependencies: ["GDBRemote"], swiftSettings: swiftSettings),
         .testTarget(name: "KVMKitTests", dependencies: ["KVMKit", "CKVM"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MicroVMDebugTests", dependencies: ["MicroVMDebug", "MicroVM", "GDBRemote", "KVMKit"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "MicroVMTests", dependencies: ["MicroVM", "PageTables", "PageTablesTestSupport", "KVMKit"],
             swiftSettings: swiftSettings),

@@ -90,7 +90,9 @@ done
 "$ROOT/scripts/build-swift-guests.sh" --into "$work"
 for elf in "$work"/swift/*.elf; do
     name="$(basename "$elf" .elf)"
-    built+=("$name.bin" "swift/$name.elf")
+    # Guests built for debuggers come out as an ELF only.
+    if [[ -e "$work/$name.bin" ]]; then built+=("$name.bin"); fi
+    built+=("swift/$name.elf")
 done
 
 # The ELF guests (Guests/elf/): linked as ELF executables with their own scripts, not flattened.

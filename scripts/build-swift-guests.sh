@@ -10,7 +10,9 @@
 #
 # Each guest is one Swift file in Guests/swift/ compiled together with the runtime (Guests/swift/Runtime/*.swift)
 # as one module, plus Runtime/support.c and Runtime/start64.S or start32.S; arch from the name (64 amd64,
-# 32 i686). Flags and why: Guests/swift/README.md. Only the Swift toolchain is used (swiftc, clang, ld.lld,
+# 32 i686). Flags and why: Guests/swift/README.md. A guest marked `debug` (amd64 only) is built for debuggers:
+# -Onone with DWARF (-g, paths made relative so the bytes do not depend on the checkout or the toolchain's
+# place), linked in the upper half by Runtime/debug64.ld, and comes out as Guests/swift/NAME.elf only. Only the Swift toolchain is used (swiftc, clang, ld.lld,
 # llvm-objcopy, llvm-objdump); set SWIFT_TOOLCHAIN to its bin directory (default /opt/swift/usr/bin).
 # Every guest's code is disassembled and the build fails on any x87, MMX or SSE instruction or register, or
 # popcnt / crc32: a KVM that emulates guest code (this machine's kvm_pvm) cannot run them.
@@ -27,7 +29,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 GUESTS="$ROOT/Guests"
 SOURCES="$GUESTS/swift"
 
-# NAME SOURCE: the guests, in build order.
+# NAME SOURCE [debug]: the guests, in build order.
 GUEST_LIST=(
     "swifthello64 swifthello.swift"
     "swifthello32 swifthello.swift"
@@ -37,6 +39,7 @@ GUEST_LIST=(
     "cow32 cow.swift"
     "alloc64 alloc.swift"
     "callee64 callee64.swift"
+    "debugme64 debugme.swift debug"
 )
 
 mode=build
@@ -77,6 +80,15 @@ C_FLAGS=(
     -ffreestanding -nostdlib -Os -Werror -mno-red-zone "${NO_FLOAT[@]}" -fno-stack-protector -momit-leaf-frame-pointer -ffunction-sections -fdata-sections
     -fno-asynchronous-unwind-tables -fno-ident -I Runtime
 )
+# Guests for debuggers: no optimisation (every argument and local lives in the frame, where DWARF says), DWARF
+# without skeleton units for the imported C modules (they would name .pcm files in the temporary module cache),
+# source and toolchain paths rewritten to fixed ones. The C runtime is linked in the top 2 GiB there.
+TOOLCHAIN_ROOT="$(cd "$TOOLS/../.." && pwd)"
+DEBUG_SWIFT_FLAGS=(
+    -Onone -g -Xfrontend -no-clang-module-breadcrumbs
+    -debug-prefix-map "$SOURCES=." -debug-prefix-map "$TOOLCHAIN_ROOT=/toolchain" -file-compilation-dir .
+)
+DEBUG_C_FLAGS=(-mcmodel=kernel)
 
 # Fails if any object's code uses the FPU, MMX, SSE, popcnt or crc32 (every x87 mnemonic starts with f).
 check_no_float() {
@@ -96,24 +108,40 @@ check_no_float() {
 
 built=()
 for entry in "${GUEST_LIST[@]}"; do
-    read -r name source <<<"$entry"
+    read -r name source kind <<<"$entry"
     case "$name" in
         *64) target=x86_64-unknown-none-elf; emul=elf_x86_64; start=start64.S; script=guest64.ld ;;
         *32) target=i686-unknown-none-elf;   emul=elf_i386;   start=start32.S; script=guest32.ld ;;
         *) echo "build-swift-guests: $name: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
     esac
+    swift_flags=("${SWIFT_FLAGS[@]}")
+    c_flags=("${C_FLAGS[@]}")
+    if [[ "$kind" == debug ]]; then
+        [[ "$name" == *64 ]] || { echo "build-swift-guests: $name: only amd64 guests are built for debuggers" >&2; exit 2; }
+        swift_flags=("${swift_flags[@]/-Osize/}" "${DEBUG_SWIFT_FLAGS[@]}")
+        c_flags+=("${DEBUG_C_FLAGS[@]}")
+        script=debug64.ld
+    fi
     objects="$work/objects/$name"
     mkdir -p "$objects"
     # From inside Guests/swift with relative names, so no absolute path can reach an object.
     (
         cd "$SOURCES"
-        "$SWIFTC" -target "$target" "${SWIFT_FLAGS[@]}" Runtime/*.swift "$source" -c -o "$objects/swift.o"
-        "$CLANG" -target "$target" "${C_FLAGS[@]}" -c Runtime/support.c -o "$objects/support.o"
+        "$SWIFTC" -target "$target" "${swift_flags[@]}" Runtime/*.swift "$source" -c -o "$objects/swift.o"
+        "$CLANG" -target "$target" "${c_flags[@]}" -c Runtime/support.c -o "$objects/support.o"
         "$CLANG" -target "$target" -nostdinc -Werror -c "Runtime/$start" -o "$objects/start.o"
     )
     check_no_float "$name" "$objects/start.o" "$objects/swift.o" "$objects/support.o"
     "$LLD" -m "$emul" -T "$SOURCES/Runtime/$script" --gc-sections --orphan-handling=error --build-id=none -z norelro -z nognustack --nmagic \
         -nostdlib -static -o "$out/swift/$name.elf" "$objects/start.o" "$objects/swift.o" "$objects/support.o"
+    if [[ "$kind" == debug ]]; then
+        if grep -q -a -e "$SOURCES" -e "$work" "$out/swift/$name.elf"; then
+            echo "build-swift-guests: $name.elf names a build path (its bytes would depend on the checkout)" >&2
+            exit 1
+        fi
+        built+=("swift/$name.elf")
+        continue
+    fi
     "$OBJCOPY" -O binary --only-section=.text "$out/swift/$name.elf" "$out/$name.bin"
     if [[ ! -s "$out/$name.bin" ]]; then
         echo "build-swift-guests: $name.bin is empty" >&2

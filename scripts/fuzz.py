@@ -24,6 +24,7 @@ import selectors
 import shlex
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -67,6 +68,12 @@ ERROR_STATUSES = {
     128 + signal.SIGQUIT: "terminated by SIGQUIT",
     128 + signal.SIGTERM: "terminated by SIGTERM",
 }
+#: Statuses a `--gdb` run may end with and one error line, without the fuzzer sending a signal: gdb went away
+#: (a hang-up, 128 + SIGHUP) or killed the guest (128 + SIGKILL). Valid only for cases that list them.
+GDB_STATUSES = {
+    129: "gdb went away before the guest ended",
+    137: "gdb killed the guest",
+}
 TERMINATING = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM)
 HARMLESS = (signal.SIGUSR1, signal.SIGWINCH)
 
@@ -109,6 +116,7 @@ class Expect:
     error_line: bool | None = None          # True: exactly one error line; False: none
     forbid: str | None = None               # regex the error line must not match
     require: str | None = None              # regex the error line must match
+    first_line: str | None = None           # regex the first line of stderr must match
     why: str = ""
 
 
@@ -127,6 +135,8 @@ class Case:
     ram: int = 16 * MiB                      # guest RAM, for the RSS bound
     signals: list = dataclasses.field(default_factory=list)   # (delay after first stdout byte, [signals])
     verbose_stderr: bool = False             # --dump-tables / --trace: stderr carries their output
+    notices: str | None = None               # regex of non-error stderr lines allowed besides the error line
+    extra_statuses: dict = dataclasses.field(default_factory=dict)   # error statuses valid here (GDB_STATUSES)
     driver: Callable | None = None           # driver(pid, workdir, stop: Event), run in a thread during the
                                              # run: feeds a stream format (e.g. gdb packets over a socket)
     expect: Expect = dataclasses.field(default_factory=Expect)
@@ -391,8 +401,9 @@ class FileFormat:
       mutators += header-field mutators (magic, version, sizes, offsets); case = `--restore snap.bin`.
     - ELF guests (`ELFGuest`, class `elf`): corpus = Guests/elf/*.elf; mutators += ELF header / program
       header field mutators; case = `guest.elf` with --entry / --load / --map now and then.
-    - gdb packets: corpus = recorded packet streams; mutators += checksum / length / escape mutators;
-      case = `--gdb 127.0.0.1:PORT guest.bin` with `Case.driver` connecting and sending the packets.
+    - gdb packets (`GDBPackets`, class `gdb`): corpus = sessions as gdb sends them; mutators += number /
+      checksum / escape / command / oversize / shuffle mutators; case = `--gdb 127.0.0.1:0 guest` with
+      `Case.driver` finding the port microvm listens on and sending the packets.
     """
     name = "bytes"
 
@@ -604,6 +615,324 @@ def m_elf_truncate_headers(rng, data, fmt):
 # ---------------------------------------------------------------------------------------------------------
 # Generator classes. Each is `generate(seed) -> Case`, deterministic from (class, seed).
 # ---------------------------------------------------------------------------------------------------------
+
+# --- gdb packet streams ----------------------------------------------------------------------------------
+
+def _pkt(payload: bytes) -> bytes:
+    """`$payload#checksum`: a remote-protocol packet (the checksum is the byte sum modulo 256, two hex digits)."""
+    return b"$" + payload + b"#" + b"%02x" % (sum(payload) & 0xFF)
+
+
+PACKET_RE = re.compile(rb"\$([^$#]*)#([0-9a-fA-F]{2})")
+
+
+def _elf_symbol(path: Path, name: str, default: int) -> int:
+    """The address of `name` in an ELF64 file's .symtab, or `default` (no checks beyond the file's bounds)."""
+    try:
+        data = path.read_bytes()
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+        for sh in sections:
+            if sh[1] != 2:                                  # SHT_SYMTAB
+                continue
+            strtab = sections[sh[6]]
+            for off in range(sh[4], sh[4] + sh[5], 24):
+                st_name, _, _, _, value, _ = struct.unpack_from("<IBBHQQ", data, off)
+                end = data.index(b"\0", strtab[4] + st_name)
+                if data[strtab[4] + st_name:end] == name.encode():
+                    return value
+    except (OSError, struct.error, ValueError, IndexError):
+        pass
+    return default
+
+
+DEBUGME = GUESTS / "swift" / "debugme64.elf"
+_UPPER = 0xFFFFFFFF80000000
+SCALE = _elf_symbol(DEBUGME, "scale", _UPPER + 0x100)
+MAGIC = _elf_symbol(DEBUGME, "magic", _UPPER + 0x3008)
+REGISTER_FILE_BYTES = 592   # amd64: the `g` packet's data (GDBArchitecture.registerFileByteCount)
+
+#: What gdb 13 sends when it connects (`set debug remote 1`), before any command of the user's.
+GDB_HANDSHAKE = [
+    b"qSupported:multiprocess+;swbreak+;hwbreak+;qRelocInsn+;fork-events+;vfork-events+;exec-events+;"
+    b"vContSupported+;QThreadEvents+;no-resumed+;memory-tagging+",
+    b"vMustReplyEmpty", b"QStartNoAckMode", b"Hgp0.0", b"qXfer:features:read:target.xml:0,ffb",
+    b"qXfer:features:read:microvm-amd64-core.xml:0,ffb", b"qTStatus", b"?", b"qfThreadInfo", b"qsThreadInfo",
+    b"qAttached:1", b"Hc-1", b"qC", b"qOffsets", b"g", b"m%x,1" % _UPPER,
+]
+
+
+def _hex(n: int) -> bytes:
+    return b"%x" % n
+
+
+def _session(packets: list[bytes], noack_after: int | None = 2) -> bytes:
+    """A stream as gdb writes it: each packet, with `+` acknowledging our replies until no-ack mode."""
+    out = bytearray()
+    for i, payload in enumerate(packets):
+        if payload == b"\x03":
+            out += payload
+            continue
+        if noack_after is None or i <= noack_after:
+            out += b"+"
+        out += _pkt(payload)
+    return bytes(out)
+
+
+def gdb_corpus() -> list[tuple[str, bytes]]:
+    """Packet streams of typical sessions, each named `what@guest`."""
+    zeros = b"00" * REGISTER_FILE_BYTES
+    return [
+        ("inspect@debugme64.elf", _session(GDB_HANDSHAKE + [
+            b"p10", b"m%x,40" % _UPPER, b"m%x,8" % MAGIC, b"m103008,8", b"m0,8", b"mffffffff90000000,100",
+            b"qXfer:features:read:microvm-amd64-sse.xml:0,ffb", b"D"])),
+        ("break-continue@debugme64.elf", _session(GDB_HANDSHAKE + [
+            b"Z0,%x,1" % SCALE, b"vCont;c:p1.-1", b"g", b"m%x,1" % SCALE, b"z0,%x,1" % SCALE,
+            b"vCont;s:p1.1", b"vCont;s:p1.1", b"vCont;s:p1.1", b"Z0,%x,1" % SCALE, b"vCont;c:p1.-1", b"k"])),
+        ("to-the-end@debugme64.elf", _session(GDB_HANDSHAKE + [b"Z1,%x,1" % SCALE, b"c", b"z1,%x,1" % SCALE, b"c"])),
+        ("five-breakpoints@debugme64.elf", _session(GDB_HANDSHAKE + [
+            b"Z0,%x,1" % (_UPPER + 0x1ff0), b"Z0,%x,1" % (_UPPER + 0x1ff4), b"Z0,%x,1" % (_UPPER + 0x1ff8),
+            b"Z1,%x,1" % (_UPPER + 0x1ffc), b"Z0,%x,1" % SCALE, b"c", b"g", b"z0,%x,1" % SCALE, b"s", b"c"])),
+        ("steps@debugme64.elf", _session(GDB_HANDSHAKE + [b"s"] * 24 + [b"vCont;s", b"S05", b"k"])),
+        ("writes@debugme64.elf", _session(GDB_HANDSHAKE + [
+            b"M%x,8:0102030405060708" % MAGIC, b"X%x,4:abcd" % MAGIC, b"M%x,1:90" % SCALE, b"P10=0000000000000000",
+            b"P0=2a00000000000000", b"P11=0200000000000000", b"G" + zeros, b"c", b"g", b"c"])),
+        ("watch@debugme64.elf", _session(GDB_HANDSHAKE + [
+            b"Z2,%x,8" % MAGIC, b"Z3,%x,8" % MAGIC, b"Z4,%x,8" % MAGIC, b"Z1,%x,1" % SCALE, b"z1,%x,1" % SCALE,
+            b"Z9,0,0", b"c"])),
+        ("interrupt@loop64.bin", _session(GDB_HANDSHAKE + [b"c", b"\x03", b"g", b"s", b"c", b"\x03", b"k"])),
+        ("running-drop@loop64.bin", _session(GDB_HANDSHAKE + [b"vCont;c"])),
+        ("fault@nullread64.bin", _session(GDB_HANDSHAKE + [b"c", b"g", b"p8", b"c", b"c"])),
+        ("hello@hello64.bin", _session(GDB_HANDSHAKE + [b"s", b"s", b"c"], noack_after=None)),
+        ("odd@debugme64.elf", _session(GDB_HANDSHAKE + [
+            b"qXfer:features:read:target.xml:fffffffffffffff0,ffffffffffffffff", b"qXfer:features:read:nope.xml:0,10",
+            b"vCont;x", b"vCont;c:p2.2", b"Hg5", b"T1", b"T2", b"qRcmd,6869", b"vFile:open:", b"p999",
+            b"P999=00", b"m%x,ffffffffffffffff" % _UPPER, b"mffffffffffffffff,10", b"M0,0:", b"Xffffffffffffffff,2:ab",
+            b"c%x" % SCALE, b"s0", b"C0b", b"D;1"])),
+    ]
+
+
+#: Single commands the mutator splices in.
+GDB_COMMANDS = [
+    b"?", b"g", b"G" + b"00" * REGISTER_FILE_BYTES, b"G" + b"ff" * REGISTER_FILE_BYTES, b"p10", b"P10=0", b"c", b"s",
+    b"vCont;c", b"vCont;s:1", b"vCont?", b"Z0,%x,1" % SCALE, b"z0,%x,1" % SCALE, b"Z1,0,1", b"Z2,103008,8",
+    b"m%x,200" % _UPPER, b"mffff800000000000,8", b"M%x,2:cccc" % SCALE, b"X103000,1:}]", b"k", b"D", b"\x03",
+    b"QStartNoAckMode", b"qSupported", b"qXfer:features:read:target.xml:0,1", b"Hc0", b"qfThreadInfo",
+    b"P1a=ffffffffffffffff", b"P48=0000000000000000", b"P4b=0000000000000000", b"Pffffffff=00",
+]
+
+NUMBER_RE = re.compile(rb"[0-9a-f]+")
+BOUNDARY_NUMBERS = [b"0", b"1", b"7fffffff", b"ffffffff", b"ffffffffffffffff", b"10000000000000000",
+                    b"ffffffff80000000", b"ffff800000000000", b"800000000000", b"fff", b"1000", b"fffff"]
+
+
+def _packets(data) -> list[re.Match]:
+    return list(PACKET_RE.finditer(bytes(data)))
+
+
+def _rewrite(data, match: re.Match, payload: bytes):
+    data[match.start():match.end()] = _pkt(payload)
+
+
+def m_gdb_number(rng, data, fmt):
+    """A hex number in one packet's payload set to a boundary value; the checksum fixed."""
+    packets = _packets(data)
+    if not packets:
+        return "gdb number: no packet"
+    m = rng.choice(packets)
+    payload = m.group(1)
+    numbers = list(NUMBER_RE.finditer(payload))
+    if not numbers:
+        return "gdb number: none"
+    n = rng.choice(numbers)
+    value = rng.choice(BOUNDARY_NUMBERS + [b"%x" % rng.getrandbits(rng.choice((8, 32, 64)))])
+    _rewrite(data, m, payload[:n.start()] + value + payload[n.end():])
+    return f"gdb number {payload[:12]!r} -> {value.decode()}"
+
+
+def m_gdb_checksum(rng, data, fmt):
+    """One packet's checksum wrong (or not hex)."""
+    packets = _packets(data)
+    if not packets:
+        return "gdb checksum: no packet"
+    m = rng.choice(packets)
+    bad = rng.choice((b"00", b"zz", b"%02x" % ((int(m.group(2), 16) + 1) & 0xFF), b"#"))
+    data[m.start(2):m.end(2)] = bad
+    return f"gdb checksum of {m.group(1)[:12]!r} -> {bad!r}"
+
+
+def m_gdb_escape(rng, data, fmt):
+    """Escapes (`}`), run lengths (`*`) or a stray `$` inside one packet; the checksum fixed (but `$`)."""
+    packets = _packets(data)
+    if not packets:
+        return "gdb escape: no packet"
+    m = rng.choice(packets)
+    payload = bytearray(m.group(1))
+    at = rng.randrange(len(payload) + 1)
+    piece = rng.choice((b"}", b"}]", b"}\x03", b"*", b"*~", b"0*" + bytes([rng.randrange(29, 127)]), b"*\x20",
+                        b"$", b"\x03"))
+    payload[at:at] = piece
+    _rewrite(data, m, bytes(payload))
+    return f"gdb escape {piece!r} in {m.group(1)[:12]!r}"
+
+
+def m_gdb_command(rng, data, fmt):
+    """A command spliced in between packets."""
+    command = rng.choice(GDB_COMMANDS)
+    piece = command if command == b"\x03" else _pkt(command)
+    packets = _packets(data)
+    at = rng.choice([m.start() for m in packets] + [len(data)]) if packets else len(data)
+    data[at:at] = piece
+    return f"gdb command {command[:16]!r}"
+
+
+def m_gdb_oversize(rng, data, fmt):
+    """One packet's payload grown past the packet size (4 KiB) with a valid checksum."""
+    packets = _packets(data)
+    if not packets:
+        return "gdb oversize: no packet"
+    m = rng.choice(packets)
+    size = rng.choice((4095, 4096, 4097, 8192, 70000))
+    payload = (m.group(1) + b"0" * size)[:size]
+    _rewrite(data, m, payload)
+    return f"gdb oversize {m.group(1)[:12]!r} to {size}"
+
+
+def m_gdb_shuffle(rng, data, fmt):
+    """Two packets swapped, or one dropped or repeated."""
+    packets = _packets(data)
+    if len(packets) < 2:
+        return "gdb shuffle: too few"
+    a, b = sorted(rng.sample(packets, 2), key=lambda m: m.start())
+    how = rng.choice(("swap", "drop", "repeat"))
+    if how == "swap":
+        data[b.start():b.end()] = a.group(0)
+        data[a.start():a.end()] = b.group(0)
+    elif how == "drop":
+        del data[a.start():a.end()]
+    else:
+        data[b.end():b.end()] = b.group(0) * rng.randrange(1, 20)
+    return f"gdb {how}"
+
+
+class GDBPackets(FileFormat):
+    """gdb remote-protocol streams (README "Debugging guests"): recorded-style sessions (connect, inspect,
+    break, step, write memory and registers, watch, interrupt, detach, kill) against debugme64, loop64,
+    nullread64 and hello64, mutated by packet-aware mutators (numbers set to boundary values, checksums broken,
+    escapes and run lengths, spliced commands, oversized packets, reordering) as well as byte mutators; run as
+    `microvm --gdb 127.0.0.1:0 guest` with `Case.driver` connecting to the port microvm listens on and
+    sending the stream in seeded chunks, then lingering and closing."""
+    name = "gdb"
+
+    def corpus(self):
+        return gdb_corpus()
+
+    def mutators(self):
+        return GENERIC_MUTATORS + [(8, m_gdb_number), (3, m_gdb_checksum), (3, m_gdb_escape), (6, m_gdb_command),
+                                   (2, m_gdb_oversize), (3, m_gdb_shuffle)]
+
+    def case(self, cls, seed, rng, data, description):
+        guest_name = description.split(":")[0].split("@")[-1]
+        guest = str(DEBUGME if guest_name.endswith(".elf") else GUESTS / guest_name)
+        timeout = rng.choice((0.5, 1.0, 1.0, None))        # None: --timeout 0, a spinning guest waits for gdb
+        args = ["--gdb", rng.choice(("127.0.0.1:0", ":0")), "--timeout",
+                "0" if timeout is None else f"{int(timeout * 1000)}ms", guest]
+        if rng.random() < 0.05:
+            args.insert(0, "--trace")
+        # Sent in chunks: per packet, or cut anywhere, with pauses; sometimes only a prefix (a crash of gdb).
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(0, 12)))) if len(data) > 1 else []
+        pause = rng.choice((0.0, 0.0, 0.005, 0.03))
+        keep = len(data) if rng.random() < 0.85 else rng.randrange(len(data) + 1)
+        linger = rng.choice((0.05, 0.3, 1.0))
+        driver = gdb_driver(data[:keep], cuts, pause, linger)
+        deadline = 5.0 + pause * (len(cuts) + 1) + linger + (timeout or 0) * 2 + GRACE
+        return Case(cls, seed, args, description=description, timeout=timeout, deadline=deadline, driver=driver,
+                    verbose_stderr="--trace" in args, notices=r"^microvm: waiting for gdb on 127\.0\.0\.1:\d+$",
+                    extra_statuses=GDB_STATUSES,
+                    expect=Expect(first_line=(None if "--trace" in args else r"^microvm: waiting for gdb on 127\.0\.0\.1:\d+$"),
+                                  forbid=r"^(cannot listen|--gdb|gdb server)",
+                                  why="a --gdb run waits for gdb with one line, and its endings are the guest's, a "
+                                      "failure's, gdb's kill (137) or gdb going away (129)"))
+
+
+def listening_port(pid: int, stop: threading.Event, within: float = 5.0) -> int | None:
+    """The TCP port process `pid` listens on (a socket of its in /proc/PID/fd, LISTEN in /proc/PID/net/tcp)."""
+    end = time.monotonic() + within
+    while time.monotonic() < end and not stop.is_set():
+        inodes = set()
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+            with open(f"/proc/{pid}/net/tcp") as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and fields[9] in inodes:
+                        return int(fields[1].split(":")[1], 16)
+        except OSError:
+            return None                                    # the process is gone
+        time.sleep(0.01)
+    return None
+
+
+def gdb_driver(stream: bytes, cuts: list[int], pause: float, linger: float):
+    """A `Case.driver` that plays gdb: connects to the port microvm listens on, sends `stream` cut at `cuts`
+    with `pause` between pieces (reading whatever comes back), reads for `linger` seconds more, and closes."""
+    def drive(pid: int, workdir: Path, stop: threading.Event):
+        port = listening_port(pid, stop)
+        if port is None:
+            return
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        except OSError:
+            return
+        sock.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(sock, selectors.EVENT_READ)
+
+        def drain(seconds: float) -> bool:
+            """Reads replies for `seconds`; False once microvm closed the connection."""
+            end = time.monotonic() + seconds
+            while not stop.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return True
+                if sel.select(timeout=min(left, 0.05)):
+                    try:
+                        if not sock.recv(1 << 16):
+                            return False
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        return False
+            return False
+
+        try:
+            edges = [0] + cuts + [len(stream)]
+            for a, b in zip(edges, edges[1:]):
+                piece = stream[a:b]
+                while piece and not stop.is_set():
+                    try:
+                        sent = sock.send(piece)
+                        piece = piece[sent:]
+                    except BlockingIOError:
+                        if not drain(0.01):
+                            return
+                    except OSError:
+                        return
+                if not drain(pause):
+                    return
+            drain(linger)
+        finally:
+            sel.close()
+            sock.close()
+    return drive
+
 
 def rng_for(cls: str, seed: int) -> random.Random:
     return random.Random(f"microvm-fuzz:{cls}:{seed}")
@@ -1105,7 +1434,15 @@ def cmdline_dictionary() -> list[dict]:
         _cmd([HELLO, HELLO], REJECT),
         _cmd(["--memory"], REJECT), _cmd(["--timeout"], REJECT), _cmd(["--map"], REJECT),
         _cmd(["--arch"], REJECT), _cmd(["--load"], REJECT), _cmd(["--entry"], REJECT),
-        _cmd(["--page-size"], REJECT), _cmd(["--kvm"], REJECT),
+        _cmd(["--page-size"], REJECT), _cmd(["--kvm"], REJECT), _cmd(["--gdb"], REJECT),
+        _cmd(["--gdb", "99999", HELLO], REJECT), _cmd(["--gdb", "host:", HELLO], REJECT),
+        _cmd(["--gdb", "", HELLO], REJECT), _cmd(["--gdb", ":-1", HELLO], REJECT),
+        _cmd(["--gdb", "127.0.0.1:\uff11", HELLO], REJECT, why="fullwidth digits are not a port"),
+        _cmd(["--gdb", ":1234", "--gdb", ":1235", HELLO], REJECT),
+        _cmd(["--gdb", ":1234", "--repeat", "2", HELLO], REJECT, require="does not go with --gdb"),
+        _cmd(["--gdb", ":1234", "--save-snapshot", "x.snap", HELLO], REJECT, require="does not go with --gdb"),
+        _cmd(["--gdb", "gdb.example:1234", HELLO], REJECT, require="not an IPv4 address"),
+        _cmd(["--gdb", "256.0.0.1:1234", HELLO], REJECT, require="not an IPv4 address"),
         _cmd([HELLO, "--memory"], REJECT),
         _cmd(["--memory", "\u0663M", HELLO], REJECT, forbid="too large", why="non-ASCII digits are not a number"),
         _cmd(["--memory", "\u00bdG", HELLO], REJECT, forbid="too large"),
@@ -1211,12 +1548,13 @@ def gen_cmdline(seed: int) -> Case:
     args = list(entry["args"])
     kind, files, setup = entry["kind"], dict(entry["files"]), list(entry["setup"])
     description = "dictionary entry %d" % (seed % len(dictionary))
-    if seed >= len(dictionary) and entry["program"] == "microvm":
+    # A --gdb line that parses waits for a debugger (the gdb class drives those): never combined.
+    if seed >= len(dictionary) and entry["program"] == "microvm" and "--gdb" not in args:
         # combinations: this entry plus pieces of others, in a random order
         pieces = [args]
         for _ in range(rng.randrange(1, 3)):
             other = rng.choice(dictionary)
-            if other["program"] == "microvm" and not other["setup"]:
+            if other["program"] == "microvm" and not other["setup"] and "--gdb" not in other["args"]:
                 pieces.append([a for a in other["args"] if a != HELLO])   # one guest file per command line
                 files.update(other["files"])
         rng.shuffle(pieces)
@@ -1276,6 +1614,7 @@ CLASSES: dict[str, Callable[[int], Case]] = {
     "guest-files": MutationClass("guest-files", FlatGuest()),
     "elf": MutationClass("elf", ELFGuest()),
     "signals": gen_signals,
+    "gdb": MutationClass("gdb", GDBPackets()),
 }
 
 #: runs per class; the seeds are 0..count-1, so a budget is a fixed, reproducible list of inputs.
@@ -1283,9 +1622,9 @@ CLASSES: dict[str, Callable[[int], Case]] = {
 #: dictionary); long: about 30 min.
 BUDGETS = {
     "short": {"random-bytes": 200, "instructions": 200, "hypercalls": 60, "vandal": 150, "console": 20,
-              "cmdline": 120, "guest-files": 150, "elf": 150, "signals": 16},
+              "cmdline": 120, "guest-files": 150, "elf": 150, "signals": 16, "gdb": 60},
     "long": {"random-bytes": 6000, "instructions": 6000, "hypercalls": 2000, "vandal": 3000, "console": 200,
-             "cmdline": 2000, "guest-files": 4000, "elf": 4000, "signals": 300},
+             "cmdline": 2000, "guest-files": 4000, "elf": 4000, "signals": 300, "gdb": 1500},
 }
 
 
@@ -1568,6 +1907,9 @@ def classify(r: Result) -> Result:
     ends_with_newline = stderr_text.endswith("\n") or stderr_text == ""
     if ends_with_newline and lines and lines[-1] == "":
         lines = lines[:-1]
+    first_line = lines[0] if lines else ""
+    if case.notices:
+        lines = [line for line in lines if not re.search(case.notices, line)]
     error_lines = [i for i, line in enumerate(lines) if line.startswith(ERROR_PREFIX)]
     message = lines[error_lines[-1]][len(ERROR_PREFIX):] if error_lines else None
 
@@ -1597,9 +1939,9 @@ def classify(r: Result) -> Result:
         if message is not None:
             if status == 0:
                 reasons.append(("status", "status 0 with an error line"))
-            elif status not in ERROR_STATUSES:
+            elif status not in ERROR_STATUSES and status not in case.extra_statuses:
                 reasons.append(("status", f"status {status} is not an error status of the contract"))
-            elif status > 128 and (status - 128) not in r.sent:
+            elif status > 128 and (status - 128) not in r.sent and status not in case.extra_statuses:
                 reasons.append(("status", f"status {status} but signal {status - 128} was never sent"))
             for pattern, what in DIAGNOSIS_RULES:
                 if pattern.search(message):
@@ -1620,6 +1962,8 @@ def classify(r: Result) -> Result:
             reasons.append(("contract", f"error line matches {e.forbid!r}" + (f" ({e.why})" if e.why else "")))
         if e.require and not (message and re.search(e.require, message)):
             reasons.append(("contract", f"error line does not match {e.require!r}"))
+        if e.first_line and not re.search(e.first_line, first_line):
+            reasons.append(("contract", f"the first line of stderr does not match {e.first_line!r}: {first_line[:120]!r}"))
 
     # the ending, for the summary
     if r.killed:
@@ -1704,6 +2048,9 @@ def check_classifier() -> int:
         return classify(r).category
 
     e = ERROR_PREFIX.encode()
+    w = b"microvm: waiting for gdb on 127.0.0.1:41234\n"
+    waiting = r"^microvm: waiting for gdb on 127\.0\.0\.1:\d+$"
+    gdb = dict(notices=waiting, extra_statuses=GDB_STATUSES, expect=Expect(first_line=waiting))
     table = [
         (ending(0), ""), (ending(42), ""), (ending(2), ""),                       # guest-chosen statuses
         (ending(125, e + b"triple fault: RIP 0x100000\n"), ""),
@@ -1729,6 +2076,14 @@ def check_classifier() -> int:
         (ending(125, e + b"KVM internal error (suberror 1) at RIP 0x100000: the instruction cannot be "
                 b"emulated by kvm_pvm (x87/SSE?)\n"), ""),
         (ending(0, expect=Expect(statuses={2}, error_line=True)), "contract"),
+        # --gdb: the waiting line is a notice, 129 / 137 are valid there (and only there) without a signal sent
+        (ending(129, w + e + b"gdb disconnected before the guest ended: x\n", **gdb), ""),
+        (ending(137, w + e + b"gdb killed the guest at RIP 0x100015 after 8 exits\n", **gdb), ""),
+        (ending(42, w, **gdb), ""),
+        (ending(129, e + b"gdb disconnected before the guest ended: x\n"), "status"),
+        (ending(129, w + e + b"gdb disconnected before the guest ended: x\n"), "stderr-form"),
+        (ending(125, e + b"triple fault: x\n", **gdb), "contract"),               # no waiting line
+        (ending(137, w + b"warning: x\n" + e + b"gdb killed the guest\n", **gdb), "stderr-form"),
     ]
     bad = [(i, got, want) for i, (got, want) in enumerate(table) if got != want]
     for i, got, want in bad:

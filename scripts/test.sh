@@ -7,8 +7,8 @@
 # The QEMU-oracle suites need Debian's qemu-system-x86 (qemu-system-i386 and qemu-system-x86_64) and the
 # gdb end-to-end suite needs gdb. Whichever is missing is installed with apt-get when this user may (root,
 # or sudo without a password); otherwise the script stops with one line naming what to install.
-# MICROVM_REQUIRE_QEMU=1 is exported, so a test that needs QEMU fails rather than skips should QEMU still
-# be missing. The KVM suites need a readable and writable /dev/kvm and skip, with that reason, without one.
+# MICROVM_REQUIRE_QEMU=1 and MICROVM_REQUIRE_GDB=1 are exported, so a test that needs QEMU or gdb fails
+# rather than skips should either still be missing. The KVM suites need a readable and writable /dev/kvm and skip, with that reason, without one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -50,5 +50,5 @@ if (( ${#missing[@]} > 0 )); then
     fi
 fi
 
-export MICROVM_REQUIRE_QEMU=1
+export MICROVM_REQUIRE_QEMU=1 MICROVM_REQUIRE_GDB=1
 exec swift test "$@"

@@ -43,4 +43,42 @@ public struct XSaveArea: Hashable, Sendable, KVMByteEncodable {
         }
         set { for index in 0..<8 { region[512 + index] = UInt8(truncatingIfNeeded: newValue >> (8 * index)) } }
     }
+
+    /// The x87 and SSE state in the legacy region (bytes 0-415, the FXSAVE layout of Intel SDM Vol. 1
+    /// §10.5.1: FCW, FSW, abridged FTW, FOP, FIP and FDP as 64-bit offsets, MXCSR, ST0-ST7, XMM0-XMM15).
+    ///
+    /// Unlike `KVM_GET_FPU` / `KVM_SET_FPU` (``FPUState``), which leave MXCSR out, this carries every field.
+    /// Setting it also sets XSTATE_BV bits 0 (x87) and 1 (SSE), so that ``VCPU/setXSave(_:)`` loads these
+    /// bytes rather than the components' initial state.
+    public var legacyState: FPUState {
+        get {
+            decodeBytes(Array(region[0..<416])) { r in
+                var state = FPUState()
+                state.fcw = r.read(); state.fsw = r.read(); state.ftwx = r.read(); r.skip(1)
+                state.lastOpcode = r.read(); state.lastIP = r.read(); state.lastDP = r.read()
+                state.mxcsr = r.read(); r.skip(4)
+                state.x87Registers = r.readBytes(128)
+                state.xmmRegisters = r.readBytes(256)
+                return state
+            }
+        }
+        set {
+            precondition(newValue.x87Registers.count == 128 && newValue.xmmRegisters.count == 256, "FPU register sizes")
+            func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+                for index in 0..<MemoryLayout<T>.size {
+                    region[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index))
+                }
+            }
+            put(newValue.fcw, at: 0)
+            put(newValue.fsw, at: 2)
+            put(newValue.ftwx, at: 4)
+            put(newValue.lastOpcode, at: 6)
+            put(newValue.lastIP, at: 8)
+            put(newValue.lastDP, at: 16)
+            put(newValue.mxcsr, at: 24)
+            region.replaceSubrange(32..<160, with: newValue.x87Registers)
+            region.replaceSubrange(160..<416, with: newValue.xmmRegisters)
+            xstateBV |= 0b11
+        }
+    }
 }

@@ -17,6 +17,9 @@ public enum RunOutcome: Equatable, Sendable {
     /// A guest function returned (port 0x511). Only ``Machine/call(_:_:)-(GuestFunction,[CallValue])``
     /// sees it.
     case returned
+    /// The guest stopped for a debugger: a single step, a breakpoint, or an interruption. Only a machine in
+    /// debug mode (``Machine/setDebugSettings(_:)``) returns it; the guest runs on with the next ``Machine/run()``.
+    case debugStop(DebugStop)
 }
 
 /// One micro-VM: guest RAM with its page tables, a KVM VM with one vCPU set up to enter the guest, the
@@ -87,6 +90,8 @@ public final class Machine {
     var waitingForCall = false
     /// Host functions the guest may call, by name.
     var hostFunctions: [String: HostFunction] = [:]
+    /// What stops the guest for a debugger, when the machine is in debug mode (Machine+Debugging.swift).
+    public internal(set) var debugSettings: DebugSettings?
 
     /// Builds the machine: checks the configuration, allocates and fills guest RAM (image, page tables,
     /// GDT, boot information), creates the VM and vCPU, sets the entry state and attaches the built-in
@@ -258,7 +263,10 @@ public final class Machine {
 
     func runLoop() throws(RunError) -> RunOutcome {
         while true {
-            if interrupter.isRequested { throw .interrupted(rip: rip(), exits: exitCount) }
+            if interrupter.isRequested {
+                if let stop = debuggerInterruption() { return stop }
+                throw .interrupted(rip: rip(), exits: exitCount)
+            }
             let exit: VCPUExit
             do {
                 exit = try vcpu.run()
@@ -269,6 +277,10 @@ public final class Machine {
                 // A kick is not the guest's exit: the timeout, an interruption, the tick that collects the
                 // dirty ring, or a stray signal.
                 collectGuestWrites()
+                if debugSettings != nil {
+                    try checkTimeout()
+                    if let stop = debuggerInterruption() { return stop }
+                }
                 try checkStop()
                 vcpu.immediateExit = false
                 continue
@@ -341,8 +353,13 @@ public final class Machine {
         case .failedEntry(let reason):
             throw .fault(fault(.entryFailed(hardwareReason: reason)))
         case .emulationFailure(let fetched):
-            // Eight bytes say which instruction it is; x86 instructions have no fixed length to cut at.
             let rip = rip()
+            // A KVM that emulates guest code (kvm_pvm) fails on the INT3 a debugger planted instead of
+            // reporting a debug exit: at a planted address, that failure is the breakpoint.
+            if let settings = debugSettings, settings.softwareBreakpoints.contains(rip) {
+                return .stop(.debugStop(.softwareBreakpoint(pc: rip)))
+            }
+            // Eight bytes say which instruction it is; x86 instructions have no fixed length to cut at.
             let bytes = fetched.map { Array($0.prefix(8)) } ?? bytes(at: rip, count: 8)
             throw .fault(fault(.emulationFailure(bytes: bytes.flatMap { $0.isEmpty ? nil : $0 }), rip: rip))
         case .internalError(let suberror):
@@ -351,6 +368,8 @@ public final class Machine {
             // The guest wrote more between two exits than the ring holds: what it wrote is no longer known.
             dirtyRingLost = true
             throw .dirtyTrackingLost
+        case .debug(let stop) where debugSettings != nil:
+            return .stop(.debugStop(DebugStop(stop)))
         case .systemEvent, .debug, .unsupported, .interrupted:
             throw .fault(fault(.unexpectedExit(exit)))
         }
@@ -386,10 +405,15 @@ public final class Machine {
 
     /// Throws the timeout or interruption that stopped the vCPU, if one did; returns for a stray signal.
     func checkStop() throws(RunError) {
+        try checkTimeout()
+        if interrupter.isRequested { throw .interrupted(rip: rip(), exits: exitCount) }
+    }
+
+    /// Throws the timeout if it has passed.
+    func checkTimeout() throws(RunError) {
         if let watchdog, watchdog.armed, watchdog.expired {
             throw .timeout(seconds: watchdog.seconds, rip: rip(), exits: exitCount)
         }
-        if interrupter.isRequested { throw .interrupted(rip: rip(), exits: exitCount) }
     }
 
     /// The vCPU's RIP now, from kvm_run (synced after every exit, or staged).
@@ -499,7 +523,9 @@ public final class Machine {
 /// Stops a running machine from any thread: the timeout's mechanism, offered to the embedder.
 ///
 /// ``interrupt()`` marks the machine interrupted and kicks its vCPU out of `KVM_RUN` (or makes the next
-/// entry return at once); ``Machine/run()`` then ends with ``RunError/interrupted(rip:exits:)``. A console
+/// entry return at once); ``Machine/run()`` then ends with ``RunError/interrupted(rip:exits:)`` (in debug
+/// mode, ``Machine/setDebugSettings(_:)``, it returns ``DebugStop/interrupted(pc:)`` instead, and the machine
+/// runs on with the next run). A console
 /// sink blocked in a system call on the vCPU's thread sees that call fail with EINTR, and should give up
 /// when ``isRequested``.
 public struct Interrupter: Sendable {

@@ -1,3 +1,4 @@
+import GDBRemote
 import MicroVM
 import PageTables
 
@@ -21,6 +22,10 @@ struct Options {
     var layoutOptions: [String] = []
     /// Whether `--arch` was given.
     var architectureGiven = false
+    /// Whether `--timeout` was given (under `--gdb` there is none by default).
+    var timeoutGiven = false
+    /// `--gdb ADDR`: where to wait for gdb.
+    var gdbEndpoint: GDBEndpoint?
 }
 
 /// A command-line mistake: one line for a person, exit status 2.
@@ -50,11 +55,14 @@ let usage = """
       --restore FILE          continue from a snapshot file instead of booting a guest file
       --repeat N              run N times, resetting to the snapshot (or to the boot state) between runs;
                               prints one line of counts per outcome
+      --gdb [HOST]:PORT       wait for gdb there before the first instruction (HOST defaults to 127.0.0.1;
+                              port 0 picks a free one) and serve it; no timeout unless --timeout is given
       -h, --help              show this help
 
     EXIT STATUS: 0 after hlt; the value written to port 0xF4; 2 bad input; 3 KVM unusable;
     74 the console output could not be written; 124 timeout; 125 the guest failed (triple fault,
-    unbacked memory, unknown port, ...); 128+N stopped by signal N (130 SIGINT, 143 SIGTERM).
+    unbacked memory, unknown port, ...); 128+N stopped by signal N (130 SIGINT, 143 SIGTERM);
+    with --gdb, 129 gdb went away before the guest ended, 137 gdb killed the guest.
     """
 
 /// Parses `arguments` (without the program name), each as the bytes the kernel passed.
@@ -129,6 +137,7 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
                     "--timeout: \(quoted(text)) is not a duration from 0 to 100 years (e.g. 10s, 500ms, 0 for none)")
             }
             options.configuration.timeout = duration == .zero ? nil : duration
+            options.timeoutGiven = true
         case "--trace":
             try noValue()
             options.trace = true
@@ -147,6 +156,12 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
                 throw UsageError("--repeat: \(quoted(text)) is not a count from 1 to 1000000000")
             }
             options.repeatCount = Int(count)
+        case "--gdb":
+            let text = try value()
+            guard let endpoint = GDBEndpoint(parsing: text) else {
+                throw UsageError("--gdb: \(quoted(text)) is not [HOST]:PORT (e.g. 127.0.0.1:1234 or :1234)")
+            }
+            options.gdbEndpoint = endpoint
         default:
             if isOption { throw UsageError("unknown option \(quoted(raw)) (see --help)") }
             if let first = options.guestPath {
@@ -164,13 +179,19 @@ func parseOptions(_ arguments: [[UInt8]]) throws(UsageError) -> Options {
             throw UsageError("\(option) does not go with --restore: the snapshot keeps its own layout")
         }
     }
+    if options.gdbEndpoint != nil {
+        if options.repeatCount > 1 { throw UsageError("--repeat does not go with --gdb: gdb debugs one run") }
+        if options.savePath != nil {
+            throw UsageError("--save-snapshot does not go with --gdb: the guest's snapshot requests run on under gdb")
+        }
+    }
     return options
 }
 
 /// The options ``parseOptions(_:)`` knows, by their long names.
 let knownOptions: Set<String> = [
     "--help", "--arch", "--memory", "--load", "--entry", "--map", "--page-size", "--timeout", "--trace",
-    "--dump-tables", "--kvm", "--save-snapshot", "--restore", "--repeat",
+    "--dump-tables", "--kvm", "--save-snapshot", "--restore", "--repeat", "--gdb",
 ]
 
 /// `--memory`'s value: a size of at most 3 GiB.

@@ -7,7 +7,7 @@ extension RunOutcome {
     /// 0 after `hlt`; the guest's own status after a write to the exit port.
     var exitStatus: Int32 {
         switch self {
-        case .halted, .snapshotRequested, .ready, .returned: 0
+        case .halted, .snapshotRequested, .ready, .returned, .debugStop: 0
         case .exited(let status): Int32(status)
         }
     }

@@ -17,6 +17,8 @@ enum TerminationSignals {
     enum Phase {
         case starting
         case running(Interrupter)
+        /// gdb drives the guest (`--gdb`): a signal ends the command at once.
+        case debugging
         case finishing
     }
 
@@ -47,6 +49,11 @@ enum TerminationSignals {
             state.phase = .running(interrupter)
             if state.received != nil { interrupter.interrupt() }
         }
+    }
+
+    /// gdb is about to be served: a signal from now on ends the process at once, with a line saying so.
+    static func debugging() {
+        state.withLock { $0.phase = .debugging }
     }
 
     /// The run is over: a signal from now on ends the process at once.
@@ -85,6 +92,9 @@ enum TerminationSignals {
                     return false
                 case .starting:
                     writeStandardError("microvm: error: stopped by \(name(signal)) before the guest ran\n")
+                    return true
+                case .debugging:
+                    writeStandardError("microvm: error: stopped by \(name(signal)) while serving gdb\n")
                     return true
                 case .finishing:
                     return true

@@ -40,6 +40,8 @@ if options.showHelp {
 }
 
 var configuration = options.configuration
+// A person steps through a guest at a person's pace: under gdb, no timeout unless one is asked for.
+if options.gdbEndpoint != nil && !options.timeoutGiven { configuration.timeout = nil }
 if options.restorePath != nil {
     // The snapshot brings its own memory.
 } else if let path = options.guestPath {
@@ -161,6 +163,13 @@ func stoppedBySignal(rip: UInt64, exits: Int) -> Never {
 }
 
 if options.dumpTables { writeStandardError("address space at boot:\n" + machine.dumpTables()) }
+// Under gdb, the debugger runs the guest; the command goes on below only if gdb detached.
+if let endpoint = options.gdbEndpoint {
+    serveDebugger(machine, at: endpoint) {
+        TerminationSignals.finishing()
+        if options.dumpTables { writeStandardError("address space after the run:\n" + machine.dumpTables()) }
+    }
+}
 TerminationSignals.running(machine.interrupter)
 
 /// What each run ended with, counted, in the order first seen (for --repeat).
