@@ -16,8 +16,10 @@ public final class GuestMemory {
     @usableFromInline let base: UnsafeMutableRawPointer
     /// The image this memory is a private view of, if it is one.
     public private(set) var image: SnapshotImage?
-    /// The pages the host has written since logging began, when it is on.
-    @usableFromInline var writeLog: HostWriteLog?
+    /// The pages the host has written since logging began, when it is on. Read on every store, so it opts
+    /// out of dynamic exclusivity checks (a runtime call each): it is only set by ``startLoggingWrites()``,
+    /// never while a store is under way.
+    @exclusivity(unchecked) @usableFromInline var writeLog: HostWriteLog?
 
     /// Maps `size` bytes of zeroed anonymous memory.
     ///
@@ -318,9 +320,12 @@ public final class GuestMemory {
 
 /// The pages of guest memory the host wrote since a point: a bitmap that removes duplicates and a list that
 /// says which bits to visit, so reading and clearing it costs what was written, not the size of RAM.
+///
+/// Its fields opt out of dynamic exclusivity checks: each access is one short read or write from the thread
+/// that owns the machine, never held across a call.
 @usableFromInline final class HostWriteLog {
-    @usableFromInline var bits: [UInt64]
-    @usableFromInline var pages: [UInt32] = []
+    @exclusivity(unchecked) @usableFromInline var bits: [UInt64]
+    @exclusivity(unchecked) @usableFromInline var pages: [UInt32] = []
 
     init(pages: Int) { bits = [UInt64](repeating: 0, count: (pages + 63) / 64) }
 

@@ -168,18 +168,21 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
 }
 
 /// The free space of a page-table arena in guest RAM: a bump pointer over never-used tables and a list of
-/// tables given back. A class, so that several address spaces over one arena share it.
+/// tables given back. A class, so that several address spaces over one arena share it. Its fields opt out of
+/// dynamic exclusivity checks (a call into the runtime per access, a quarter of a big map's time): every access
+/// is a short read or write from the one thread that owns the machine, never held across a call that could
+/// reach the same field.
 @usableFromInline final class TableArena {
     /// The arena: `[base, end)`.
     @usableFromInline let base: UInt64, end: UInt64
     /// Next never-used table.
-    @usableFromInline var next: UInt64
+    @exclusivity(unchecked) @usableFromInline var next: UInt64
     /// Tables given back, reused first.
-    @usableFromInline var freeTables: [UInt64]
+    @exclusivity(unchecked) @usableFromInline var freeTables: [UInt64]
     /// End of the arena pages already faulted in ahead of allocation.
-    @usableFromInline var populatedEnd: UInt64
+    @exclusivity(unchecked) @usableFromInline var populatedEnd: UInt64
     /// Whether never-used tables are known to hold zeros (fresh memory the guest has not run on).
-    @usableFromInline var untouchedIsZero: Bool
+    @exclusivity(unchecked) @usableFromInline var untouchedIsZero: Bool
 
     init(base: UInt64, end: UInt64, next: UInt64, freeTables: [UInt64], populatedEnd: UInt64, untouchedIsZero: Bool) {
         self.base = base
