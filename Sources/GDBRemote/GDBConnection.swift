@@ -24,7 +24,7 @@ public final class GDBConnection: GDBTransport {
         var ends: [Int32] = [-1, -1]
         // pipe2 and accept4 are GNU extensions Glibc's module does not export: set close-on-exec after.
         // SAFETY: pipe writes two Int32 descriptors into the two-element array's storage.
-        guard pipe(&ends) == 0 else {
+        guard unsafe pipe(&ends) == 0 else {
             let error = errno
             close(socket)
             throw PipeError(errno: error)
@@ -34,7 +34,7 @@ public final class GDBConnection: GDBTransport {
         var one: Int32 = 1
         // Replies are small and latency-bound (one per step): do not wait to coalesce them.
         // SAFETY: setsockopt reads the Int32 `one`, of the size passed.
-        _ = setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        _ = unsafe setsockopt(socket, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         self.socket = socket
         self.stopReader = ends[0]
         self.stopWriter = ends[1]
@@ -51,7 +51,7 @@ public final class GDBConnection: GDBTransport {
         var buffer = [UInt8](repeating: 0, count: max(1, maximumCount))
         while true {
             // SAFETY: recv writes at most buffer.count bytes into the array's own storage.
-            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            let count = unsafe buffer.withUnsafeMutableBytes { unsafe recv(socket, $0.baseAddress, $0.count, 0) }
             if count >= 0 { return Array(buffer.prefix(count)) }
             switch errno {
             case EINTR, EAGAIN: continue
@@ -66,8 +66,8 @@ public final class GDBConnection: GDBTransport {
         var offset = 0
         while offset < bytes.count {
             // SAFETY: send reads the bytes from `offset` to the array's end, inside its storage.
-            let sent = bytes.withUnsafeBytes {
-                Glibc.send(socket, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            let sent = unsafe bytes.withUnsafeBytes {
+                unsafe Glibc.send(socket, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
             }
             if sent > 0 {
                 offset += sent
@@ -90,26 +90,26 @@ public final class GDBConnection: GDBTransport {
         var thread = pthread_t()
         // SAFETY: one retain travels in `context`; exactly one side takes it back: the thread when it
         // starts, or the failure path below when it never does. The watcher lives until both are done.
-        let context = Unmanaged.passRetained(watcher).toOpaque()
+        let context = unsafe Unmanaged.passRetained(watcher).toOpaque()
         // SAFETY: the start routine captures nothing, as a C function pointer must, and consumes `context`.
-        let created = pthread_create(
+        let created = unsafe pthread_create(
             &thread, nil,
             { context in
-                Unmanaged<Watcher>.fromOpaque(context!).takeRetainedValue().watch()
+                unsafe Unmanaged<Watcher>.fromOpaque(context!).takeRetainedValue().watch()
                 return nil
-            }, context)
+            }, unsafe context)
         guard created == 0 else {
             // SAFETY: no thread started, so the retain in `context` is still ours to drop.
-            Unmanaged<Watcher>.fromOpaque(context).release()
+            unsafe Unmanaged<Watcher>.fromOpaque(context).release()
             throw .systemCall("pthread_create", errno: created)
         }
         body()
         var token: UInt8 = 1
         // SAFETY: write reads, and read writes, the one byte `token`.
-        while write(stopWriter, &token, 1) < 0 && errno == EINTR {}
+        while unsafe write(stopWriter, &token, 1) < 0 && errno == EINTR {}
         pthread_join(thread, nil)
         // SAFETY: as above.
-        while read(stopReader, &token, 1) < 0 && errno == EINTR {}
+        while unsafe read(stopReader, &token, 1) < 0 && errno == EINTR {}
         // The join orders the watcher's writes before these reads.
         if watcher.closed { throw .disconnected }
         return watcher.received
@@ -141,7 +141,7 @@ private final class Watcher: @unchecked Sendable {
         while true {
             // Once the socket is closed only the stop pipe is watched (a closed socket polls readable forever).
             // SAFETY: poll reads and writes at most the array's two pollfd elements.
-            let ready = poll(&fds, closed ? 1 : 2, -1)
+            let ready = unsafe poll(&fds, closed ? 1 : 2, -1)
             if ready < 0 {
                 if errno == EINTR { continue }
                 return
@@ -149,7 +149,9 @@ private final class Watcher: @unchecked Sendable {
             if fds[0].revents != 0 { return }
             guard !closed, fds[1].revents != 0 else { continue }
             // SAFETY: recv writes at most buffer.count bytes into the array's own storage.
-            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let count = unsafe buffer.withUnsafeMutableBytes {
+                unsafe recv(socket, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+            }
             if count > 0 {
                 let bytes = buffer.prefix(count)
                 if bytes.contains(GDBPacket.interruptByte) { interrupt() }

@@ -21,7 +21,7 @@ public final class GDBServer {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = endpoint.port.bigEndian
         // SAFETY: inet_pton writes 4 bytes into `sin_addr`, an in_addr of exactly that size.
-        guard inet_pton(AF_INET, endpoint.host, &address.sin_addr) == 1 else {
+        guard unsafe inet_pton(AF_INET, endpoint.host, &address.sin_addr) == 1 else {
             throw .invalidAddress(endpoint.host)
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -29,11 +29,11 @@ public final class GDBServer {
         var one: Int32 = 1
         // Lets a restarted stub rebind a port still in TIME_WAIT; a live listener still gets EADDRINUSE.
         // SAFETY: setsockopt reads the Int32 `one`, of the size passed.
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        _ = unsafe setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         // SAFETY: `address` is a live sockaddr_in; bind reads exactly its size through the rebound pointer.
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        let bound = unsafe withUnsafePointer(to: &address) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                unsafe bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
         if bound != 0 {
@@ -49,8 +49,8 @@ public final class GDBServer {
         var actual = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         // SAFETY: `actual` is a live sockaddr_in of `length` bytes; getsockname writes at most that many.
-        let named = withUnsafeMutablePointer(to: &actual) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        let named = unsafe withUnsafeMutablePointer(to: &actual) {
+            unsafe $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { unsafe getsockname(fd, $0, &length) }
         }
         let port = named == 0 ? UInt16(bigEndian: actual.sin_port) : endpoint.port
         self.listener = fd
@@ -72,7 +72,7 @@ public final class GDBServer {
         var waiting = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
         while true {
             // SAFETY: poll reads and writes the one live pollfd `waiting`.
-            let ready = poll(&waiting, 1, GDBSystemError.milliseconds(timeout))
+            let ready = unsafe poll(&waiting, 1, GDBSystemError.milliseconds(timeout))
             if ready > 0 { break }
             if ready == 0 { throw .acceptTimedOut(endpoint) }
             if errno != EINTR { throw .systemCall("poll", errno: errno) }

@@ -5,7 +5,7 @@ enum GDBSystemError {
     /// `strerror(errno)`, e.g. "Address already in use".
     static func message(_ errno: Int32) -> String {
         // SAFETY: strerror returns a pointer to a NUL-terminated static or thread-local string, copied at once.
-        "\(String(cString: strerror(errno))) (errno \(errno))"
+        unsafe "\(String(cString: strerror(errno))) (errno \(errno))"
     }
 
     /// Milliseconds for `poll`, or -1 (wait forever) for `nil`; clamped to `Int32.max`.

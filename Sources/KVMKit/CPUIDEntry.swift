@@ -94,23 +94,23 @@ extension CPUIDEntry {
         // SAFETY: a fresh allocation of `byteCount` bytes, freed on every exit path by the `defer`; it is
         // zeroed before any typed access so the padding the kernel checks is 0.
         let raw = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: alignment)
-        defer { raw.deallocate() }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
+        defer { unsafe raw.deallocate() }
+        unsafe raw.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         // SAFETY: the buffer is large and aligned enough for the header; binding zeroed bytes to a
         // trivial C struct is valid.
-        let header = raw.bindMemory(to: kvm_cpuid2.self, capacity: 1)
-        header.pointee.nent = UInt32(capacity)
+        let header = unsafe raw.bindMemory(to: kvm_cpuid2.self, capacity: 1)
+        unsafe header.pointee.nent = UInt32(capacity)
         // SAFETY: the entries start inside the buffer (the header's flexible array) and `capacity` of them
         // fit, by the byte count above; they are trivial C structs over zeroed memory.
-        let slots = ckvm_cpuid2_entries(header)!
+        let slots = unsafe ckvm_cpuid2_entries(header)!
         for (offset, entry) in entries.enumerated() {
-            slots[offset] = entry.kernelValue
+            unsafe slots[offset] = entry.kernelValue
         }
-        if !entries.isEmpty { header.pointee.nent = UInt32(entries.count) }
-        try body(raw)
-        let count = Int(header.pointee.nent)
+        if !entries.isEmpty { unsafe header.pointee.nent = UInt32(entries.count) }
+        unsafe try body(raw)
+        let count = unsafe Int(header.pointee.nent)
         precondition(count <= capacity, "kernel reported more CPUID entries than the buffer holds")
         // SAFETY: the kernel wrote `count` <= `capacity` entries into the buffer, all still allocated.
-        return (0..<count).map { CPUIDEntry(slots[$0]) }
+        return (0..<count).map { unsafe CPUIDEntry(slots[$0]) }
     }
 }

@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// One vCPU's dirty ring: an array of `struct kvm_dirty_gfn` shared with the kernel, mapped from the vCPU
 /// descriptor at page offset `KVM_DIRTY_LOG_PAGE_OFFSET` (64), and the index of the next entry to harvest.
@@ -9,7 +9,9 @@ internal import CKVM
 /// semantics); userspace harvests entries in order, marks each RESET, and calls `KVM_RESET_DIRTY_RINGS`,
 /// which re-arms write tracking for those pages and frees the entries. Owned by one ``VCPU`` and used on
 /// its thread only.
-final class DirtyRing {
+///
+/// `@safe`: it owns its mapping (unmapped once, in deinit) and reads only the `count` entries inside it.
+@safe final class DirtyRing {
     /// The first entry of the ring.
     let entries: UnsafeMutablePointer<kvm_dirty_gfn>
     /// The number of entries, a power of two.
@@ -29,20 +31,20 @@ final class DirtyRing {
         // SAFETY: a fresh shared mapping of the vCPU descriptor at the documented dirty-ring offset, of the
         // size the VM's ring was enabled with; read-write because harvesting writes the entries' flags. It
         // is unmapped exactly once, in deinit.
-        let address = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFD, offset)
-        guard let address, address != MAP_FAILED else {
+        let address = unsafe mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFD, offset)
+        guard let address = unsafe address, unsafe address != MAP_FAILED else {
             throw .callFailed(call: "mmap(dirty ring)", errno: errno)
         }
         // SAFETY: the mapping is page-aligned and holds `byteCount / stride` entries, which the kernel
         // keeps valid `kvm_dirty_gfn` values (any bit pattern is one).
-        entries = address.bindMemory(to: kvm_dirty_gfn.self, capacity: byteCount / stride)
+        unsafe entries = unsafe address.bindMemory(to: kvm_dirty_gfn.self, capacity: byteCount / stride)
         count = UInt32(byteCount / stride)
         self.byteCount = byteCount
     }
 
     deinit {
         // SAFETY: exactly the mapping made in init; its owner, the VCPU, is gone.
-        munmap(UnsafeMutableRawPointer(entries), byteCount)
+        unsafe munmap(UnsafeMutableRawPointer(entries), byteCount)
     }
 
     /// Whether at least `count` entries (1 to the ring's size) wait to be harvested: the kernel fills entries
@@ -51,8 +53,8 @@ final class DirtyRing {
     func holds(atLeast count: Int) -> Bool {
         precondition(count >= 1 && count <= Int(self.count))
         // SAFETY: the index is masked to the ring's size, so the entry lies inside the mapping.
-        let entry = entries + Int((fetchIndex &+ UInt32(count - 1)) & (self.count &- 1))
-        return ckvm_dirty_gfn_load_flags(entry) & CKVM_DIRTY_GFN_F_DIRTY != 0
+        let entry = unsafe entries + Int((fetchIndex &+ UInt32(count - 1)) & (self.count &- 1))
+        return unsafe ckvm_dirty_gfn_load_flags(entry) & CKVM_DIRTY_GFN_F_DIRTY != 0
     }
 
     /// Walks the ring from the fetch index: calls `body` for each entry marked dirty, marks it for reset,
@@ -67,12 +69,12 @@ final class DirtyRing {
         var harvested = 0
         while true {
             // SAFETY: `fetchIndex & mask` < `count`, so the entry lies inside the mapping.
-            let entry = entries + Int(fetchIndex & mask)
-            guard ckvm_dirty_gfn_load_flags(entry) & CKVM_DIRTY_GFN_F_DIRTY != 0 else { return harvested }
+            let entry = unsafe entries + Int(fetchIndex & mask)
+            guard unsafe ckvm_dirty_gfn_load_flags(entry) & CKVM_DIRTY_GFN_F_DIRTY != 0 else { return harvested }
             // SAFETY: the acquire load above ordered these reads after the kernel's writes of the entry;
             // the kernel does not touch a dirty entry until userspace marks it reset.
-            body(entry.pointee.slot, entry.pointee.offset)
-            ckvm_dirty_gfn_mark_reset(entry)
+            unsafe body(entry.pointee.slot, entry.pointee.offset)
+            unsafe ckvm_dirty_gfn_mark_reset(entry)
             fetchIndex &+= 1
             harvested += 1
         }

@@ -1,4 +1,4 @@
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// Why a KVM operation failed: which step, and the `errno` the kernel returned.
 ///
@@ -41,7 +41,7 @@ public enum KVMError: Error, Equatable, Sendable, CustomStringConvertible {
         // SAFETY: `strerror` returns a pointer to a NUL-terminated string owned by the C library that stays
         // valid at least until the next `strerror` call on this thread; it is copied into a Swift String
         // immediately. glibc's `strerror` is thread-safe (unknown codes use a per-thread buffer).
-        guard let text = strerror(code) else { return "Unknown error \(code)" }
-        return String(cString: text)
+        guard let text = unsafe strerror(code) else { return "Unknown error \(code)" }
+        return unsafe String(cString: text)
     }
 }

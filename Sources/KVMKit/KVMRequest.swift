@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// One KVM ioctl request: the code the kernel dispatches on, and the name errors report.
 ///
@@ -70,7 +70,7 @@ func rawIoctl(_ fd: Int32, _ request: KVMRequest, _ argument: UInt = 0) -> Ioctl
 func rawIoctl(_ fd: Int32, _ request: KVMRequest, _ argument: UnsafeMutableRawPointer) -> IoctlResult {
     // SAFETY: the caller passes a pointer to a live value of the type `request` was declared with (its
     // `_IOR`/`_IOW` size); the kernel reads or writes exactly that many bytes, or the header it describes.
-    let result = ckvm_ioctl(fd, request.code, argument)
+    let result = unsafe ckvm_ioctl(fd, request.code, argument)
     return result == -1 ? .failure(errno: errno) : .success(result)
 }
 
@@ -95,7 +95,7 @@ func invoke(_ fd: Int32, _ request: KVMRequest, _ argument: UInt = 0) throws(KVM
 @discardableResult
 func invoke(_ fd: Int32, _ request: KVMRequest, pointer: UnsafeMutableRawPointer) throws(KVMError) -> Int32 {
     while true {
-        switch rawIoctl(fd, request, pointer) {
+        switch unsafe rawIoctl(fd, request, pointer) {
         case .success(let result): return result
         case .failure(errno: EINTR): continue
         case .failure(let code): throw .callFailed(call: request.name, errno: code)
@@ -111,8 +111,8 @@ func invoke<T>(_ fd: Int32, _ request: KVMRequest, _ value: inout T) throws(KVME
     // SAFETY: `withUnsafeMutableBytes` yields a pointer to `value` that is valid for the duration of the
     // closure; the ioctl is synchronous and does not retain it. `T` is a kernel struct of the size the
     // request encodes, so the pointer is never empty.
-    let outcome = withUnsafeMutableBytes(of: &value) { bytes in
-        Result { () throws(KVMError) -> Int32 in try invoke(fd, request, pointer: bytes.baseAddress!) }
+    let outcome = unsafe withUnsafeMutableBytes(of: &value) { bytes in
+        Result { () throws(KVMError) -> Int32 in unsafe try invoke(fd, request, pointer: bytes.baseAddress!) }
     }
     return try outcome.get()
 }
@@ -126,8 +126,8 @@ func invoke<Element>(_ fd: Int32, _ request: KVMRequest, buffer: inout [Element]
     precondition(!buffer.isEmpty, "an ioctl buffer is never empty")
     // SAFETY: the array's storage stays valid and exclusively ours for the closure; the caller sized it
     // for everything the kernel reads or writes for `request`, and the ioctl is synchronous.
-    let outcome = buffer.withUnsafeMutableBytes { bytes in
-        Result { () throws(KVMError) -> Int32 in try invoke(fd, request, pointer: bytes.baseAddress!) }
+    let outcome = unsafe buffer.withUnsafeMutableBytes { bytes in
+        Result { () throws(KVMError) -> Int32 in unsafe try invoke(fd, request, pointer: bytes.baseAddress!) }
     }
     return try outcome.get()
 }

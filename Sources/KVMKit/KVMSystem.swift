@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// An open handle to the KVM subsystem (`/dev/kvm`): the root object that creates virtual machines.
 ///
@@ -84,8 +84,8 @@ public final class KVMSystem: Sendable {
         var capacity = 128
         while true {
             do throws(KVMError) {
-                return try CPUIDEntry.withKernelBuffer(capacity: capacity) { header throws(KVMError) in
-                    try invoke(fd, .getSupportedCPUID, pointer: header)
+                return unsafe try CPUIDEntry.withKernelBuffer(capacity: capacity) { header throws(KVMError) in
+                    unsafe try invoke(fd, .getSupportedCPUID, pointer: header)
                 }
             } catch let error where error.errno == E2BIG && capacity < 4096 {
                 capacity *= 2
@@ -131,7 +131,7 @@ public final class KVMSystem: Sendable {
     /// Opens `path` read-write and close-on-exec, retrying EINTR.
     private static func openDevice(path: String) throws(KVMError) -> Int32 {
         while true {
-            let fd = open(path, O_RDWR | O_CLOEXEC)
+            let fd = unsafe open(path, O_RDWR | O_CLOEXEC)
             if fd >= 0 { return fd }
             let code = errno
             if code != EINTR { throw .cannotOpen(path: path, errno: code) }

@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// The shared `kvm_run` page(s) of one vCPU: mapped from the vCPU descriptor, unmapped when the last
 /// owner (the ``VCPU`` or one of its ``VCPUKicker``s) goes away.
@@ -9,7 +9,9 @@ internal import CKVM
 /// the only field touched from other threads is `immediate_exit`, and that goes through atomic C helpers;
 /// `vcpuAlive` is guarded by `lock`; everything else is read and written only by the vCPU's thread,
 /// between `KVM_RUN`s.
-final class RunMapping: @unchecked Sendable {
+///
+/// `@safe`: it owns the mapping (unmapped once, in deinit) and only touches fields inside it.
+@safe final class RunMapping: @unchecked Sendable {
     /// The start of the mapping, as the kernel's `struct kvm_run`.
     let run: UnsafeMutablePointer<kvm_run>
     /// The length of the mapping in bytes (`KVM_GET_VCPU_MMAP_SIZE`); exit data areas lie inside it.
@@ -28,42 +30,42 @@ final class RunMapping: @unchecked Sendable {
         // SAFETY: a fresh shared mapping of the vCPU descriptor at offset 0, the documented way to reach
         // `kvm_run`; `size` is what KVM_GET_VCPU_MMAP_SIZE returned, which is at least `sizeof(kvm_run)`
         // (checked in KVMSystem.init). It is unmapped exactly once, in deinit.
-        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFD, 0)
-        guard let address, address != MAP_FAILED else {
+        let address = unsafe mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpuFD, 0)
+        guard let address = unsafe address, unsafe address != MAP_FAILED else {
             throw .callFailed(call: "mmap(kvm_run)", errno: errno)
         }
         // SAFETY: the mapping is page-aligned (so aligned for kvm_run) and at least sizeof(kvm_run) long;
         // the kernel owns its contents, which are a valid kvm_run at all times.
-        self.run = address.bindMemory(to: kvm_run.self, capacity: 1)
+        unsafe self.run = unsafe address.bindMemory(to: kvm_run.self, capacity: 1)
         self.size = size
         // SAFETY: a heap allocation (a pthread mutex must not move), initialised here and destroyed and
         // freed in deinit, when no other reference to this object (so no locker) remains.
-        self.lock = .allocate(capacity: 1)
-        pthread_mutex_init(lock, nil)
+        unsafe self.lock = .allocate(capacity: 1)
+        unsafe pthread_mutex_init(lock, nil)
     }
 
     deinit {
         // SAFETY: `run` and `size` are exactly the mapping made in init; no owner is left to use it.
-        munmap(UnsafeMutableRawPointer(run), size)
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
+        unsafe munmap(UnsafeMutableRawPointer(run), size)
+        unsafe pthread_mutex_destroy(lock)
+        unsafe lock.deallocate()
     }
 
     /// Marks the owning vCPU as gone: later kicks are no-ops.
     func retire() {
-        pthread_mutex_lock(lock)
+        unsafe pthread_mutex_lock(lock)
         vcpuAlive = false
-        pthread_mutex_unlock(lock)
+        unsafe pthread_mutex_unlock(lock)
     }
 
     /// Sets `immediate_exit` and signals `thread`, unless the vCPU is gone.
     func kick(thread: pthread_t, signal: Int32) {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
+        unsafe pthread_mutex_lock(lock)
+        defer { unsafe pthread_mutex_unlock(lock) }
         guard vcpuAlive else { return }
         // SAFETY: `run` is mapped for as long as this object exists; the store is atomic, so it does not
         // race with the vCPU thread or the kernel reading the byte.
-        ckvm_store_immediate_exit(run, 1)
+        unsafe ckvm_store_immediate_exit(run, 1)
         // `thread` is the vCPU's thread, recorded on it by VCPU.makeKicker(); it is still running as long
         // as the VCPU exists (the documented contract), so the id is valid.
         _ = pthread_kill(thread, signal)

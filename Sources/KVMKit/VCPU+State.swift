@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 // The vCPU state a snapshot saves beyond the general and special registers, and the host debugger's
 // controls. Each method is one ioctl.

@@ -30,15 +30,15 @@ extension VCPU {
     public var syncedRegisterSets: SyncRegisterSet {
         // SAFETY: the mapping is live while `self` exists; only this (the vCPU's) thread touches these
         // fields, outside KVM_RUN.
-        get { SyncRegisterSet(rawValue: mapping.run.pointee.kvm_valid_regs) }
-        set { mapping.run.pointee.kvm_valid_regs = newValue.rawValue }
+        get { unsafe SyncRegisterSet(rawValue: mapping.run.pointee.kvm_valid_regs) }
+        set { unsafe mapping.run.pointee.kvm_valid_regs = newValue.rawValue }
     }
 
     /// The register groups staged for the next `KVM_RUN` to load (`kvm_run.kvm_dirty_regs`); KVM clears
     /// each bit as it loads the group.
     public var stagedRegisterSets: SyncRegisterSet {
         // SAFETY: as for `syncedRegisterSets`.
-        SyncRegisterSet(rawValue: mapping.run.pointee.kvm_dirty_regs)
+        unsafe SyncRegisterSet(rawValue: mapping.run.pointee.kvm_dirty_regs)
     }
 
     /// The general registers as the last `KVM_RUN` left them in `kvm_run.s.regs.regs` (valid when
@@ -46,21 +46,21 @@ extension VCPU {
     public func syncedRegisters() -> Registers {
         // SAFETY: `ckvm_sync_regs` points inside the live kvm_run mapping; the vCPU thread owns it between
         // runs.
-        Registers(ckvm_sync_regs(mapping.run).pointee.regs)
+        unsafe Registers(ckvm_sync_regs(mapping.run).pointee.regs)
     }
 
     /// The special registers as the last `KVM_RUN` left them in `kvm_run.s.regs.sregs` (valid when
     /// ``syncedRegisterSets`` contains ``SyncRegisterSet/specialRegisters``), or as last staged. No ioctl.
     public func syncedSpecialRegisters() -> SpecialRegisters {
         // SAFETY: as in `syncedRegisters()`.
-        SpecialRegisters(ckvm_sync_regs(mapping.run).pointee.sregs)
+        unsafe SpecialRegisters(ckvm_sync_regs(mapping.run).pointee.sregs)
     }
 
     /// The event state as the last `KVM_RUN` left it in `kvm_run.s.regs.events` (valid when
     /// ``syncedRegisterSets`` contains ``SyncRegisterSet/events``), or as last staged. No ioctl.
     public func syncedEvents() -> VCPUEvents {
         // SAFETY: as in `syncedRegisters()`.
-        VCPUEvents(ckvm_sync_regs(mapping.run).pointee.events)
+        unsafe VCPUEvents(ckvm_sync_regs(mapping.run).pointee.events)
     }
 
     /// Stages `registers` for the next `KVM_RUN` to load, as `KVM_SET_REGS` would but with no ioctl:
@@ -68,8 +68,8 @@ extension VCPU {
     /// Allocates nothing.
     public func stageRegisters(_ registers: Registers) {
         // SAFETY: as in `syncedRegisters()`.
-        ckvm_sync_regs(mapping.run).pointee.regs = registers.kernelValue
-        mapping.run.pointee.kvm_dirty_regs |= SyncRegisterSet.registers.rawValue
+        unsafe ckvm_sync_regs(mapping.run).pointee.regs = registers.kernelValue
+        unsafe mapping.run.pointee.kvm_dirty_regs |= SyncRegisterSet.registers.rawValue
     }
 
     /// Stages `registers` for the next `KVM_RUN` to load, as `KVM_SET_SREGS` would but with no ioctl:
@@ -77,15 +77,15 @@ extension VCPU {
     /// `kvm_run.kvm_dirty_regs`. Start from ``syncedSpecialRegisters()`` or ``specialRegisters()``.
     public func stageSpecialRegisters(_ registers: SpecialRegisters) {
         // SAFETY: as in `syncedRegisters()`.
-        ckvm_sync_regs(mapping.run).pointee.sregs = registers.kernelValue
-        mapping.run.pointee.kvm_dirty_regs |= SyncRegisterSet.specialRegisters.rawValue
+        unsafe ckvm_sync_regs(mapping.run).pointee.sregs = registers.kernelValue
+        unsafe mapping.run.pointee.kvm_dirty_regs |= SyncRegisterSet.specialRegisters.rawValue
     }
 
     /// Stages `events` for the next `KVM_RUN` to load, as `KVM_SET_VCPU_EVENTS` would but with no ioctl:
     /// writes `kvm_run.s.regs.events` and sets ``SyncRegisterSet/events`` in `kvm_run.kvm_dirty_regs`.
     public func stageEvents(_ events: VCPUEvents) {
         // SAFETY: as in `syncedRegisters()`.
-        ckvm_sync_regs(mapping.run).pointee.events = events.kernelValue
-        mapping.run.pointee.kvm_dirty_regs |= SyncRegisterSet.events.rawValue
+        unsafe ckvm_sync_regs(mapping.run).pointee.events = events.kernelValue
+        unsafe mapping.run.pointee.kvm_dirty_regs |= SyncRegisterSet.events.rawValue
     }
 }

@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// One virtual CPU: its registers, its CPUID, and `KVM_RUN`.
 ///
@@ -83,9 +83,9 @@ public final class VCPU {
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `KVM_SET_CPUID2` (E2BIG for too many
     ///   entries).
     public func setCPUID(_ entries: [CPUIDEntry]) throws(KVMError) {
-        _ = try CPUIDEntry.withKernelBuffer(capacity: Swift.max(entries.count, 1), presenting: entries) {
+        _ = unsafe try CPUIDEntry.withKernelBuffer(capacity: Swift.max(entries.count, 1), presenting: entries) {
             (header) throws(KVMError) in
-            try invoke(fd, .setCPUID2, pointer: header)
+            unsafe try invoke(fd, .setCPUID2, pointer: header)
         }
     }
 
@@ -119,7 +119,7 @@ public final class VCPU {
         case .success:
             // SAFETY: KVM_RUN returned, so the kernel has finished writing kvm_run for this exit; the
             // mapping is `mapping.size` bytes long and stays mapped while `self` exists.
-            return VCPUExit(decoding: UnsafeRawPointer(mapping.run), mappingSize: mapping.size)
+            return unsafe VCPUExit(decoding: UnsafeRawPointer(mapping.run), mappingSize: mapping.size)
         case .failure(errno: EINTR):
             // On a thread that blocks the kick signal outside KVM_RUN, the signal that interrupted this
             // run is still pending; left there, it would cut the next run short.
@@ -136,11 +136,11 @@ public final class VCPU {
     /// Writes the data area of `kvm_run` that the exit described (`io.data_offset`). Calling it after any
     /// other exit is a programmer error and traps.
     public func completeIORead(_ value: UInt32) {
-        let run = mapping.run
+        let run = unsafe mapping.run
         // SAFETY: `run` points at the live kvm_run; only this (the vCPU's) thread writes it outside
         // KVM_RUN, and immediate_exit, the one field other threads touch, is not written here.
-        let io = run.pointee.io
-        precondition(
+        let io = unsafe run.pointee.io
+        unsafe precondition(
             run.pointee.exit_reason == UInt32(KVM_EXIT_IO) && io.direction == UInt8(KVM_EXIT_IO_IN)
                 && io.count == 1,
             "completeIORead(_:) must answer an ioIn exit")
@@ -150,8 +150,8 @@ public final class VCPU {
         var little = value.littleEndian
         // SAFETY: the destination lies inside the mapping (checked above); the source is `size` <= 4
         // bytes of a local UInt32.
-        withUnsafeBytes(of: &little) { source in
-            UnsafeMutableRawPointer(run).advanced(by: offset)
+        unsafe withUnsafeBytes(of: &little) { source in
+            unsafe UnsafeMutableRawPointer(run).advanced(by: offset)
                 .copyMemory(from: source.baseAddress!, byteCount: size)
         }
     }
@@ -162,18 +162,19 @@ public final class VCPU {
     /// Writes the data area of `kvm_run` that the exit described (`io.data_offset`). Calling it after any
     /// other exit, or with the wrong number of bytes, is a programmer error and traps.
     public func completeIOReadString(_ bytes: [UInt8]) {
-        let run = mapping.run
+        let run = unsafe mapping.run
         // SAFETY: as in completeIORead(_:): the vCPU thread owns kvm_run between runs.
-        let io = run.pointee.io
-        precondition(
+        let io = unsafe run.pointee.io
+        unsafe precondition(
             run.pointee.exit_reason == UInt32(KVM_EXIT_IO) && io.direction == UInt8(KVM_EXIT_IO_IN) && io.count > 1,
             "completeIOReadString(_:) must answer an ioInString exit")
         let offset = Int(io.data_offset)
         precondition(bytes.count == Int(io.count) * Int(io.size), "completeIOReadString(_:) needs count x size bytes")
         precondition(offset >= 0 && offset + bytes.count <= mapping.size, "IO data area outside kvm_run")
         // SAFETY: the destination range lies inside the mapping (checked above).
-        bytes.withUnsafeBytes { source in
-            UnsafeMutableRawPointer(run).advanced(by: offset).copyMemory(from: source.baseAddress!, byteCount: source.count)
+        unsafe bytes.withUnsafeBytes { source in
+            unsafe UnsafeMutableRawPointer(run).advanced(by: offset).copyMemory(
+                from: source.baseAddress!, byteCount: source.count)
         }
     }
 
@@ -182,21 +183,21 @@ public final class VCPU {
     ///
     /// Writes `kvm_run.mmio.data`. Calling it after any other exit is a programmer error and traps.
     public func completeMMIORead(_ value: UInt64) {
-        let run = mapping.run
+        let run = unsafe mapping.run
         // SAFETY: as in completeIORead(_:): the vCPU thread owns kvm_run between runs.
-        var mmio = run.pointee.mmio
-        precondition(
+        var mmio = unsafe run.pointee.mmio
+        unsafe precondition(
             run.pointee.exit_reason == UInt32(KVM_EXIT_MMIO) && mmio.is_write == 0,
             "completeMMIORead(_:) must answer an MMIO read exit")
         let size = Swift.min(Int(mmio.len), 8)
         var little = value.littleEndian
         // SAFETY: both buffers are 8-byte locals and at most 8 bytes are copied.
-        withUnsafeMutableBytes(of: &mmio.data) { destination in
-            withUnsafeBytes(of: &little) { source in
-                destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<size]))
+        unsafe withUnsafeMutableBytes(of: &mmio.data) { destination in
+            unsafe withUnsafeBytes(of: &little) { source in
+                unsafe destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<size]))
             }
         }
-        run.pointee.mmio = mmio
+        unsafe run.pointee.mmio = mmio
     }
 
     /// Whether the next `KVM_RUN` returns EINTR at once without entering the guest.
@@ -206,8 +207,8 @@ public final class VCPU {
     public var immediateExit: Bool {
         // SAFETY: the mapping is live while `self` exists; the byte is accessed atomically because a
         // kicker may write it from another thread.
-        get { ckvm_load_immediate_exit(mapping.run) != 0 }
-        set { ckvm_store_immediate_exit(mapping.run, newValue ? 1 : 0) }
+        get { unsafe ckvm_load_immediate_exit(mapping.run) != 0 }
+        set { unsafe ckvm_store_immediate_exit(mapping.run, newValue ? 1 : 0) }
     }
 
     /// Makes a kicker that stops this vCPU from another thread. Call it on the thread that will call
@@ -229,14 +230,14 @@ public final class VCPU {
     func unblockKickSignalDuringRun() throws(KVMError) {
         KVMSystem.installKickSignalHandler()
         var mask = sigset_t()
-        pthread_sigmask(SIG_BLOCK, nil, &mask)  // SIG_BLOCK with no set: only reads the current mask
-        sigdelset(&mask, KVMSystem.kickSignal)
+        unsafe pthread_sigmask(SIG_BLOCK, nil, &mask)  // SIG_BLOCK with no set: only reads the current mask
+        unsafe sigdelset(&mask, KVMSystem.kickSignal)
         // `struct kvm_signal_mask` is a 32-bit length followed by a flexible array holding the *kernel's*
         // sigset_t, which is 64 bits on x86-64 (glibc's sigset_t is 1024 bits; its first 64 have the same
         // layout: bit n-1 is signal n). The kernel rejects any other length with EINVAL.
         precondition(MemoryLayout<kvm_signal_mask>.size == 4)
         // SAFETY: reads the first 8 bytes of a local sigset_t, which is 128 bytes long.
-        let bits = withUnsafeBytes(of: &mask) { $0.load(as: UInt64.self) }
+        let bits = unsafe withUnsafeBytes(of: &mask) { unsafe $0.load(as: UInt64.self) }
         var argument: (length: UInt32, low: UInt32, high: UInt32) = (
             8, UInt32(truncatingIfNeeded: bits), UInt32(truncatingIfNeeded: bits >> 32)
         )

@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// Ends a run that goes on too long: a POSIX timer that kicks the vCPU from outside its thread.
 ///
@@ -10,7 +10,9 @@ internal import CKVM
 ///
 /// Create it on the vCPU's thread. One alarm serves any number of runs: ``arm(after:tick:)`` before a run
 /// and ``cancel()`` after it cost one system call each; creating and deleting the timer is done once.
-public final class VCPUAlarm {
+///
+/// `@safe`: its only unsafe storage is the kernel timer handle, created in init and deleted once in deinit.
+@safe public final class VCPUAlarm {
     /// The timeout of the current arming in seconds (infinity when it has only a tick).
     public private(set) var seconds: Double = .infinity
     var deadline = timespec(tv_sec: Int(Int32.max), tv_nsec: 0)
@@ -27,15 +29,15 @@ public final class VCPUAlarm {
     /// - Throws: ``KVMError/callFailed(call:errno:)`` naming `timer_create`.
     public init() throws(KVMError) {
         KVMSystem.installKickSignalHandler()
-        var event = sigevent()
-        event.sigev_notify = Int32(SIGEV_THREAD_ID)
-        event.sigev_signo = KVMSystem.kickSignal
-        ckvm_sigevent_set_thread(&event, ckvm_gettid())
+        var event = unsafe sigevent()
+        unsafe event.sigev_notify = Int32(SIGEV_THREAD_ID)
+        unsafe event.sigev_signo = KVMSystem.kickSignal
+        unsafe ckvm_sigevent_set_thread(&event, ckvm_gettid())
         var made: timer_t? = nil
-        guard timer_create(CLOCK_MONOTONIC, &event, &made) == 0 else {
+        guard unsafe timer_create(CLOCK_MONOTONIC, &event, &made) == 0 else {
             throw .callFailed(call: "timer_create", errno: errno)
         }
-        timer = made
+        unsafe timer = unsafe made
         created = true
     }
 
@@ -62,7 +64,7 @@ public final class VCPUAlarm {
         }
         if let duration {
             var now = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &now)
+            unsafe clock_gettime(CLOCK_MONOTONIC, &now)
             let (whole, nanoseconds) = components(duration)
             seconds = Double(whole) + Double(nanoseconds) / 1e9
             var end = timespec(tv_sec: now.tv_sec + whole, tv_nsec: now.tv_nsec + nanoseconds)
@@ -79,10 +81,11 @@ public final class VCPUAlarm {
         let (firstSeconds, firstNanoseconds) = components(first)
         let (tickSeconds, tickNanoseconds) = components(tick ?? .milliseconds(10))
         var spec = itimerspec(
-            it_interval: timespec(tv_sec: tickSeconds, tv_nsec: tickSeconds == 0 ? max(tickNanoseconds, 1) : tickNanoseconds),
+            it_interval: timespec(
+                tv_sec: tickSeconds, tv_nsec: tickSeconds == 0 ? max(tickNanoseconds, 1) : tickNanoseconds),
             it_value: timespec(
                 tv_sec: firstSeconds, tv_nsec: firstSeconds == 0 ? max(firstNanoseconds, 1) : firstNanoseconds))
-        guard timer_settime(timer, 0, &spec, nil) == 0 else {
+        guard unsafe timer_settime(timer, 0, &spec, nil) == 0 else {
             throw .callFailed(call: "timer_settime", errno: errno)
         }
         armed = true
@@ -91,7 +94,7 @@ public final class VCPUAlarm {
     /// Whether the deadline has passed.
     public var expired: Bool {
         var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
+        unsafe clock_gettime(CLOCK_MONOTONIC, &now)
         return now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)
     }
 
@@ -104,12 +107,12 @@ public final class VCPUAlarm {
         guard armed else { return }
         armed = false
         var stop = itimerspec()
-        timer_settime(timer, 0, &stop, nil)
+        unsafe timer_settime(timer, 0, &stop, nil)
         KVMSystem.consumePendingKickSignal()
     }
 
     deinit {
         cancel()
-        if created { timer_delete(timer) }
+        if created { unsafe timer_delete(timer) }
     }
 }

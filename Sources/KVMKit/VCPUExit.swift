@@ -125,11 +125,11 @@ extension VCPUExit {
         precondition(mappingSize >= MemoryLayout<kvm_run>.size)
         // SAFETY: the caller passes the start of a live kvm_run mapping of `mappingSize` bytes that the
         // kernel is not writing (KVM_RUN has returned); it is bound to kvm_run since the vCPU was made.
-        let run = base.assumingMemoryBound(to: kvm_run.self)
-        let reason = run.pointee.exit_reason
+        let run = unsafe base.assumingMemoryBound(to: kvm_run.self)
+        let reason = unsafe run.pointee.exit_reason
         switch Int32(bitPattern: reason) {
         case KVM_EXIT_IO:
-            let io = run.pointee.io
+            let io = unsafe run.pointee.io
             let size = Int(io.size)
             let count = Int(io.count)
             let offset = Int(io.data_offset)
@@ -138,12 +138,12 @@ extension VCPUExit {
                     && offset <= mappingSize && count * size <= mappingSize - offset,
                 "KVM_EXIT_IO data outside the kvm_run mapping")
             // SAFETY: the `count * size` bytes at `offset` lie inside the mapping (checked above).
-            let data = UnsafeRawBufferPointer(start: base.advanced(by: offset), count: count * size)
+            let data = unsafe UnsafeRawBufferPointer(start: base.advanced(by: offset), count: count * size)
             switch (Int32(io.direction), count) {
             case (KVM_EXIT_IO_OUT, 1):
-                self = .ioOut(port: io.port, size: size, value: UInt32(truncatingIfNeeded: littleEndian(data)))
+                self = unsafe .ioOut(port: io.port, size: size, value: UInt32(truncatingIfNeeded: littleEndian(data)))
             case (KVM_EXIT_IO_OUT, _):
-                self = .ioOutString(port: io.port, size: size, bytes: Array(data))
+                self = unsafe .ioOutString(port: io.port, size: size, bytes: Array(data))
             case (KVM_EXIT_IO_IN, 1):
                 self = .ioIn(port: io.port, size: size)
             case (KVM_EXIT_IO_IN, _):
@@ -152,12 +152,14 @@ extension VCPUExit {
                 self = .unsupported(reason: reason)
             }
         case KVM_EXIT_MMIO:
-            let mmio = run.pointee.mmio
+            let mmio = unsafe run.pointee.mmio
             let size = Swift.min(Int(mmio.len), 8)
             var value: UInt64? = nil
             if mmio.is_write != 0 {
                 // SAFETY: `data` is an 8-byte tuple inside a local copy; `size` <= 8 bytes are read.
-                value = withUnsafeBytes(of: mmio.data) { littleEndian(UnsafeRawBufferPointer(rebasing: $0[0..<size])) }
+                value = unsafe withUnsafeBytes(of: mmio.data) {
+                    unsafe littleEndian(UnsafeRawBufferPointer(rebasing: $0[0..<size]))
+                }
             }
             self = .mmio(address: mmio.phys_addr, size: size, writeValue: value)
         case KVM_EXIT_HLT:
@@ -165,25 +167,25 @@ extension VCPUExit {
         case KVM_EXIT_SHUTDOWN:
             self = .shutdown
         case KVM_EXIT_FAIL_ENTRY:
-            self = .failedEntry(hardwareReason: run.pointee.fail_entry.hardware_entry_failure_reason)
-        case KVM_EXIT_INTERNAL_ERROR where run.pointee.internal.suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION):
-            let failure = run.pointee.emulation_failure
+            self = unsafe .failedEntry(hardwareReason: run.pointee.fail_entry.hardware_entry_failure_reason)
+        case KVM_EXIT_INTERNAL_ERROR where unsafe run.pointee.internal.suberror == UInt32(KVM_INTERNAL_ERROR_EMULATION):
+            let failure = unsafe run.pointee.emulation_failure
             // `ndata` counts the 64-bit words after it: `flags`, then the size byte and 15 instruction
             // bytes (two words), present only when `flags` says so.
             if failure.ndata >= 3, failure.flags & UInt64(KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) != 0 {
                 let size = Swift.min(Int(failure.insn_size), 15)
                 // SAFETY: `insn_bytes` is a 15-byte tuple inside a local copy; at most 15 bytes are read.
-                self = .emulationFailure(
-                    instructionBytes: withUnsafeBytes(of: failure.insn_bytes) { Array($0.prefix(size)) })
+                self = unsafe .emulationFailure(
+                    instructionBytes: withUnsafeBytes(of: failure.insn_bytes) { unsafe Array($0.prefix(size)) })
             } else {
                 self = .emulationFailure(instructionBytes: nil)
             }
         case KVM_EXIT_INTERNAL_ERROR:
-            self = .internalError(suberror: run.pointee.internal.suberror)
+            self = unsafe .internalError(suberror: run.pointee.internal.suberror)
         case KVM_EXIT_SYSTEM_EVENT:
-            self = .systemEvent(type: run.pointee.system_event.type)
+            self = unsafe .systemEvent(type: run.pointee.system_event.type)
         case KVM_EXIT_DEBUG:
-            let arch = run.pointee.debug.arch
+            let arch = unsafe run.pointee.debug.arch
             self = .debug(DebugExit(exception: arch.exception, pc: arch.pc, dr6: arch.dr6, dr7: arch.dr7))
         case KVM_EXIT_DIRTY_RING_FULL:
             self = .dirtyRingFull
@@ -198,7 +200,7 @@ extension VCPUExit {
 /// The little-endian unsigned integer in `bytes` (at most 8 of them).
 private func littleEndian(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     var value: UInt64 = 0
-    for (index, byte) in bytes.enumerated() {
+    for unsafe(index, byte) in unsafe bytes.enumerated() {
         value |= UInt64(byte) << (8 * UInt64(index))
     }
     return value

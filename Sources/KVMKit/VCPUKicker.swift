@@ -1,5 +1,5 @@
-@preconcurrency internal import Glibc
 internal import CKVM
+internal import Glibc
 import Synchronization
 
 /// Forces one vCPU out of `KVM_RUN` from any thread: the way a timeout or a second thread stops a guest.
@@ -61,10 +61,10 @@ extension KVMSystem {
         kickSignalState.withLock { state in
             guard !state.installed else { return }
             var action = sigaction()
-            action.__sigaction_handler.sa_handler = { _ in }
-            sigemptyset(&action.sa_mask)
+            unsafe action.__sigaction_handler.sa_handler = { _ in }
+            unsafe sigemptyset(&action.sa_mask)
             action.sa_flags = 0  // no SA_RESTART: the interrupted ioctl must fail with EINTR
-            let result = sigaction(state.signal, &action, nil)
+            let result = unsafe sigaction(state.signal, &action, nil)
             precondition(result == 0, "sigaction(\(state.signal)) failed: \(KVMError.message(for: errno))")
             state.installed = true
         }
@@ -77,10 +77,10 @@ extension KVMSystem {
     /// queue, so there may be several. The corresponding system call is `sigtimedwait` with a zero timeout.
     static func consumePendingKickSignal() {
         var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, kickSignal)
+        unsafe sigemptyset(&set)
+        unsafe sigaddset(&set, kickSignal)
         var noWait = timespec(tv_sec: 0, tv_nsec: 0)
-        while sigtimedwait(&set, nil, &noWait) > 0 {}
+        while unsafe sigtimedwait(&set, nil, &noWait) > 0 {}
     }
 
     /// The chosen signal, and whether its handler is installed.

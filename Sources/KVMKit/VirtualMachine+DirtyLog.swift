@@ -34,12 +34,12 @@ extension VirtualMachine {
         let fd = fd
         // SAFETY: the kernel writes ceil(pages / 64) words, which the buffer holds (checked above); the
         // buffer stays valid for the closure, and the ioctl is synchronous.
-        let outcome = bitmap.withUnsafeMutableBytes { buffer in
+        let outcome = unsafe bitmap.withUnsafeMutableBytes { buffer in
             Result { () throws(KVMError) in
-                var log = kvm_dirty_log()
-                log.slot = slot
-                log.dirty_bitmap = buffer.baseAddress
-                try invoke(fd, .getDirtyLog, &log)
+                var log = unsafe kvm_dirty_log()
+                unsafe log.slot = slot
+                unsafe log.dirty_bitmap = buffer.baseAddress
+                unsafe try invoke(fd, .getDirtyLog, &log)
             }
         }
         try outcome.get()
@@ -64,14 +64,14 @@ extension VirtualMachine {
         let fd = fd
         // SAFETY: KVM_CLEAR_DIRTY_LOG only reads the bitmap (ceil(pageCount / 64) words, which the buffer
         // holds); the pointer is mutable only because the C field is; the ioctl is synchronous.
-        let outcome = bitmap.withUnsafeBytes { buffer in
+        let outcome = unsafe bitmap.withUnsafeBytes { buffer in
             Result { () throws(KVMError) in
-                var log = kvm_clear_dirty_log()
-                log.slot = slot
-                log.first_page = firstPage
-                log.num_pages = pageCount
-                log.dirty_bitmap = UnsafeMutableRawPointer(mutating: buffer.baseAddress)
-                try invoke(fd, .clearDirtyLog, &log)
+                var log = unsafe kvm_clear_dirty_log()
+                unsafe log.slot = slot
+                unsafe log.first_page = firstPage
+                unsafe log.num_pages = pageCount
+                unsafe log.dirty_bitmap = unsafe UnsafeMutableRawPointer(mutating: buffer.baseAddress)
+                unsafe try invoke(fd, .clearDirtyLog, &log)
             }
         }
         try outcome.get()

@@ -1,5 +1,5 @@
 internal import CKVM
-@preconcurrency internal import Glibc
+internal import Glibc
 
 /// One KVM virtual machine: its guest-physical memory map and its vCPUs.
 ///

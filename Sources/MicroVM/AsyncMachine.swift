@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 import KVMKit
 
 /// A thread of its own for one machine, serving as the serial executor of an ``AsyncMachine``.
@@ -8,7 +8,9 @@ import KVMKit
 /// machine gets a dedicated thread: everything it does runs there, one job after another, and no thread
 /// of Swift's cooperative pool waits on a guest. The thread blocks every signal but the kick, so process
 /// signals are delivered elsewhere; it ends when the executor is released.
-public final class MachineThread: SerialExecutor, @unchecked Sendable {
+///
+/// `@safe`: its pthread objects are allocated once, never move, and are used only under their own lock.
+@safe public final class MachineThread: SerialExecutor, @unchecked Sendable {
     // @unchecked: `jobs` and `stopping` are only touched with `lock` held; the pthread objects are heap
     // allocations that never move and are destroyed once the thread has ended.
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -21,44 +23,44 @@ public final class MachineThread: SerialExecutor, @unchecked Sendable {
     public init() {
         // SAFETY: both were just allocated for this object; they are destroyed in deinit, after the thread
         // that uses them has signalled that it ended.
-        pthread_mutex_init(lock, nil)
-        pthread_cond_init(condition, nil)
+        unsafe pthread_mutex_init(lock, nil)
+        unsafe pthread_cond_init(condition, nil)
         var thread = pthread_t()
         // The thread holds the executor until it ends (`stop()` is called by the owner's deinit).
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let result = pthread_create(
+        let context = unsafe Unmanaged.passRetained(self).toOpaque()
+        let result = unsafe pthread_create(
             &thread, nil,
             { context in
-                let executor = Unmanaged<MachineThread>.fromOpaque(context!).takeRetainedValue()
+                let executor = unsafe Unmanaged<MachineThread>.fromOpaque(context!).takeRetainedValue()
                 executor.loop()
                 return nil
-            }, context)
+            }, unsafe context)
         precondition(result == 0, "pthread_create failed: \(result)")
         pthread_detach(thread)
     }
 
     deinit {
-        pthread_mutex_destroy(lock)
-        pthread_cond_destroy(condition)
-        lock.deallocate()
-        condition.deallocate()
+        unsafe pthread_mutex_destroy(lock)
+        unsafe pthread_cond_destroy(condition)
+        unsafe lock.deallocate()
+        unsafe condition.deallocate()
     }
 
     /// Queues `job` to run on the thread, after the jobs queued before it.
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        pthread_mutex_lock(lock)
+        unsafe pthread_mutex_lock(lock)
         jobs.append(job)
-        pthread_cond_signal(condition)
-        pthread_mutex_unlock(lock)
+        unsafe pthread_cond_signal(condition)
+        unsafe pthread_mutex_unlock(lock)
     }
 
     /// Lets the thread end once the jobs queued so far have run.
     public func stop() {
-        pthread_mutex_lock(lock)
+        unsafe pthread_mutex_lock(lock)
         stopping = true
-        pthread_cond_signal(condition)
-        pthread_mutex_unlock(lock)
+        unsafe pthread_cond_signal(condition)
+        unsafe pthread_mutex_unlock(lock)
     }
 
     /// Runs `body` on the thread and returns what it returns.
@@ -67,10 +69,10 @@ public final class MachineThread: SerialExecutor, @unchecked Sendable {
             let job = Job(body: {
                 continuation.resume(returning: HandOver(value: Result { () throws(E) in try body() }))
             })
-            pthread_mutex_lock(lock)
+            unsafe pthread_mutex_lock(lock)
             callbacks.append(job)
-            pthread_cond_signal(condition)
-            pthread_mutex_unlock(lock)
+            unsafe pthread_cond_signal(condition)
+            unsafe pthread_mutex_unlock(lock)
         }
         return try result.value.get()
     }
@@ -90,23 +92,23 @@ public final class MachineThread: SerialExecutor, @unchecked Sendable {
 
     private func loop() {
         var signals = sigset_t()
-        sigfillset(&signals)
-        sigdelset(&signals, KVMSystem.kickSignal)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        unsafe sigfillset(&signals)
+        unsafe sigdelset(&signals, KVMSystem.kickSignal)
+        unsafe pthread_sigmask(SIG_BLOCK, &signals, nil)
         while true {
-            pthread_mutex_lock(lock)
-            while jobs.isEmpty && callbacks.isEmpty && !stopping { pthread_cond_wait(condition, lock) }
+            unsafe pthread_mutex_lock(lock)
+            while jobs.isEmpty && callbacks.isEmpty && !stopping { unsafe pthread_cond_wait(condition, lock) }
             if jobs.isEmpty && callbacks.isEmpty {
-                pthread_mutex_unlock(lock)
+                unsafe pthread_mutex_unlock(lock)
                 return
             }
             let nextJobs = jobs
             let nextCallbacks = callbacks
             jobs.removeAll()
             callbacks.removeAll()
-            pthread_mutex_unlock(lock)
+            unsafe pthread_mutex_unlock(lock)
             for callback in nextCallbacks { callback.body() }
-            for job in nextJobs { job.runSynchronously(on: asUnownedSerialExecutor()) }
+            for job in nextJobs { unsafe job.runSynchronously(on: asUnownedSerialExecutor()) }
         }
     }
 }
@@ -130,7 +132,7 @@ public actor AsyncMachine {
     public nonisolated let interrupter: Interrupter
 
     /// The machine's thread, as the actor's executor: every isolated method runs there.
-    public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { unsafe thread.asUnownedSerialExecutor() }
 
     /// Builds the machine on a new thread of its own.
     /// - Throws: ``MachineError`` as ``Machine/init(configuration:host:)`` does.

@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 
 /// Guest RAM: one `mmap` region that KVM registers as memory slot 0 at guest-physical 0 — anonymous memory
 /// for a fresh machine, a private mapping of a ``SnapshotImage`` for one restored from a snapshot.
@@ -7,7 +7,9 @@
 /// only places in MicroVM that touch raw mappings. Guest-physical address `a` is byte `a` of the region.
 /// When a machine can be reset, the memory also logs which pages the host wrote, since KVM's dirty tracking
 /// sees only the guest's writes.
-public final class GuestMemory {
+///
+/// `@safe`: it owns the mapping (unmapped once, in deinit), and every access is checked against its size.
+@safe public final class GuestMemory {
     /// Size in bytes; a multiple of 4 KiB.
     public let size: UInt64
     /// Whether every page was faulted in when the memory was mapped.
@@ -33,12 +35,12 @@ public final class GuestMemory {
         var flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE
         if populate { flags |= MAP_POPULATE }
         // SAFETY: a fresh anonymous mapping aliases nothing; failure is reported as MAP_FAILED.
-        let pointer = mmap(nil, Int(size), PROT_READ | PROT_WRITE, flags, -1, 0)
-        guard let pointer, pointer != MAP_FAILED else {
+        let pointer = unsafe mmap(nil, Int(size), PROT_READ | PROT_WRITE, flags, -1, 0)
+        guard let pointer = unsafe pointer, unsafe pointer != MAP_FAILED else {
             throw .memoryUnavailable(size: size, errno: errno)
         }
         self.size = size
-        self.base = pointer
+        unsafe self.base = unsafe pointer
         self.isPopulated = populate
     }
 
@@ -48,7 +50,7 @@ public final class GuestMemory {
     /// - Throws: ``MachineError/memoryUnavailable(size:errno:)`` when the file cannot be opened, sized or mapped.
     public init(sharedFile path: String, size: UInt64) throws(MachineError) {
         precondition(size > 0 && size & 0xFFF == 0, "guest memory size must be a positive multiple of 4 KiB")
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        let fd = unsafe open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw .memoryUnavailable(size: size, errno: errno) }
         defer { close(fd) }
         // Truncating to zero first drops old contents: the memory starts zero-filled, as fresh RAM does.
@@ -56,10 +58,12 @@ public final class GuestMemory {
             throw .memoryUnavailable(size: size, errno: errno)
         }
         // SAFETY: a shared mapping of a file this process sized; it stays valid after the descriptor closes.
-        let pointer = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-        guard let pointer, pointer != MAP_FAILED else { throw .memoryUnavailable(size: size, errno: errno) }
+        let pointer = unsafe mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let pointer = unsafe pointer, unsafe pointer != MAP_FAILED else {
+            throw .memoryUnavailable(size: size, errno: errno)
+        }
         self.size = size
-        self.base = pointer
+        unsafe self.base = unsafe pointer
         self.isPopulated = false
     }
 
@@ -69,17 +73,20 @@ public final class GuestMemory {
     public init(privateViewOf image: SnapshotImage) throws(MachineError) {
         // SAFETY: a fresh private mapping of the image's file region; the file stays open while `image`
         // lives, which this memory holds.
-        let pointer = mmap(nil, Int(image.size), PROT_READ | PROT_WRITE, MAP_PRIVATE, image.fd, off_t(image.offset))
-        guard let pointer, pointer != MAP_FAILED else { throw .memoryUnavailable(size: image.size, errno: errno) }
+        let pointer = unsafe mmap(
+            nil, Int(image.size), PROT_READ | PROT_WRITE, MAP_PRIVATE, image.fd, off_t(image.offset))
+        guard let pointer = unsafe pointer, unsafe pointer != MAP_FAILED else {
+            throw .memoryUnavailable(size: image.size, errno: errno)
+        }
         self.size = image.size
-        self.base = pointer
+        unsafe self.base = unsafe pointer
         self.isPopulated = false
         self.image = image
     }
 
     deinit {
         // SAFETY: `base` and `size` are exactly what mmap returned and took; nothing uses them after deinit.
-        munmap(base, Int(size))
+        unsafe munmap(base, Int(size))
     }
 
     /// Replaces the memory's contents with a private view of `image`, at the same host address (so a KVM
@@ -91,15 +98,16 @@ public final class GuestMemory {
         precondition(image.size == size, "the image must be as large as the memory")
         // SAFETY: MAP_FIXED over exactly this memory's own mapping, with the same size and protection; the
         // host address stays valid, and KVM's MMU notifier drops the guest's view of the old pages.
-        let pointer = mmap(base, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, image.fd, off_t(image.offset))
-        guard let pointer, pointer != MAP_FAILED, pointer == base else {
+        let pointer = unsafe mmap(
+            base, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, image.fd, off_t(image.offset))
+        guard let pointer = unsafe pointer, unsafe pointer != MAP_FAILED, unsafe pointer == base else {
             throw .memoryUnavailable(size: size, errno: errno)
         }
         self.image = image
     }
 
     /// The host address KVM needs for `KVM_SET_USER_MEMORY_REGION`.
-    var hostAddress: UnsafeMutableRawPointer { base }
+    var hostAddress: UnsafeMutableRawPointer { unsafe base }
 
     /// Whether `[address, address + count)` lies inside guest RAM.
     @inlinable @inline(__always)
@@ -112,16 +120,16 @@ public final class GuestMemory {
     public func load<T: FixedWidthInteger>(_: T.Type = T.self, at address: UInt64) -> T? {
         guard contains(address, count: UInt64(MemoryLayout<T>.size)) else { return nil }
         // SAFETY: the range is inside the mapping (checked above); loadUnaligned has no alignment needs.
-        return T(littleEndian: base.loadUnaligned(fromByteOffset: Int(truncatingIfNeeded: address), as: T.self))
+        return unsafe T(littleEndian: base.loadUnaligned(fromByteOffset: Int(truncatingIfNeeded: address), as: T.self))
     }
 
     /// Writes a little-endian integer at `address`; returns false (writing nothing) outside RAM.
     @inlinable @discardableResult
     public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) -> Bool {
         guard contains(address, count: UInt64(MemoryLayout<T>.size)) else { return false }
-        writeLog?.mark(address, count: UInt64(MemoryLayout<T>.size))
+        unsafe writeLog?.mark(address, count: UInt64(MemoryLayout<T>.size))
         // SAFETY: the range is inside the mapping (checked above); storeBytes has no alignment needs.
-        base.storeBytes(of: value.littleEndian, toByteOffset: Int(truncatingIfNeeded: address), as: T.self)
+        unsafe base.storeBytes(of: value.littleEndian, toByteOffset: Int(truncatingIfNeeded: address), as: T.self)
         return true
     }
 
@@ -129,9 +137,9 @@ public final class GuestMemory {
     public func read(at address: UInt64, count: Int) -> [UInt8]? {
         guard count >= 0, contains(address, count: UInt64(count)) else { return nil }
         // SAFETY: the source range is inside the mapping (checked above); the array has `count` bytes.
-        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        return unsafe [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 {
-                buffer.baseAddress!.initialize(
+                unsafe buffer.baseAddress!.initialize(
                     from: (base + Int(address)).assumingMemoryBound(to: UInt8.self), count: count)
             }
             initialized = count
@@ -142,11 +150,11 @@ public final class GuestMemory {
     @discardableResult
     public func write(_ bytes: some Collection<UInt8>, at address: UInt64) -> Bool {
         guard contains(address, count: UInt64(bytes.count)) else { return false }
-        writeLog?.mark(address, count: UInt64(bytes.count))
+        unsafe writeLog?.mark(address, count: UInt64(bytes.count))
         var offset = Int(address)
         for byte in bytes {
             // SAFETY: offset stays inside [address, address + count), which is inside the mapping.
-            base.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self)
+            unsafe base.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self)
             offset += 1
         }
         return true
@@ -156,9 +164,9 @@ public final class GuestMemory {
     @discardableResult
     public func copy(from source: UInt64, to destination: UInt64, count: UInt64) -> Bool {
         guard contains(source, count: count), contains(destination, count: count) else { return false }
-        writeLog?.mark(destination, count: count)
+        unsafe writeLog?.mark(destination, count: count)
         // SAFETY: both ranges are inside the mapping (checked above); memmove allows overlap.
-        memmove(base + Int(destination), base + Int(source), Int(count))
+        unsafe memmove(base + Int(destination), base + Int(source), Int(count))
         return true
     }
 
@@ -166,9 +174,9 @@ public final class GuestMemory {
     @discardableResult
     public func zero(at address: UInt64, count: UInt64) -> Bool {
         guard contains(address, count: count) else { return false }
-        writeLog?.mark(address, count: count)
+        unsafe writeLog?.mark(address, count: count)
         // SAFETY: the range is inside the mapping (checked above).
-        memset(base + Int(address), 0, Int(count))
+        unsafe memset(base + Int(address), 0, Int(count))
         return true
     }
 
@@ -181,7 +189,7 @@ public final class GuestMemory {
         guard contains(address, count: count), address + count >= start + huge else { return }
         let end = (address + count) & ~(huge - 1)
         // SAFETY: the range is inside the mapping (checked above); madvise only changes how it is backed.
-        madvise(base + Int(start), Int(end - start), MADV_HUGEPAGE)
+        unsafe madvise(base + Int(start), Int(end - start), MADV_HUGEPAGE)
     }
 
     /// Faults in `[address, address + count)` for writing in one system call (`MADV_POPULATE_WRITE`), which
@@ -191,7 +199,7 @@ public final class GuestMemory {
     public func populate(at address: UInt64, count: UInt64) -> Bool {
         guard count > 0, address & 0xFFF == 0, contains(address, count: count) else { return false }
         // SAFETY: the range is inside the mapping (checked above); populating only allocates its pages.
-        return madvise(base + Int(address), Int(count), 23 /* MADV_POPULATE_WRITE */) == 0
+        return unsafe madvise(base + Int(address), Int(count), 23 /* MADV_POPULATE_WRITE */) == 0
     }
 
     /// Reads `count` consecutive little-endian entries of `width` bytes (4 or 8) from `address`, passing each
@@ -205,15 +213,15 @@ public final class GuestMemory {
         if width == 8 {
             // SAFETY: the run is inside the mapping and 8-byte aligned (checked above), and the mapping is
             // page-aligned, so every access is in bounds and aligned; see storeRun for the binding.
-            let entries = UnsafePointer((base + Int(address)).assumingMemoryBound(to: UInt64.self))
+            let entries = unsafe UnsafePointer((base + Int(address)).assumingMemoryBound(to: UInt64.self))
             for i in 0..<count {
-                guard body(UInt64(littleEndian: entries[i])) else { return }
+                guard unsafe body(UInt64(littleEndian: entries[i])) else { return }
             }
         } else {
             // SAFETY: as above, with 4-byte entries.
-            let entries = UnsafePointer((base + Int(address)).assumingMemoryBound(to: UInt32.self))
+            let entries = unsafe UnsafePointer((base + Int(address)).assumingMemoryBound(to: UInt32.self))
             for i in 0..<count {
-                guard body(UInt64(UInt32(littleEndian: entries[i]))) else { return }
+                guard unsafe body(UInt64(UInt32(littleEndian: entries[i]))) else { return }
             }
         }
     }
@@ -225,25 +233,25 @@ public final class GuestMemory {
         precondition(
             count >= 0 && address & UInt64(width &- 1) == 0 && contains(address, count: UInt64(count &* width)),
             "page-table run outside guest memory")
-        writeLog?.mark(address, count: UInt64(count &* width))
+        unsafe writeLog?.mark(address, count: UInt64(count &* width))
         if width == 8 {
             // SAFETY: the run is inside the mapping and 8-byte aligned (checked above), and the mapping is
             // page-aligned, so every access is in bounds and aligned. The mapping is untyped memory from
             // mmap, as C buffers are: Swift code touches it only through this class, with trivial integer
             // types, and never holds a typed pointer across calls.
-            let entries = (base + Int(address)).assumingMemoryBound(to: UInt64.self)
+            let entries = unsafe (base + Int(address)).assumingMemoryBound(to: UInt64.self)
             var value = first
             for i in 0..<count {
-                entries[i] = value
+                unsafe entries[i] = value
                 value &+= step
             }
         } else {
             // SAFETY: as above, with 4-byte entries.
-            let entries = (base + Int(address)).assumingMemoryBound(to: UInt32.self)
+            let entries = unsafe (base + Int(address)).assumingMemoryBound(to: UInt32.self)
             var value = UInt32(truncatingIfNeeded: first)
             let step32 = UInt32(truncatingIfNeeded: step)
             for i in 0..<count {
-                entries[i] = value
+                unsafe entries[i] = value
                 value &+= step32
             }
         }
@@ -258,7 +266,8 @@ public final class GuestMemory {
         let pages = Int(size >> 12)
         var resident = [UInt8](repeating: 1, count: pages)
         // SAFETY: `resident` has one byte per page of the mapping, which is what mincore writes.
-        let known = resident.withUnsafeMutableBufferPointer { mincore(base, Int(size), $0.baseAddress!) } == 0
+        let known =
+            unsafe resident.withUnsafeMutableBufferPointer { unsafe mincore(base, Int(size), $0.baseAddress!) } == 0
         var runStart: Int? = nil
         for page in 0...pages {
             let populated = page < pages && (!known || resident[page] & 1 != 0) && !isZeroPage(page)
@@ -274,9 +283,9 @@ public final class GuestMemory {
     func isZeroPage(_ page: Int) -> Bool {
         // SAFETY: the page lies inside the mapping (callers pass page numbers below size / 4096); it is read
         // as 512 aligned 8-byte words.
-        let words = (base + (page << 12)).assumingMemoryBound(to: UInt64.self)
+        let words = unsafe (base + (page << 12)).assumingMemoryBound(to: UInt64.self)
         var any: UInt64 = 0
-        for index in 0..<512 { any |= words[index] }
+        for index in 0..<512 { unsafe any |= words[index] }
         return any == 0
     }
 
@@ -286,7 +295,8 @@ public final class GuestMemory {
         var done: UInt64 = 0
         while done < count {
             // SAFETY: the source range lies inside the mapping (checked above).
-            let written = pwrite(fd, base + Int(address + done), Int(count - done), off_t(fileOffset + address + done))
+            let written = unsafe pwrite(
+                fd, base + Int(address + done), Int(count - done), off_t(fileOffset + address + done))
             if written < 0 {
                 if errno == EINTR { continue }
                 throw .systemCallFailed("write(snapshot image)", errno: errno)
@@ -301,20 +311,24 @@ public final class GuestMemory {
         let offset = Int(page) << 12
         precondition(UInt64(offset) + 4096 <= size && UInt64(offset) + 4096 <= image.size, "page outside memory")
         // SAFETY: both 4 KiB ranges lie inside their mappings (checked above); they are distinct mappings.
-        memcpy(base + offset, image.view + offset, 4096)
+        unsafe memcpy(base + offset, image.view + offset, 4096)
     }
 
     /// Copies page `page` of `other` into page `toPage` of this memory (both inside their memories).
     func copy(from other: GuestMemory, page: Int, toPage: Int) {
         precondition(UInt64(page + 1) << 12 <= other.size && UInt64(toPage + 1) << 12 <= size, "page outside memory")
-        writeLog?.mark(UInt64(toPage) << 12, count: 4096)
+        unsafe writeLog?.mark(UInt64(toPage) << 12, count: 4096)
         // SAFETY: both 4 KiB ranges lie inside their mappings (checked above).
-        memcpy(base + (toPage << 12), other.base + (page << 12), 4096)
+        unsafe memcpy(base + (toPage << 12), other.base + (page << 12), 4096)
     }
 
     /// Starts logging the pages the host writes (or clears the log).
     func startLoggingWrites() {
-        if let writeLog { writeLog.clear() } else { writeLog = HostWriteLog(pages: Int(size >> 12)) }
+        if let writeLog = unsafe writeLog {
+            writeLog.clear()
+        } else {
+            unsafe writeLog = HostWriteLog(pages: Int(size >> 12))
+        }
     }
 }
 
@@ -327,7 +341,7 @@ public final class GuestMemory {
     @exclusivity(unchecked) @usableFromInline var bits: [UInt64]
     @exclusivity(unchecked) @usableFromInline var pages: [UInt32] = []
 
-    init(pages: Int) { bits = [UInt64](repeating: 0, count: (pages + 63) / 64) }
+    init(pages: Int) { unsafe bits = [UInt64](repeating: 0, count: (pages + 63) / 64) }
 
     /// Marks the pages `[address, address + count)` touches (the range is inside memory).
     @inlinable @inline(__always)
@@ -338,9 +352,9 @@ public final class GuestMemory {
         while page <= last {
             let word = Int(page >> 6)
             let bit: UInt64 = 1 << (page & 63)
-            if bits[word] & bit == 0 {
-                bits[word] |= bit
-                pages.append(UInt32(truncatingIfNeeded: page))
+            if unsafe bits[word] & bit == 0 {
+                unsafe bits[word] |= bit
+                unsafe pages.append(UInt32(truncatingIfNeeded: page))
             }
             page &+= 1
         }
@@ -348,7 +362,7 @@ public final class GuestMemory {
 
     /// Forgets every page.
     func clear() {
-        for page in pages { bits[Int(page >> 6)] = 0 }
-        pages.removeAll(keepingCapacity: true)
+        for page in unsafe pages { unsafe bits[Int(page >> 6)] = 0 }
+        unsafe pages.removeAll(keepingCapacity: true)
     }
 }

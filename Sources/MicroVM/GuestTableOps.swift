@@ -59,7 +59,8 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     /// Continues an arena as `state` left it, with the root at `root`: tables built before (a snapshot's)
     /// are read and written where they are.
     public init(memory: GuestMemory, arena state: ArenaState, root: UInt64) {
-        precondition(memory.contains(state.base, count: state.end - state.base), "the arena must lie inside guest memory")
+        precondition(
+            memory.contains(state.base, count: state.end - state.base), "the arena must lie inside guest memory")
         self.memory = memory
         // Memory that already holds a machine needs no populating ahead.
         arena = TableArena(
@@ -77,24 +78,24 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
 
     /// Where the arena stands now.
     public var arenaState: ArenaState {
-        ArenaState(base: arena.base, end: arena.end, next: arena.next, freeTables: arena.freeTables)
+        unsafe ArenaState(base: arena.base, end: arena.end, next: arena.next, freeTables: arena.freeTables)
     }
 
     /// Puts the arena back as `state` had it, with the root at `root` (the tables' bytes are the caller's
     /// business: a reset copies them back with the rest of memory).
     public mutating func restore(_ state: ArenaState, root: UInt64) {
         precondition(state.base == arena.base && state.end == arena.end, "a different arena")
-        arena.next = state.next
-        arena.freeTables = state.freeTables
-        arena.untouchedIsZero = false
+        unsafe arena.next = state.next
+        unsafe arena.freeTables = state.freeTables
+        unsafe arena.untouchedIsZero = false
         self.root = root
     }
 
     /// Bytes of the arena in use (tables allocated and not freed).
-    public var bytesInUse: UInt64 { arena.next - arena.base - UInt64(arena.freeTables.count) * 4096 }
+    public var bytesInUse: UInt64 { unsafe arena.next - arena.base - UInt64(arena.freeTables.count) * 4096 }
 
     /// From now on, clear never-used tables when allocating them: the guest can write anywhere in RAM.
-    public mutating func arenaMayBeDirty() { arena.untouchedIsZero = false }
+    public mutating func arenaMayBeDirty() { unsafe arena.untouchedIsZero = false }
 
     /// The guest-physical address of the entry `byteOffset` bytes into `table`.
     @inlinable public func entryAddress(in table: UInt64, byteOffset: Int) -> UInt64 {
@@ -187,10 +188,10 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     init(base: UInt64, end: UInt64, next: UInt64, freeTables: [UInt64], populatedEnd: UInt64, untouchedIsZero: Bool) {
         self.base = base
         self.end = end
-        self.next = next
-        self.freeTables = freeTables
-        self.populatedEnd = populatedEnd
-        self.untouchedIsZero = untouchedIsZero
+        unsafe self.next = next
+        unsafe self.freeTables = freeTables
+        unsafe self.populatedEnd = populatedEnd
+        unsafe self.untouchedIsZero = untouchedIsZero
     }
 
     /// Arena bytes in use before populating ahead starts: a boot's dozen tables fault in cheaper one by one.
@@ -199,16 +200,16 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     /// A zeroed table.
     /// - Throws: ``PageTableError/outOfTableMemory`` when the arena is full.
     @inlinable func allocate(in memory: GuestMemory) throws(PageTableError) -> UInt64 {
-        if let table = freeTables.popLast() {
+        if let table = unsafe freeTables.popLast() {
             // Cleared when freed; cleared again once the guest, which can write the arena, has run.
-            if !untouchedIsZero { memory.zero(at: table, count: 4096) }
+            if unsafe !untouchedIsZero { memory.zero(at: table, count: 4096) }
             return table
         }
-        guard next < end else { throw .outOfTableMemory }
-        if next >= populatedEnd && next - base >= Self.populateThreshold { populateAhead(in: memory) }
-        let table = next
-        next &+= 4096
-        if !untouchedIsZero { memory.zero(at: table, count: 4096) }
+        guard unsafe next < end else { throw .outOfTableMemory }
+        if unsafe next >= populatedEnd && next - base >= Self.populateThreshold { populateAhead(in: memory) }
+        let table = unsafe next
+        unsafe next &+= 4096
+        if unsafe !untouchedIsZero { memory.zero(at: table, count: 4096) }
         return table
     }
 
@@ -216,16 +217,16 @@ public struct GuestTableOps<Mode: PagingMode>: InPlaceTableOps {
     /// as many pages as are already in use, so a big map takes a handful of calls. Memory that was mapped
     /// populated needs none.
     @usableFromInline func populateAhead(in memory: GuestMemory) {
-        let stretch = min(next - base, end - next)
-        populatedEnd = next + stretch
-        if !memory.isPopulated { memory.populate(at: next, count: stretch) }
+        let stretch = unsafe min(next - base, end - next)
+        unsafe populatedEnd = unsafe next + stretch
+        if !memory.isPopulated { unsafe memory.populate(at: next, count: stretch) }
     }
 
     /// Takes back a table, if it is one this arena handed out and still holds (and not `root`): entries a
     /// guest rewrote can point anywhere in RAM, and only arena tables are ours to reuse (each at most once).
     @inlinable func free(_ table: UInt64, root: UInt64, in memory: GuestMemory) {
-        guard table >= base, table < next, table != root, !freeTables.contains(table) else { return }
+        guard table >= base, unsafe table < next, table != root, unsafe !freeTables.contains(table) else { return }
         memory.zero(at: table, count: 4096)
-        freeTables.append(table)
+        unsafe freeTables.append(table)
     }
 }

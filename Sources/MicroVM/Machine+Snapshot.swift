@@ -41,7 +41,9 @@ extension Machine {
         do {
             try memory.replaceContents(withPrivateViewOf: snapshot.image)
         } catch {
-            throw .systemCallFailed("mmap(private view of the snapshot)", errno: { if case .memoryUnavailable(_, let code) = error { return code } else { return 0 } }())
+            throw .systemCallFailed(
+                "mmap(private view of the snapshot)",
+                errno: { if case .memoryUnavailable(_, let code) = error { return code } else { return 0 } }())
         }
         // Entries logged before the snapshot are not writes since it.
         _ = try? kvm!.vm.harvestDirtyRing(of: vcpu) { _, _ in }
@@ -79,8 +81,9 @@ extension Machine {
         settings.resettable = true
         do {
             let host = try host ?? KVMHost(path: settings.kvmPath)
-            guard host.allowedLeafSizes(for: snapshot.architecture).union(snapshot.architecture == .amd64 ? .size2M : [])
-                .isSuperset(of: snapshot.walkableLeafSizes)
+            guard
+                host.allowedLeafSizes(for: snapshot.architecture).union(snapshot.architecture == .amd64 ? .size2M : [])
+                    .isSuperset(of: snapshot.walkableLeafSizes)
             else {
                 throw SnapshotError.hostUnsuitable("its tables use large pages this vCPU cannot walk")
             }
@@ -153,9 +156,9 @@ extension Machine {
         if dirtyRingLost {
             try rebuild(from: point)
         } else {
-            for page in guestWrites.pages { memory.restorePage(page, from: point.image) }
-            if let hostWrites = memory.writeLog {
-                for page in hostWrites.pages where !guestWrites.contains(page) {
+            for page in unsafe guestWrites.pages { memory.restorePage(page, from: point.image) }
+            if let hostWrites = unsafe memory.writeLog {
+                for page in unsafe hostWrites.pages where !guestWrites.contains(page) {
                     memory.restorePage(page, from: point.image)
                 }
             }
@@ -175,7 +178,7 @@ extension Machine {
             }
         }
         guestWrites.clear()
-        memory.writeLog?.clear()
+        unsafe memory.writeLog?.clear()
         addressSpace.restore(arena: point.arena, root: point.roots[0])
         image.scratchNext = point.scratchNext
         roots = point.roots
@@ -295,7 +298,7 @@ public enum AddressSpaceError: Error, Equatable, Sendable, CustomStringConvertib
 extension HostWriteLog {
     /// Whether `page` is in the log.
     @inline(__always) func contains(_ page: UInt32) -> Bool {
-        bits[Int(page >> 6)] & (1 << (UInt64(page) & 63)) != 0
+        unsafe bits[Int(page >> 6)] & (1 << (UInt64(page) & 63)) != 0
     }
 }
 

@@ -137,7 +137,8 @@ public final class Machine {
         self.host = host
         self.image = image
         do {
-            let objects = try Self.makeKVMObjects(host: host, memory: image.memory, configuration: image.configuration, resettable: resettable)
+            let objects = try Self.makeKVMObjects(
+                host: host, memory: image.memory, configuration: image.configuration, resettable: resettable)
             kvm = objects
             interrupter = Interrupter(kicker: objects.vcpu.makeKicker())
         } catch {
@@ -166,7 +167,7 @@ public final class Machine {
         }
         // The slot's host pointer stays valid while `memory` lives; should the mapping go before the VM fd
         // closes during teardown, no vCPU runs any more, so KVM never touches it.
-        try vm.setUserMemoryRegion(
+        unsafe try vm.setUserMemoryRegion(
             slot: 0, guestPhysicalAddress: 0, size: memory.size, hostAddress: memory.hostAddress,
             flags: resettable ? [.logDirtyPages] : [])
         let vcpu = try vm.makeVCPU(id: 0)
@@ -341,7 +342,9 @@ public final class Machine {
                 throw .fault(fault(.unbackedMemory(address: address, size: size, writeValue: write)))
             }
             if let write {
-                return try serve { () throws in try device.write(address: address, size: size, value: write, machine: self) }
+                return try serve { () throws in
+                    try device.write(address: address, size: size, value: write, machine: self)
+                }
             }
             let value = try serve { () throws in try device.read(address: address, size: size, machine: self) }
             vcpu.completeMMIORead(value)

@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 public import KVMKit
 public import PageTables
 
@@ -151,6 +151,6 @@ func formatSeconds(_ seconds: Double) -> String {
 }
 
 func errnoText(_ code: Int32) -> String {
-    guard let text = strerror(code) else { return "errno \(code)" }
-    return String(cString: text) + " (errno \(code))"
+    guard let text = unsafe strerror(code) else { return "errno \(code)" }
+    return unsafe String(cString: text) + " (errno \(code))"
 }

@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 public import KVMKit
 public import PageTables
 

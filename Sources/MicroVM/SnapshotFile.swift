@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 import KVMKit
 public import PageTables
 
@@ -41,28 +41,28 @@ struct Checksum {
         length &+= UInt64(bytes.count)
         var offset = 0
         while offset + 32 <= bytes.count {
-            lanes.0 = Self.round(lanes.0, bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-            lanes.1 = Self.round(lanes.1, bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
-            lanes.2 = Self.round(lanes.2, bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self))
-            lanes.3 = Self.round(lanes.3, bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self))
+            lanes.0 = unsafe Self.round(lanes.0, bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            lanes.1 = unsafe Self.round(lanes.1, bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+            lanes.2 = unsafe Self.round(lanes.2, bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self))
+            lanes.3 = unsafe Self.round(lanes.3, bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self))
             offset += 32
         }
         if offset < bytes.count {
             var tail = [UInt8](repeating: 0, count: 32)
-            for index in offset..<bytes.count { tail[index - offset] = bytes[index] }
-            tail.withUnsafeBytes { add32($0) }
+            for index in offset..<bytes.count { tail[index - offset] = unsafe bytes[index] }
+            unsafe tail.withUnsafeBytes { unsafe add32($0) }
         }
     }
 
-    mutating func add(_ bytes: [UInt8]) { bytes.withUnsafeBytes { add($0) } }
+    mutating func add(_ bytes: [UInt8]) { unsafe bytes.withUnsafeBytes { unsafe add($0) } }
 
-    mutating func add(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { add($0) } }
+    mutating func add(_ value: UInt64) { unsafe withUnsafeBytes(of: value.littleEndian) { unsafe add($0) } }
 
     private mutating func add32(_ bytes: UnsafeRawBufferPointer) {
-        lanes.0 = Self.round(lanes.0, bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        lanes.1 = Self.round(lanes.1, bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        lanes.2 = Self.round(lanes.2, bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
-        lanes.3 = Self.round(lanes.3, bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+        lanes.0 = unsafe Self.round(lanes.0, bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        lanes.1 = unsafe Self.round(lanes.1, bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        lanes.2 = unsafe Self.round(lanes.2, bytes.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        lanes.3 = unsafe Self.round(lanes.3, bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
     }
 
     var value: UInt64 {
@@ -78,8 +78,8 @@ struct Checksum {
 struct StateWriter {
     var bytes: [UInt8] = []
     mutating func u8(_ value: UInt8) { bytes.append(value) }
-    mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-    mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func u32(_ value: UInt32) { unsafe withUnsafeBytes(of: value.littleEndian) { unsafe bytes += $0 } }
+    mutating func u64(_ value: UInt64) { unsafe withUnsafeBytes(of: value.littleEndian) { unsafe bytes += $0 } }
     /// One record: tag, length, payload, zero padding to 8 bytes.
     mutating func record(_ tag: SnapshotFormat.Tag, _ payload: [UInt8]) {
         u32(tag.rawValue)
@@ -143,11 +143,11 @@ extension Snapshot {
         put(stateSum.value, at: 48, bytes: 8)
         put(imageSum, at: 56, bytes: 8)
         var headerSum = Checksum()
-        header.withUnsafeBytes { headerSum.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
+        unsafe header.withUnsafeBytes { unsafe headerSum.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
         put(headerSum.value, at: 64, bytes: 8)
 
         let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = unsafe open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .systemCallFailed("open(\(temporary))", errno: errno) }
         do throws(SnapshotError) {
             try writeAll(fd: fd, header, at: 0)
@@ -156,23 +156,23 @@ extension Snapshot {
                 throw .systemCallFailed("ftruncate", errno: errno)
             }
             try forEachNonZeroRun { address, count throws(SnapshotError) in
-                try image.withBytes(at: address, count: Int(count)) { (bytes) throws(SnapshotError) in
-                    try writeAll(fd: fd, bytes, at: imageOffset + address)
+                unsafe try image.withBytes(at: address, count: Int(count)) { (bytes) throws(SnapshotError) in
+                    unsafe try writeAll(fd: fd, bytes, at: imageOffset + address)
                 }
             }
             guard fsync(fd) == 0 else { throw .systemCallFailed("fsync", errno: errno) }
             close(fd)
-            guard rename(temporary, path) == 0 else { throw .systemCallFailed("rename(\(path))", errno: errno) }
+            guard unsafe rename(temporary, path) == 0 else { throw .systemCallFailed("rename(\(path))", errno: errno) }
         } catch {
             close(fd)
-            unlink(temporary)
+            unsafe unlink(temporary)
             throw error
         }
     }
 
     private func writeAll(fd: Int32, _ bytes: [UInt8], at offset: UInt64) throws(SnapshotError) {
-        let result = bytes.withUnsafeBytes { buffer in
-            Result { () throws(SnapshotError) in try writeAll(fd: fd, buffer, at: offset) }
+        let result = unsafe bytes.withUnsafeBytes { buffer in
+            Result { () throws(SnapshotError) in unsafe try writeAll(fd: fd, buffer, at: offset) }
         }
         try result.get()
     }
@@ -181,7 +181,8 @@ extension Snapshot {
         var done = 0
         while done < buffer.count {
             // SAFETY: the source range stays inside `buffer`.
-            let written = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let written = unsafe pwrite(
+                fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
             if written < 0 {
                 if errno == EINTR { continue }
                 throw .systemCallFailed("write(snapshot file)", errno: errno)
@@ -197,7 +198,8 @@ extension Snapshot {
             let first = Int(extent.lowerBound >> 12), end = Int(extent.upperBound >> 12)
             var start: Int? = nil
             for page in first...end {
-                let nonZero = page < end && !image.withBytes(at: UInt64(page) << 12, count: 4096) { isZero($0) }
+                let nonZero =
+                    unsafe page < end && !image.withBytes(at: UInt64(page) << 12, count: 4096) { unsafe isZero($0) }
                 if nonZero, start == nil { start = page }
                 if !nonZero, let runStart = start {
                     try body(UInt64(runStart) << 12, UInt64(page - runStart) << 12)
@@ -221,7 +223,7 @@ extension Snapshot {
         var sum = Checksum()
         forEachNonZeroRun { address, count in
             sum.add(address)
-            image.withBytes(at: address, count: Int(count)) { sum.add($0) }
+            unsafe image.withBytes(at: address, count: Int(count)) { unsafe sum.add($0) }
         }
         return sum.value
     }
@@ -287,14 +289,14 @@ extension Snapshot {
     /// - Throws: ``SnapshotError/invalidFile(path:problem:)`` naming what is wrong, one line.
     public convenience init(contentsOf path: String, architecture expected: Architecture? = nil) throws(SnapshotError) {
         func invalid(_ problem: String) -> SnapshotError { .invalidFile(path: path, problem: problem) }
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        let fd = unsafe open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
             throw invalid(code == ENOENT ? "does not exist" : "cannot be opened: \(errnoText(code))")
         }
         defer { close(fd) }
         var status = stat()
-        guard fstat(fd, &status) == 0 else { throw invalid("cannot be read: \(errnoText(errno))") }
+        guard unsafe fstat(fd, &status) == 0 else { throw invalid("cannot be read: \(errnoText(errno))") }
         guard status.st_mode & S_IFMT == S_IFREG else { throw invalid("is not a regular file") }
         let fileSize = UInt64(status.st_size)
         guard fileSize >= UInt64(SnapshotFormat.headerSize) else {
@@ -313,8 +315,10 @@ extension Snapshot {
         let memorySize = fields.u64()!, imageOffset = fields.u64()!, stateOffset = fields.u64()!
         let stateLength = fields.u64()!, stateSum = fields.u64()!, imageSum = fields.u64()!, headerSum = fields.u64()!
         var computedHeaderSum = Checksum()
-        header.withUnsafeBytes { computedHeaderSum.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
-        guard computedHeaderSum.value == headerSum else { throw invalid("is corrupt: its header checksum does not match") }
+        unsafe header.withUnsafeBytes { unsafe computedHeaderSum.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
+        guard computedHeaderSum.value == headerSum else {
+            throw invalid("is corrupt: its header checksum does not match")
+        }
         guard header[SnapshotFormat.headerFieldsSize...].allSatisfy({ $0 == 0 }) else {
             throw invalid("is corrupt: its header has bytes past its fields")
         }
@@ -351,7 +355,9 @@ extension Snapshot {
         }
         let image: SnapshotImage
         do {
-            guard let descriptor = Optional(dup(fd)), descriptor >= 0 else { throw SnapshotError.systemCallFailed("dup", errno: errno) }
+            guard let descriptor = Optional(dup(fd)), descriptor >= 0 else {
+                throw SnapshotError.systemCallFailed("dup", errno: errno)
+            }
             image = try SnapshotImage(adopting: descriptor, offset: imageOffset, size: memorySize)
         } catch {
             throw invalid("cannot be mapped: \(error)")
@@ -367,9 +373,9 @@ extension Snapshot {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let got = bytes.withUnsafeMutableBytes { buffer in
+            let got = unsafe bytes.withUnsafeMutableBytes { buffer in
                 // SAFETY: pread writes at most `count - done` bytes after `done` in the buffer.
-                pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                unsafe pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
             }
             if got < 0 {
                 if errno == EINTR { continue }
@@ -399,17 +405,18 @@ extension Snapshot {
         let memorySize = field(16), imageOffset = field(24), stateOffset = field(32), stateLength = field(40)
         if stateOffset <= UInt64(bytes.count), stateLength <= UInt64(bytes.count) - stateOffset {
             var sum = Checksum()
-            bytes.withUnsafeBytes {
-                sum.add(UnsafeRawBufferPointer(rebasing: $0[Int(stateOffset)..<Int(stateOffset + stateLength)]))
+            unsafe bytes.withUnsafeBytes {
+                unsafe sum.add(UnsafeRawBufferPointer(rebasing: $0[Int(stateOffset)..<Int(stateOffset + stateLength)]))
             }
             put(sum.value, at: 48)
         }
-        if memorySize & 0xFFF == 0, imageOffset <= UInt64(bytes.count), memorySize <= UInt64(bytes.count) - imageOffset {
+        if memorySize & 0xFFF == 0, imageOffset <= UInt64(bytes.count), memorySize <= UInt64(bytes.count) - imageOffset
+        {
             let pages = Int(memorySize >> 12)
             put(runChecksum(bytes, imageOffset: Int(imageOffset), pages: pages), at: 56)
         }
         var header = Checksum()
-        bytes.withUnsafeBytes { header.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
+        unsafe bytes.withUnsafeBytes { unsafe header.add(UnsafeRawBufferPointer(rebasing: $0[0..<64])) }
         put(header.value, at: 64)
         return bytes
     }
@@ -417,17 +424,20 @@ extension Snapshot {
     /// The image checksum as ``Snapshot/imageChecksum()`` computes it: run by run of non-zero pages.
     static func runChecksum(_ bytes: [UInt8], imageOffset: Int, pages: Int) -> UInt64 {
         var sum = Checksum()
-        bytes.withUnsafeBytes { buffer in
+        unsafe bytes.withUnsafeBytes { buffer in
             func page(_ index: Int) -> UnsafeRawBufferPointer {
-                UnsafeRawBufferPointer(rebasing: buffer[(imageOffset + index * 4096)..<(imageOffset + index * 4096 + 4096)])
+                unsafe UnsafeRawBufferPointer(
+                    rebasing: buffer[(imageOffset + index * 4096)..<(imageOffset + index * 4096 + 4096)])
             }
             var start: Int? = nil
             for index in 0...pages {
-                let nonZero = index < pages && !isZero(page(index))
+                let nonZero = unsafe index < pages && !isZero(page(index))
                 if nonZero, start == nil { start = index }
                 if !nonZero, let first = start {
                     sum.add(UInt64(first) << 12)
-                    sum.add(UnsafeRawBufferPointer(rebasing: buffer[(imageOffset + first * 4096)..<(imageOffset + index * 4096)]))
+                    unsafe sum.add(
+                        UnsafeRawBufferPointer(
+                            rebasing: buffer[(imageOffset + first * 4096)..<(imageOffset + index * 4096)]))
                     start = nil
                 }
             }
@@ -460,7 +470,9 @@ struct DecodedState {
             guard let rawTag = reader.u32(), let length = reader.u32(), let payload = reader.take(Int(length)) else {
                 throw Problem("a state record runs past the end of its section")
             }
-            guard let tag = SnapshotFormat.Tag(rawValue: rawTag) else { throw Problem("unknown state record \(rawTag)") }
+            guard let tag = SnapshotFormat.Tag(rawValue: rawTag) else {
+                throw Problem("unknown state record \(rawTag)")
+            }
             guard records[tag] == nil else { throw Problem("state record \(tag) appears twice") }
             records[tag] = Array(payload)
             let padding = (8 - Int(length) % 8) % 8
@@ -474,7 +486,9 @@ struct DecodedState {
         }
         func decode<T: KVMByteEncodable>(_: T.Type, _ tag: SnapshotFormat.Tag) throws(Problem) -> T {
             let payload = try record(tag)
-            guard let value = T(bytes: payload) else { throw Problem("the \(tag) record (\(payload.count) bytes) is malformed") }
+            guard let value = T(bytes: payload) else {
+                throw Problem("the \(tag) record (\(payload.count) bytes) is malformed")
+            }
             return value
         }
 
@@ -493,8 +507,10 @@ struct DecodedState {
             else { throw Problem("the configuration record's mappings are malformed") }
             let executable = flags & 2 != 0
             let kind: MappingKind =
-                flags & 4 != 0 ? .copyOnWrite(executable: executable) : .basic(writable: flags & 1 != 0, executable: executable)
-            let mapping = Mapping(physicalBase: pa, virtualBase: va, length: length, kind: kind, userAccessible: flags & 8 != 0)
+                flags & 4 != 0
+                ? .copyOnWrite(executable: executable) : .basic(writable: flags & 1 != 0, executable: executable)
+            let mapping = Mapping(
+                physicalBase: pa, virtualBase: va, length: length, kind: kind, userAccessible: flags & 8 != 0)
             do {
                 switch architecture {
                 case .amd64: try AMD64.validate(mapping)
@@ -515,7 +531,8 @@ struct DecodedState {
             extendedControlRegisters: records[.extendedControlRegisters] == nil
                 ? nil : try decode(ExtendedControlRegisters.self, .extendedControlRegisters),
             modelSpecificRegisters: try decode(ModelSpecificRegisters.self, .msrs),
-            events: try decode(VCPUEvents.self, .events), debugRegisters: try decode(DebugRegisters.self, .debugRegisters))
+            events: try decode(VCPUEvents.self, .events),
+            debugRegisters: try decode(DebugRegisters.self, .debugRegisters))
 
         // The vCPU must be in the mode the header names: long mode exactly for amd64.
         let longMode = vcpu.specialRegisters.efer.contains(.lma)
@@ -542,7 +559,8 @@ struct DecodedState {
 
         var arenaReader = StateReader(try record(.arena))
         guard let base = arenaReader.u64(), let end = arenaReader.u64(), let next = arenaReader.u64(),
-            let scratchNext = arenaReader.u64(), let freeCount = arenaReader.u32(), freeCount <= UInt32(memorySize >> 12)
+            let scratchNext = arenaReader.u64(), let freeCount = arenaReader.u32(),
+            freeCount <= UInt32(memorySize >> 12)
         else { throw Problem("the arena record is malformed") }
         guard base & 0xFFF == 0, end & 0xFFF == 0, next & 0xFFF == 0, base <= next, next <= end, end <= memorySize,
             scratchNext & 0xFFF == 0, scratchNext <= base
@@ -559,7 +577,8 @@ struct DecodedState {
         self.scratchNext = scratchNext
 
         let sizes = try record(.leafSizes)
-        guard sizes.count == 2, sizes[0] & ~AllowedLeafSizes.all.rawValue == 0, sizes[1] & ~AllowedLeafSizes.all.rawValue == 0
+        guard sizes.count == 2, sizes[0] & ~AllowedLeafSizes.all.rawValue == 0,
+            sizes[1] & ~AllowedLeafSizes.all.rawValue == 0
         else { throw Problem("the leaf-size record is malformed") }
         allowed = AllowedLeafSizes(rawValue: sizes[0])
         walkable = AllowedLeafSizes(rawValue: sizes[1])
@@ -595,7 +614,7 @@ func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
     var any: UInt64 = 0
     var offset = 0
     while offset + 8 <= bytes.count {
-        any |= bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+        unsafe any |= bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
         offset += 8
     }
     return any == 0

@@ -1,5 +1,5 @@
 internal import CMemory
-@preconcurrency import Glibc
+import Glibc
 
 /// The memory of a snapshot: bytes in a file that nobody writes any more (a sealed memfd, or the image
 /// section of a snapshot file), which every machine restored from the snapshot maps privately.
@@ -7,7 +7,9 @@ internal import CMemory
 /// A private mapping shares the file's pages until the guest (or the host) writes one, so N machines
 /// restored from one image hold one copy of what none of them wrote. The image also keeps a read-only view
 /// of itself, from which a reset copies back the pages a machine wrote.
-public final class SnapshotImage: Sendable {
+///
+/// `@safe`: it owns its mappings (unmapped once, in deinit) and hands out only bounds-checked copies.
+@safe public final class SnapshotImage: Sendable {
     /// The file holding the image (owned: closed in deinit).
     let fd: Int32
     /// Where the image starts in the file; a multiple of 4 KiB.
@@ -22,7 +24,7 @@ public final class SnapshotImage: Sendable {
     ///
     /// - Throws: ``SnapshotError/systemCallFailed(_:errno:)`` when the memfd cannot be made, filled or sealed.
     @_spi(Testing) public init(copying memory: GuestMemory) throws(SnapshotError) {
-        let fd = cmemory_memfd_create("microvm-snapshot", CMEMORY_MFD_CLOEXEC | CMEMORY_MFD_ALLOW_SEALING)
+        let fd = unsafe cmemory_memfd_create("microvm-snapshot", CMEMORY_MFD_CLOEXEC | CMEMORY_MFD_ALLOW_SEALING)
         guard fd >= 0 else { throw .systemCallFailed("memfd_create", errno: errno) }
         do throws(SnapshotError) {
             guard ftruncate(fd, off_t(memory.size)) == 0 else { throw .systemCallFailed("ftruncate", errno: errno) }
@@ -34,7 +36,7 @@ public final class SnapshotImage: Sendable {
             guard fcntl(fd, CMEMORY_F_ADD_SEALS, seals) == 0 else {
                 throw .systemCallFailed("fcntl(F_ADD_SEALS)", errno: errno)
             }
-            self.view = try Self.mapView(fd: fd, offset: 0, size: memory.size)
+            unsafe self.view = unsafe try Self.mapView(fd: fd, offset: 0, size: memory.size)
         } catch {
             close(fd)
             throw error
@@ -48,7 +50,7 @@ public final class SnapshotImage: Sendable {
     init(adopting fd: Int32, offset: UInt64, size: UInt64) throws(SnapshotError) {
         precondition(offset & 0xFFF == 0 && size & 0xFFF == 0 && size > 0)
         do {
-            self.view = try Self.mapView(fd: fd, offset: offset, size: size)
+            unsafe self.view = unsafe try Self.mapView(fd: fd, offset: offset, size: size)
         } catch {
             close(fd)
             throw error
@@ -61,15 +63,17 @@ public final class SnapshotImage: Sendable {
     private static func mapView(fd: Int32, offset: UInt64, size: UInt64) throws(SnapshotError) -> UnsafeRawPointer {
         // SAFETY: a fresh read-only shared mapping of `size` bytes of the file at a page-aligned offset;
         // nothing writes through it, and it is unmapped exactly once, in deinit.
-        let pointer = mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, off_t(offset))
-        guard let pointer, pointer != MAP_FAILED else { throw .systemCallFailed("mmap(snapshot image)", errno: errno) }
+        let pointer = unsafe mmap(nil, Int(size), PROT_READ, MAP_SHARED, fd, off_t(offset))
+        guard let pointer = unsafe pointer, unsafe pointer != MAP_FAILED else {
+            throw .systemCallFailed("mmap(snapshot image)", errno: errno)
+        }
         return UnsafeRawPointer(pointer)
     }
 
     deinit {
         // SAFETY: exactly the mapping made at init; no machine reads through it any more (each holds the
         // image while it lives).
-        munmap(UnsafeMutableRawPointer(mutating: view), Int(size))
+        unsafe munmap(UnsafeMutableRawPointer(mutating: view), Int(size))
         close(fd)
     }
 
@@ -102,15 +106,16 @@ public final class SnapshotImage: Sendable {
     /// A copy of `[address, address + count)`, or `nil` outside the image.
     public func read(at address: UInt64, count: Int) -> [UInt8]? {
         guard count >= 0, contains(address, count: UInt64(count)) else { return nil }
-        return withBytes(at: address, count: count) { Array($0) }
+        return unsafe withBytes(at: address, count: count) { unsafe Array($0) }
     }
 
     /// Calls `body` with the bytes of `[address, address + count)` (inside the image).
-    func withBytes<R, E: Error>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E)
+    func withBytes<R, E: Error>(at address: UInt64, count: Int, _ body: (UnsafeRawBufferPointer) throws(E) -> R)
+        throws(E)
         -> R
     {
         precondition(contains(address, count: UInt64(count)), "snapshot image read outside the image")
         // SAFETY: the range lies inside the read-only mapping (checked above), which lives as long as `self`.
-        return try body(UnsafeRawBufferPointer(start: view + Int(address), count: count))
+        return unsafe try body(UnsafeRawBufferPointer(start: view + Int(address), count: count))
     }
 }

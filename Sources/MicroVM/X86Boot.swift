@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 import KVMKit
 import PageTables
 
@@ -80,7 +80,7 @@ enum X86Boot {
 
     /// Names the cause: the kvm_pvm backend (shadow paging without VMX/SVM) cannot run 32-bit paging.
     static func pagingRefusalDetail() -> String {
-        let backend = access("/sys/module/kvm_pvm", F_OK) == 0 ? "kvm_pvm" : "this KVM backend"
+        let backend = unsafe access("/sys/module/kvm_pvm", F_OK) == 0 ? "kvm_pvm" : "this KVM backend"
         return "\(backend) drops CR0.PG for 32-bit protected mode (no 32-bit paging); "
             + "run i686 guests on a host whose /dev/kvm is served by kvm_intel or kvm_amd"
     }

@@ -1,5 +1,5 @@
 import GDBRemote
-@preconcurrency import Glibc
+import Glibc
 import KVMKit
 import MicroVM
 import MicroVMDebug

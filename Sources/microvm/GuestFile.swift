@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 
 /// Why a guest file could not be read: one line for a person.
 struct GuestFileError: Error, Equatable, CustomStringConvertible {
@@ -20,10 +20,10 @@ final class GuestFile {
     /// - Throws: ``GuestFileError`` when it is missing, not a regular file, unreadable or empty.
     init(path: [UInt8]) throws(GuestFileError) {
         let name = quoted(path)
-        let fd = (path + [0]).withUnsafeBufferPointer { bytes in
+        let fd = unsafe (path + [0]).withUnsafeBufferPointer { bytes in
             // SAFETY: the buffer is NUL-terminated and lives for the call.
-            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-                open($0, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+            unsafe bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                unsafe open($0, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
             }
         }
         guard fd >= 0 else {
@@ -32,7 +32,7 @@ final class GuestFile {
             throw GuestFileError(description: "cannot open guest file \(name): \(errnoText(code))")
         }
         var status = stat()
-        guard fstat(fd, &status) == 0 else {
+        guard unsafe fstat(fd, &status) == 0 else {
             let code = errno
             close(fd)
             throw GuestFileError(description: "cannot read guest file \(name): \(errnoText(code))")
@@ -71,9 +71,9 @@ final class GuestFile {
         var bytes = [UInt8](repeating: 0, count: wanted)
         var done = 0
         while done < wanted {
-            let got = bytes.withUnsafeMutableBytes { buffer in
+            let got = unsafe bytes.withUnsafeMutableBytes { buffer in
                 // SAFETY: pread writes at most `wanted - done` bytes, which fit after `done` in the buffer.
-                pread(fd, buffer.baseAddress! + done, wanted - done, off_t(offset) + off_t(done))
+                unsafe pread(fd, buffer.baseAddress! + done, wanted - done, off_t(offset) + off_t(done))
             }
             if got < 0 {
                 if errno == EINTR { continue }

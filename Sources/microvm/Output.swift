@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 import MicroVM
 
 // Standard output and standard error for the command line: every write goes through `writeAll`.
@@ -21,11 +21,11 @@ enum WriteFailure: Error, CustomStringConvertible {
 /// Writes all of `bytes` to `fd`, retrying short writes; a write interrupted by a signal (EINTR) is
 /// retried unless `giveUp()` says the run is over (its timeout passed, or a terminating signal came).
 func writeAll(fd: Int32, _ bytes: [UInt8], giveUp: () -> Bool = { false }) throws(WriteFailure) {
-    let failure: WriteFailure? = bytes.withUnsafeBytes { buffer in
+    let failure: WriteFailure? = unsafe bytes.withUnsafeBytes { buffer in
         var offset = 0
         while offset < buffer.count {
             // SAFETY: the pointer and length stay inside `buffer`.
-            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            let written = unsafe write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             if written < 0 {
                 let code = errno
                 if code != EINTR { return .failed(errno: code) }
@@ -46,8 +46,8 @@ func writeStandardError(_ text: String) {
 
 /// `strerror` text and the number: `No space left on device (errno 28)`.
 func errnoText(_ code: Int32) -> String {
-    guard let text = strerror(code) else { return "errno \(code)" }
-    return String(cString: text) + " (errno \(code))"
+    guard let text = unsafe strerror(code) else { return "errno \(code)" }
+    return unsafe String(cString: text) + " (errno \(code))"
 }
 
 /// Whether standard output was closed when the process started (see ``claimStandardDescriptors()``).
@@ -59,8 +59,8 @@ nonisolated(unsafe) var standardOutputWasClosed = false
 /// run reports that its output is lost) instead of vanishing.
 func claimStandardDescriptors() {
     for fd in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
-        if fd == STDOUT_FILENO { standardOutputWasClosed = true }
-        let placeholder = open("/dev/null", fd == STDERR_FILENO ? O_WRONLY : O_RDONLY)
+        if fd == STDOUT_FILENO { unsafe standardOutputWasClosed = true }
+        let placeholder = unsafe open("/dev/null", fd == STDERR_FILENO ? O_WRONLY : O_RDONLY)
         if placeholder >= 0 && placeholder != fd {
             dup2(placeholder, fd)
             close(placeholder)
@@ -79,7 +79,7 @@ func standardOutputSink(deadline: @escaping @Sendable () -> ContinuousClock.Inst
             try writeAll(fd: STDOUT_FILENO, bytes) {
                 deadline().map { ContinuousClock.now >= $0 } == true || TerminationSignals.received != nil
             }
-        } catch .failed(errno: EBADF) where standardOutputWasClosed {
+        } catch .failed(errno: EBADF) where unsafe standardOutputWasClosed {
             throw ConsoleWriteError(detail: "standard output is closed")
         } catch .failed(let code) {
             throw ConsoleWriteError(detail: "writing to standard output failed: \(errnoText(code))")

@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 import MicroVM
 import Synchronization
 
@@ -37,9 +37,9 @@ enum TerminationSignals {
     static func install() {
         signal(SIGPIPE, SIG_IGN)
         var set = signalSet()
-        pthread_sigmask(SIG_SETMASK, &set, nil)
+        unsafe pthread_sigmask(SIG_SETMASK, &set, nil)
         var thread = pthread_t()
-        let started = pthread_create(&thread, nil, { _ in TerminationSignals.wait() }, nil)
+        let started = unsafe pthread_create(&thread, nil, { _ in TerminationSignals.wait() }, nil)
         if started == 0 { pthread_detach(thread) }
     }
 
@@ -74,8 +74,8 @@ enum TerminationSignals {
 
     private static func signalSet() -> sigset_t {
         var set = sigset_t()
-        sigemptyset(&set)
-        for signal in signals { sigaddset(&set, signal) }
+        unsafe sigemptyset(&set)
+        for signal in signals { unsafe sigaddset(&set, signal) }
         return set
     }
 
@@ -83,7 +83,7 @@ enum TerminationSignals {
         var set = signalSet()
         while true {
             var signal: Int32 = 0
-            guard sigwait(&set, &signal) == 0 else { continue }
+            guard unsafe sigwait(&set, &signal) == 0 else { continue }
             let exitNow = state.withLock { state -> Bool in
                 if state.received == nil { state.received = signal }
                 switch state.phase {

@@ -1,4 +1,4 @@
-@preconcurrency import Glibc
+import Glibc
 import KVMKit
 import MicroVM
 import PageTables
@@ -23,8 +23,8 @@ func fail(_ message: String, status: Int32) -> Never {
 
 let arguments = (1..<Int(CommandLine.argc)).map { index in
     // SAFETY: argv holds argc NUL-terminated strings that live for the whole process.
-    let argument = CommandLine.unsafeArgv[index]!
-    return Array(UnsafeBufferPointer(start: argument, count: strlen(argument))).map { UInt8(bitPattern: $0) }
+    let argument = unsafe CommandLine.unsafeArgv[index]!
+    return unsafe Array(UnsafeBufferPointer(start: argument, count: strlen(argument))).map { UInt8(bitPattern: $0) }
 }
 
 let options: Options
@@ -108,7 +108,7 @@ func loadELF(_ file: GuestFile, options: Options) -> ELFImage {
 
 /// When the run's timeout passes: a console write blocked on a full pipe gives up then.
 nonisolated(unsafe) var runDeadline: ContinuousClock.Instant? = nil
-configuration.console = .sink(standardOutputSink { runDeadline })
+configuration.console = .sink(standardOutputSink { unsafe runDeadline })
 if options.trace {
     configuration.trace = { line in writeStandardError(line + "\n") }
 }
@@ -178,7 +178,7 @@ var firstFailure: String? = nil
 var lastResult: Result<RunOutcome, RunError> = .success(.halted)
 var guestSnapshotTaken = false
 for run in 1...options.repeatCount {
-    runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
+    unsafe runDeadline = configuration.timeout.map { ContinuousClock.now + $0 }
     var result = Result { () throws(RunError) in try machine.run() }
     while case .success(.snapshotRequested) = result {
         if let path = options.savePath {
