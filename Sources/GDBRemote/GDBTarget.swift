@@ -163,7 +163,7 @@ public enum GDBTargetError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unsupported: "not supported by the target"
-        case .memoryFault(let address): "no memory at guest-virtual address 0x\(String(address, radix: 16))"
+        case .memoryFault(let address): "no memory at guest-virtual address 0x\(GDBPacket.hexString(address))"
         case .resourceExhausted: "no free hardware breakpoint slot"
         case .invalidArgument(let reason): "invalid argument: \(reason)"
         }

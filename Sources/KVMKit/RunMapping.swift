@@ -1,5 +1,6 @@
 internal import CKVM
 internal import Glibc
+import Synchronization
 
 /// The shared `kvm_run` page(s) of one vCPU: mapped from the vCPU descriptor, unmapped when the last
 /// owner (the ``VCPU`` or one of its ``VCPUKicker``s) goes away.
@@ -7,7 +8,7 @@ internal import Glibc
 /// Shared so that a kicker on another thread never writes into unmapped memory, even if the vCPU was
 /// released first. `@unchecked Sendable` because it holds a raw pointer: the pointer itself never changes,
 /// the only field touched from other threads is `immediate_exit`, and that goes through atomic C helpers;
-/// `vcpuAlive` is guarded by `lock`; everything else is read and written only by the vCPU's thread,
+/// `vcpuAlive` is a `Mutex`; everything else is read and written only by the vCPU's thread,
 /// between `KVM_RUN`s.
 ///
 /// `@safe`: it owns the mapping (unmapped once, in deinit) and only touches fields inside it.
@@ -16,12 +17,9 @@ internal import Glibc
     let run: UnsafeMutablePointer<kvm_run>
     /// The length of the mapping in bytes (`KVM_GET_VCPU_MMAP_SIZE`); exit data areas lie inside it.
     let size: Int
-    /// Guards `vcpuAlive`, and orders a kick against the vCPU's release so that no signal is sent once
-    /// the vCPU is gone. A plain pthread mutex rather than `Synchronization.Mutex`, to keep KVMKit's
-    /// runtime dependencies to the stdlib and Glibc (one shared library fewer to load at start-up).
-    private let lock: UnsafeMutablePointer<pthread_mutex_t>
-    /// Whether the owning ``VCPU`` still exists; kicks after it is gone do nothing. Guarded by `lock`.
-    private var vcpuAlive = true
+    /// Whether the owning ``VCPU`` still exists; kicks after it is gone do nothing. Held across a kick, so
+    /// that no signal is sent once the vCPU is gone.
+    private let vcpuAlive = Mutex(true)
 
     /// Maps the `kvm_run` area of `vcpuFD`.
     ///
@@ -38,36 +36,28 @@ internal import Glibc
         // the kernel owns its contents, which are a valid kvm_run at all times.
         unsafe self.run = unsafe address.bindMemory(to: kvm_run.self, capacity: 1)
         self.size = size
-        // SAFETY: a heap allocation (a pthread mutex must not move), initialised here and destroyed and
-        // freed in deinit, when no other reference to this object (so no locker) remains.
-        unsafe self.lock = .allocate(capacity: 1)
-        unsafe pthread_mutex_init(lock, nil)
     }
 
     deinit {
         // SAFETY: `run` and `size` are exactly the mapping made in init; no owner is left to use it.
         unsafe munmap(UnsafeMutableRawPointer(run), size)
-        unsafe pthread_mutex_destroy(lock)
-        unsafe lock.deallocate()
     }
 
     /// Marks the owning vCPU as gone: later kicks are no-ops.
     func retire() {
-        unsafe pthread_mutex_lock(lock)
-        vcpuAlive = false
-        unsafe pthread_mutex_unlock(lock)
+        vcpuAlive.withLock { $0 = false }
     }
 
     /// Sets `immediate_exit` and signals `thread`, unless the vCPU is gone.
     func kick(thread: pthread_t, signal: Int32) {
-        unsafe pthread_mutex_lock(lock)
-        defer { unsafe pthread_mutex_unlock(lock) }
-        guard vcpuAlive else { return }
-        // SAFETY: `run` is mapped for as long as this object exists; the store is atomic, so it does not
-        // race with the vCPU thread or the kernel reading the byte.
-        unsafe ckvm_store_immediate_exit(run, 1)
-        // `thread` is the vCPU's thread, recorded on it by VCPU.makeKicker(); it is still running as long
-        // as the VCPU exists (the documented contract), so the id is valid.
-        _ = pthread_kill(thread, signal)
+        vcpuAlive.withLock { alive in
+            guard alive else { return }
+            // SAFETY: `run` is mapped for as long as this object exists; the store is atomic, so it does
+            // not race with the vCPU thread or the kernel reading the byte.
+            unsafe ckvm_store_immediate_exit(run, 1)
+            // `thread` is the vCPU's thread, recorded on it by VCPU.makeKicker(); it is still running as
+            // long as the VCPU exists (the documented contract), so the id is valid.
+            _ = pthread_kill(thread, signal)
+        }
     }
 }

@@ -12,7 +12,9 @@ import KVMKit
 /// `@safe`: its pthread objects are allocated once, never move, and are used only under their own lock.
 @safe public final class MachineThread: SerialExecutor, @unchecked Sendable {
     // @unchecked: `jobs` and `stopping` are only touched with `lock` held; the pthread objects are heap
-    // allocations that never move and are destroyed once the thread has ended.
+    // allocations that never move and are destroyed once the thread has ended. A pthread mutex and condition
+    // rather than `Synchronization.Mutex` (the lock used everywhere else): the thread sleeps until a job
+    // arrives, which needs a condition variable.
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: [UnownedJob] = []

@@ -15,7 +15,9 @@ import Glibc
     static let shared = Reaper()
     static let limit = 64
 
-    // Heap-allocated: pthread objects must not move, and a class's stored property has no such promise.
+    // A pthread mutex and condition, not `Synchronization.Mutex` (the lock used everywhere else), because the
+    // reaper thread sleeps until there is work, which needs a condition variable. Heap-allocated: pthread
+    // objects must not move, and a class's stored property has no such promise.
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var pending: [AnyObject] = []

@@ -46,7 +46,7 @@ func serveDebugger(_ machine: Machine, at endpoint: GDBEndpoint, beforeExit: () 
         if case .detached = end { return }
     }
     let place =
-        "at RIP 0x\(String(machine.currentRegisters.rip, radix: 16)) after \(machine.exitCount) exit\(machine.exitCount == 1 ? "" : "s")"
+        "at RIP \(hex(machine.currentRegisters.rip)) after \(machine.exitCount) exit\(machine.exitCount == 1 ? "" : "s")"
     switch end {
     case .killed:
         fail("gdb killed the guest \(place)", status: 137)

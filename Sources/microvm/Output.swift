@@ -134,7 +134,11 @@ func quoted(_ bytes: [UInt8]) -> String {
 /// ``quoted(_:)`` of a string's UTF-8.
 func quoted(_ text: String) -> String { quoted(Array(text.utf8)) }
 
+/// Two lowercase hex digits.
 func hexDigits(_ byte: UInt8) -> String { (byte < 0x10 ? "0" : "") + String(byte, radix: 16) }
+
+/// `0x` and lowercase hex without leading zeros, as the library's messages write addresses.
+func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
 extension Unicode.GeneralCategory {
     var isControl: Bool {

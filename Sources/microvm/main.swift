@@ -158,7 +158,7 @@ if let restorePath = options.restorePath {
 func stoppedBySignal(rip: UInt64, exits: Int) -> Never {
     let signal = TerminationSignals.received ?? SIGINT
     fail(
-        "stopped by \(TerminationSignals.name(signal)): the guest was at RIP 0x\(String(rip, radix: 16)) after \(exits) exit\(exits == 1 ? "" : "s")",
+        "stopped by \(TerminationSignals.name(signal)): the guest was at RIP \(hex(rip)) after \(exits) exit\(exits == 1 ? "" : "s")",
         status: 128 + signal)
 }
 

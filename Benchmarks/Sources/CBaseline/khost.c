@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The guest contract (docs/layout.md), as MicroVM.Layout has it: the baseline is plain C and keeps its own copy. */
 #define PAGE 4096ull
 #define GDT_ADDR 0x1000ull
 #define BOOTINFO_ADDR 0x2000ull

@@ -47,7 +47,9 @@ enum MachineBench {
     static func bootC(_ image: [UInt8]) -> Double {
         var error = [CChar](repeating: 0, count: 256)
         let start = Harness.now()
-        let status = image.withUnsafeBytes { cb_boot($0.baseAddress, $0.count, 16 << 20, &error, error.count) }
+        let status = image.withUnsafeBytes {
+            cb_boot($0.baseAddress, $0.count, Layout.defaultMemorySize, &error, error.count)
+        }
         let end = Harness.now()
         guard status == 0 else { Harness.fail("C host failed: \(status) \(cString(error))") }
         return Double(end - start)
@@ -128,7 +130,9 @@ enum MachineBench {
         }
         func cRun() -> Double {
             var error = [CChar](repeating: 0, count: 256)
-            let vm = image.withUnsafeBytes { cb_vm_create($0.baseAddress, $0.count, 16 << 20, &error, error.count) }
+            let vm = image.withUnsafeBytes {
+                cb_vm_create($0.baseAddress, $0.count, Layout.defaultMemorySize, &error, error.count)
+            }
             guard let vm else { Harness.fail("C host: \(cString(error))") }
             defer { cb_vm_destroy(vm) }
             var count: UInt64 = 0
@@ -261,7 +265,9 @@ enum MachineBench {
             var error = [CChar](repeating: 0, count: 256)
             let before = cb_resident_bytes()
             for _ in 0..<count {
-                let vm = hello.withUnsafeBytes { cb_vm_create($0.baseAddress, $0.count, 16 << 20, &error, error.count) }
+                let vm = hello.withUnsafeBytes {
+                    cb_vm_create($0.baseAddress, $0.count, Layout.defaultMemorySize, &error, error.count)
+                }
                 guard let vm else { Harness.fail("C host: \(cString(error))") }
                 _ = cb_vm_run(vm, Int32(CB_CONSOLE_DISCARD), nil, &error, error.count)
                 vms.append(vm)
@@ -299,7 +305,9 @@ extension MachineBench {
     /// from `Machine(configuration:)` to the first `out` the console port sees, and from `run()` to it.
     static func firstByte(guests: String) {
         let host = makeHost()
-        let images = [("hello64", readFile(guests + "/hello64.bin")), ("swifthello64", readFile(guests + "/swifthello64.bin"))]
+        let images = [
+            ("hello64", readFile(guests + "/hello64.bin")), ("swifthello64", readFile(guests + "/swifthello64.bin")),
+        ]
         let runs = Harness.runs(301, quick: 31)
         Harness.progress("first-byte: \(runs) boots each of hello64 and swifthello64")
         var created: [[Double]] = [[], []], ran: [[Double]] = [[], []]
@@ -310,10 +318,12 @@ extension MachineBench {
                 do {
                     let machine = try Machine(configuration: makeConfiguration(images[which].1), host: host)
                     let device = FirstByte()
-                    machine.detachDevice(port: 0x3F8)
-                    try machine.attach(device, ports: 0x3F8...0x3F8)
+                    machine.detachDevice(port: Layout.consolePort)
+                    try machine.attach(device, ports: Layout.consolePort...Layout.consolePort)
                     let running = Harness.now()
-                    guard try machine.run() == .halted, device.at != 0 else { Harness.fail("\(images[which].0) did not print") }
+                    guard try machine.run() == .halted, device.at != 0 else {
+                        Harness.fail("\(images[which].0) did not print")
+                    }
                     if round >= 10 {
                         created[which].append(Double(device.at - start))
                         ran[which].append(Double(device.at - running))
@@ -325,7 +335,8 @@ extension MachineBench {
             }
         }
         for (index, name) in ["asm", "swift"].enumerated() {
-            Harness.emit(group: "first-byte", case: "create->byte", impl: name, unit: "ns", Harness.summarize(created[index]))
+            Harness.emit(
+                group: "first-byte", case: "create->byte", impl: name, unit: "ns", Harness.summarize(created[index]))
             Harness.emit(group: "first-byte", case: "run->byte", impl: name, unit: "ns", Harness.summarize(ran[index]))
         }
     }
