@@ -147,3 +147,62 @@ struct I686MovableTableTests {
         #expect(memory.read(at: oldRoot, count: 4096) == Array(before[Int(oldRoot)..<Int(oldRoot + 4096)]))
     }
 }
+
+/// The i686 case proven by a CPU: QEMU's MMU walks the moved tables from the new root.
+@Suite("movable tables over a snapshot's memory, walked by QEMU (i686)", .enabled(if: qemuTestsRun, qemuReason))
+struct I686MovableTableQEMUTests {
+    @Test("probe32 on QEMU reads through the moved tables: new pages, split neighbours, old pages, faults")
+    func probesOnMovedTables() throws {
+        var config = MachineConfiguration(architecture: .i686, image: try guest("probe32"))
+        config.memorySize = 16 << 20
+        let boot = try BootImage(configuration: config, allowedLeafSizes: [.size4M])
+        // Known bytes: the two frames the host maps after the snapshot, and a page the split keeps.
+        #expect(boot.memory.store(UInt64(0x1111_2222_3333_4444), at: 0xE0_0000))
+        #expect(boot.memory.store(UInt64(0x5555_6666_7777_8888), at: 0xE0_1000))
+        #expect(boot.memory.store(UInt64(0x9999_AAAA_BBBB_CCCC), at: 0x80_2000))
+        try boot.setProbes(
+            [
+                .read(0x80_1000, 8),  // now the read-only page at 0xE0_0000 (was inside a 4 MiB leaf)
+                .read(0x80_2000, 8),  // the split leaf's neighbour, still identity
+                .read(0xC000_0000, 8),  // a new page where nothing was mapped
+                .write(0x80_1000, 4, 0xDEAD),  // read-only now: a #PF, P and W/R set
+                .write(0xC000_0000, 4, 0x1234_5678),  // writable
+                .read(0xC000_0000, 4),
+                .read(0xC000_1000, 4),  // its neighbour was never mapped
+            ], flags: .reportOnConsole)
+        let image = try SnapshotImage(copying: boot.memory)
+        let before = try #require(image.read(at: 0, count: Int(image.size)))
+        let memory = try GuestMemory(privateViewOf: image)
+        let oldRoot = boot.addressSpace.rootPhysicalAddress
+        let space = restoredAddressSpace(
+            architecture: .i686, memory: memory, arena: boot.addressSpace.arena, root: oldRoot,
+            allowedLeafSizes: [.size4M], walkableLeafSizes: [.size4M])
+        try space.map(Mapping(physicalBase: 0xE0_0000, virtualBase: 0x80_1000, length: 0x1000, kind: .readOnly))
+        try space.map(Mapping(physicalBase: 0xE0_1000, virtualBase: 0xC000_0000, length: 0x1000, kind: .readWrite))
+        let newRoot = space.rootPhysicalAddress
+        #expect(newRoot != oldRoot)
+        // The trampoline loads CR3 from the boot information block, as a restored vCPU's CR3 follows the root.
+        #expect(memory.store(UInt64(newRoot), at: Layout.bootInfoAddress + 16))
+
+        let ram = temporaryPath("i686-moved-\(UInt64.random(in: 0...UInt64.max))")
+        defer { unlink(ram) }
+        try Data(try #require(memory.read(at: 0, count: Int(memory.size)))).write(to: URL(fileURLWithPath: ram))
+        let run = try runOnQEMU(boot, sharedRAM: ram)
+        #expect(run.status == 1, "stderr: \(run.standardError)")
+        #expect(run.console.done, "output:\n\(run.standardOutput)")
+        let slot = try #require(run.console.reports.first { $0[0] == 3 })[5]
+        #expect(
+            run.console.reports == [
+                [0, 0, 0x1111_2222_3333_4444, 0, 0, 0],
+                [1, 0, 0x9999_AAAA_BBBB_CCCC, 0, 0, 0],
+                [2, 0, 0x5555_6666_7777_8888, 0, 0, 0],
+                [3, 1, 14, 0x3, 0x80_1000, slot],
+                [4, 0, 0, 0, 0, 0],
+                [5, 0, 0x1234_5678, 0, 0, 0],
+                [6, 1, 14, 0x0, 0xC000_1000, run.console.reports[6][5]],
+            ], "output:\n\(run.standardOutput)")
+        // Neither the shared image nor the snapshot's tables in the machine's memory changed.
+        #expect(image.read(at: 0, count: Int(image.size)) == before)
+        #expect(memory.read(at: oldRoot, count: 4096) == Array(before[Int(oldRoot)..<Int(oldRoot + 4096)]))
+    }
+}
