@@ -104,6 +104,32 @@ struct SnapshotFileTests {
         }
     }
 
+    /// Where the payload of state record `tag` starts in `file` (the records follow the header).
+    static func payloadOffset(of tag: UInt32, in file: [UInt8]) -> Int? {
+        func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(file[at + $1]) << (8 * $1) } }
+        let end = 4096 + (0..<8).reduce(0) { $0 | Int(file[40 + $1]) << (8 * $1) }
+        var at = 4096
+        while at + 8 <= end {
+            if u32(at) == Int(tag) { return at + 8 }
+            at += 8 + (u32(at + 4) + 7) / 8 * 8
+        }
+        return nil
+    }
+
+    static func put(_ value: UInt64, at offset: Int, in file: inout [UInt8]) {
+        for index in 0..<8 { file[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+    }
+
+    // Found by scripts/fuzz.sh --class snapshot (seeds 398, 1095): `imageOffset + memorySize` trapped.
+    @Test("an image offset so large that the image would end past 2^64 is refused, not added up")
+    func hugeImageOffset() {
+        for offset: UInt64 in [0xFFFF_FFFF_FFFF_F000, 0xFFFF_FFFF_FFF0_0000, (UInt64.max - (2 << 20) + 1) & ~0xFFF] {
+            var file = Self.valid
+            Self.put(offset, at: 24, in: &file)
+            #expect(problem(SnapshotFileTesting.resealed(file)) == "is corrupt: its sections overlap or are misplaced")
+        }
+    }
+
     @Test("thousands of seeded mutations: each is refused with one line, or loads and runs to one ending")
     func fuzz() throws {
         var random = SeededGenerator(seed: 0x5A7)
