@@ -130,6 +130,34 @@ struct SnapshotFileTests {
         }
     }
 
+    // Found by scripts/fuzz.sh --class snapshot (seeds 468, 1281): describing the triple fault walked the
+    // guest's tables from a CR3 outside RAM and trapped ("entry outside guest memory").
+    @Test("a vCPU whose CR3 lies outside RAM ends with a one-line fault; the tables in CR3 are unreadable, not read")
+    func rootOutsideRAM() throws {
+        for cr3: UInt64 in [2 << 20, (2 << 20) + 0x1000, 0x4000_0000] {
+            var file = Self.valid
+            let special = try #require(Self.payloadOffset(of: 3, in: file))
+            Self.put(cr3, at: special + 240, in: &file)
+            let snapshot = try load(SnapshotFileTesting.resealed(file)).get()
+            var settings = MachineConfiguration(architecture: .amd64, image: [])
+            settings.console = .capture(limit: 4096)
+            settings.timeout = .seconds(5)
+            let machine = try Machine(restoring: snapshot, configuration: settings)
+            #expect(machine.dumpTables().contains("references a table outside table memory"))
+            do {
+                let outcome = try machine.run()
+                Issue.record("CR3 \(String(cr3, radix: 16)): the run ended \(outcome)")
+            } catch .fault(let fault) {
+                #expect(fault.kind == .tripleFault)
+                #expect(!fault.description.contains("\n"))
+                #expect(fault.description.contains("tables unreadable"), "\(fault)")
+            } catch {
+                Issue.record("CR3 \(String(cr3, radix: 16)): \(error)")
+            }
+            #expect(machine.dumpTables().contains("the walk stopped"))
+        }
+    }
+
     @Test("thousands of seeded mutations: each is refused with one line, or loads and runs to one ending")
     func fuzz() throws {
         var random = SeededGenerator(seed: 0x5A7)
