@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh --budget long            # about 30 min, by hand
 #   scripts/fuzz.sh --class vandal --count 500
 #   scripts/fuzz.sh --class vandal --seed 1234 --count 1    # reproduce one case: verbose, files kept
-#   scripts/fuzz.sh --self-test              # the classifier on synthetic endings; objdump of the x86 encodings
+#   scripts/fuzz.sh --self-test              # the classifier on synthetic endings; objdump of the x86 encodings;
+#                                            # the snapshot corpus's checksums recomputed
 #   scripts/fuzz.sh --help                   # every option, the classes, the contract table, the failure kinds
 #
 # The work is done by scripts/fuzz.py (Python 3 standard library only). Exit status 1 on any bad ending.

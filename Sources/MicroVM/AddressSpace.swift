@@ -117,16 +117,31 @@ extension GuestPageTables {
     @inline(__always) public var virtualSpace: [(base: UInt64, length: UInt64)] {
         PageTable<Ops>.virtualSpace
     }
+    /// Refuses to walk from a root that is not a whole page of guest RAM. The engine checks every table
+    /// reference it reads before following it, but starts from the root as given: the root of a ``view(root:)``
+    /// is whatever the guest loaded into CR3, which may lie outside RAM. Such a root is refused as the
+    /// reference it is (CR3, the entry one level above the top table) to a table outside table memory.
+    @inline(__always) func checkRoot(walking virtualAddress: UInt64) throws(PageTableError) {
+        let root = rootPhysicalAddress
+        guard root & 0xFFF == 0, tables.ops.memory.contains(root, count: 4096) else {
+            throw .entryOutsideTableMemory(virtualAddress: virtualAddress, level: Ops.Mode.levelCount, entry: root)
+        }
+    }
     /// Maps `mapping` with the engine, in the tables in guest RAM.
-    @inline(__always) public func map(_ mapping: Mapping) throws(PageTableError) { try tables.map(mapping) }
+    @inline(__always) public func map(_ mapping: Mapping) throws(PageTableError) {
+        try checkRoot(walking: mapping.virtualBase)
+        try tables.map(mapping)
+    }
     /// Unmaps `[virtualBase, virtualBase + length)`, freeing the tables it leaves empty.
     @inline(__always) public func unmap(virtualBase: UInt64, length: UInt64) throws(PageTableError) {
+        try checkRoot(walking: virtualBase)
         try tables.unmap(virtualBase: virtualBase, length: length)
     }
     /// Gives the present leaves of `[virtualBase, virtualBase + length)` a new kind and user access.
     @inline(__always) public func protect(virtualBase: UInt64, length: UInt64, kind: MappingKind, userAccessible: Bool)
         throws(PageTableError)
     {
+        try checkRoot(walking: virtualBase)
         try tables.protect(virtualBase: virtualBase, length: length, kind: kind, userAccessible: userAccessible)
     }
     /// Walks over guest RAM enter each table once when the host built them, and there are never more tables
@@ -134,24 +149,28 @@ extension GuestPageTables {
     @inline(__always) var walkLimit: Int { Int(truncatingIfNeeded: tables.ops.memory.size >> 12) }
     /// The translation of `virtualAddress`, or `nil` where no present leaf maps it.
     @inline(__always) public func lookup(_ virtualAddress: UInt64) throws(PageTableError) -> Translation? {
-        try tables.lookup(virtualAddress)
+        try checkRoot(walking: virtualAddress)
+        return try tables.lookup(virtualAddress)
     }
     /// One translation per present leaf of the range; a walk enters at most one table per page of RAM.
     @inline(__always) public func translate(virtualBase: UInt64, length: UInt64) throws(PageTableError) -> [Translation]
     {
-        try tables.translate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
+        try checkRoot(walking: virtualBase)
+        return try tables.translate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
     /// The range's translations merged into runs; a walk enters at most one table per page of RAM.
     @inline(__always) public func coalescedTranslate(virtualBase: UInt64, length: UInt64) throws(PageTableError)
         -> [Translation]
     {
-        try tables.coalescedTranslate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
+        try checkRoot(walking: virtualBase)
+        return try tables.coalescedTranslate(virtualBase: virtualBase, length: length, maximumTables: walkLimit)
     }
     /// Calls `body` with each present leaf of the range, entering at most `maximumTables` tables (and never
     /// more than one per page of RAM).
     @inline(__always) public func forEachLeaf(
         virtualBase: UInt64, length: UInt64, maximumTables: Int, _ body: (Translation) -> Void
     ) throws(PageTableError) {
+        try checkRoot(walking: virtualBase)
         try tables.forEachLeaf(
             virtualBase: virtualBase, length: length, maximumTables: min(maximumTables, walkLimit), body)
     }

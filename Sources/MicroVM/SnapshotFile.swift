@@ -334,8 +334,9 @@ extension Snapshot {
         guard memorySize > 0, memorySize & 0xFFF == 0, memorySize <= Layout.maximumMemorySize else {
             throw invalid("is corrupt: memory size \(memorySize) is not a multiple of 4 KiB up to 3 GiB")
         }
+        // (An image offset so large that the image would end past 2^64 is misplaced too: no file reaches it.)
         guard stateOffset == UInt64(SnapshotFormat.headerSize), stateLength <= UInt64(SnapshotFormat.maximumStateSize),
-            imageOffset & 0xFFF == 0, imageOffset >= stateOffset + stateLength
+            imageOffset & 0xFFF == 0, imageOffset >= stateOffset + stateLength, imageOffset <= UInt64.max - memorySize
         else { throw invalid("is corrupt: its sections overlap or are misplaced") }
         guard fileSize >= stateOffset + stateLength else {
             throw invalid("is truncated: \(fileSize) bytes, its state section ends at \(stateOffset + stateLength)")

@@ -104,6 +104,60 @@ struct SnapshotFileTests {
         }
     }
 
+    /// Where the payload of state record `tag` starts in `file` (the records follow the header).
+    static func payloadOffset(of tag: UInt32, in file: [UInt8]) -> Int? {
+        func u32(_ at: Int) -> Int { (0..<4).reduce(0) { $0 | Int(file[at + $1]) << (8 * $1) } }
+        let end = 4096 + (0..<8).reduce(0) { $0 | Int(file[40 + $1]) << (8 * $1) }
+        var at = 4096
+        while at + 8 <= end {
+            if u32(at) == Int(tag) { return at + 8 }
+            at += 8 + (u32(at + 4) + 7) / 8 * 8
+        }
+        return nil
+    }
+
+    static func put(_ value: UInt64, at offset: Int, in file: inout [UInt8]) {
+        for index in 0..<8 { file[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(index))) }
+    }
+
+    // Found by scripts/fuzz.sh --class snapshot (seeds 398, 1095): `imageOffset + memorySize` trapped.
+    @Test("an image offset so large that the image would end past 2^64 is refused, not added up")
+    func hugeImageOffset() {
+        for offset: UInt64 in [0xFFFF_FFFF_FFFF_F000, 0xFFFF_FFFF_FFF0_0000, (UInt64.max - (2 << 20) + 1) & ~0xFFF] {
+            var file = Self.valid
+            Self.put(offset, at: 24, in: &file)
+            #expect(problem(SnapshotFileTesting.resealed(file)) == "is corrupt: its sections overlap or are misplaced")
+        }
+    }
+
+    // Found by scripts/fuzz.sh --class snapshot (seeds 468, 1281): describing the triple fault walked the
+    // guest's tables from a CR3 outside RAM and trapped ("entry outside guest memory").
+    @Test("a vCPU whose CR3 lies outside RAM ends with a one-line fault; the tables in CR3 are unreadable, not read")
+    func rootOutsideRAM() throws {
+        for cr3: UInt64 in [2 << 20, (2 << 20) + 0x1000, 0x4000_0000] {
+            var file = Self.valid
+            let special = try #require(Self.payloadOffset(of: 3, in: file))
+            Self.put(cr3, at: special + 240, in: &file)
+            let snapshot = try load(SnapshotFileTesting.resealed(file)).get()
+            var settings = MachineConfiguration(architecture: .amd64, image: [])
+            settings.console = .capture(limit: 4096)
+            settings.timeout = .seconds(5)
+            let machine = try Machine(restoring: snapshot, configuration: settings)
+            #expect(machine.dumpTables().contains("references a table outside table memory"))
+            do {
+                let outcome = try machine.run()
+                Issue.record("CR3 \(String(cr3, radix: 16)): the run ended \(outcome)")
+            } catch .fault(let fault) {
+                #expect(fault.kind == .tripleFault)
+                #expect(!fault.description.contains("\n"))
+                #expect(fault.description.contains("tables unreadable"), "\(fault)")
+            } catch {
+                Issue.record("CR3 \(String(cr3, radix: 16)): \(error)")
+            }
+            #expect(machine.dumpTables().contains("the walk stopped"))
+        }
+    }
+
     @Test("thousands of seeded mutations: each is refused with one line, or loads and runs to one ending")
     func fuzz() throws {
         var random = SeededGenerator(seed: 0x5A7)
