@@ -23,6 +23,8 @@ internal import Glibc
     var created = false
     /// Whether the timer is set to go off.
     public private(set) var armed = false
+    /// When the current arming first goes off (`CLOCK_MONOTONIC`, the timer's clock).
+    var firstExpiry = timespec(tv_sec: 0, tv_nsec: 0)
 
     /// Creates the timer for the calling thread, not armed.
     ///
@@ -62,22 +64,27 @@ internal import Glibc
             let (whole, attoseconds) = max(duration, .zero).components
             return (Int(min(whole, Int64(Int32.max))), Int(attoseconds / 1_000_000_000))
         }
-        if let duration {
-            var now = timespec()
-            unsafe clock_gettime(CLOCK_MONOTONIC, &now)
+        var now = timespec()
+        unsafe clock_gettime(CLOCK_MONOTONIC, &now)
+        func later(by duration: Duration) -> timespec {
             let (whole, nanoseconds) = components(duration)
-            seconds = Double(whole) + Double(nanoseconds) / 1e9
             var end = timespec(tv_sec: now.tv_sec + whole, tv_nsec: now.tv_nsec + nanoseconds)
             if end.tv_nsec >= 1_000_000_000 {
                 end.tv_sec += 1
                 end.tv_nsec -= 1_000_000_000
             }
-            deadline = end
+            return end
+        }
+        if let duration {
+            let (whole, nanoseconds) = components(duration)
+            seconds = Double(whole) + Double(nanoseconds) / 1e9
+            deadline = later(by: duration)
         } else {
             seconds = .infinity
             deadline = timespec(tv_sec: Int(Int32.max), tv_nsec: 0)
         }
         let first = [duration, tick].compactMap { $0 }.min()!
+        firstExpiry = later(by: first)
         let (firstSeconds, firstNanoseconds) = components(first)
         let (tickSeconds, tickNanoseconds) = components(tick ?? .milliseconds(10))
         var spec = itimerspec(
@@ -95,20 +102,30 @@ internal import Glibc
     public var expired: Bool {
         var now = timespec()
         unsafe clock_gettime(CLOCK_MONOTONIC, &now)
-        return now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)
+        return Self.reached(deadline, now: now)
+    }
+
+    static func reached(_ time: timespec, now: timespec) -> Bool {
+        now.tv_sec > time.tv_sec || (now.tv_sec == time.tv_sec && now.tv_nsec >= time.tv_nsec)
     }
 
     /// Disarms the timer; idempotent. Call it on the vCPU's thread.
     ///
-    /// Also dequeues expiries that may be pending on this thread: on a thread that blocks the kick signal
-    /// outside `KVM_RUN` (every Dispatch or Swift-concurrency worker), they would otherwise cut the next run
-    /// of any vCPU on this thread short with a spurious ``VCPUExit/interrupted``.
+    /// Also dequeues expiries that may be pending on this thread (when the timer went off at all since it was
+    /// armed): on a thread that blocks the kick signal outside `KVM_RUN` (every Dispatch or Swift-concurrency
+    /// worker), they would otherwise cut the next run of any vCPU on this thread short with a spurious
+    /// ``VCPUExit/interrupted``.
     public func cancel() {
         guard armed else { return }
         armed = false
         var stop = itimerspec()
         unsafe timer_settime(timer, 0, &stop, nil)
-        KVMSystem.consumePendingKickSignal()
+        // A timer that has not reached its first expiry by now (read after the disarm, on the timer's own
+        // clock) never went off, so nothing of it can be pending: the dequeue, a system call, is skipped.
+        // That is every short run, such as a reset cycle.
+        var now = timespec()
+        unsafe clock_gettime(CLOCK_MONOTONIC, &now)
+        if Self.reached(firstExpiry, now: now) { KVMSystem.consumePendingKickSignal() }
     }
 
     deinit {
