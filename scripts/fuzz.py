@@ -4,7 +4,7 @@ classifies every ending against the CLI's contract (README "Exit status and erro
 ending, printing the class, the seed and a command that reproduces it.
 
     scripts/fuzz.sh                                   # --budget short: about 90 s, every class (CI)
-    scripts/fuzz.sh --budget long                     # about 30 min, by hand
+    scripts/fuzz.sh --budget long                     # about 18 min, by hand
     scripts/fuzz.sh --class vandal --count 200        # one class, seeds 0..199
     scripts/fuzz.sh --class vandal --seed 1234 --count 1   # reproduce one case: verbose, files kept
     scripts/fuzz.sh --self-test                       # classifier, x86 encodings, snapshot checksums
@@ -2653,7 +2653,7 @@ CLASSES: dict[str, Callable[[int], Case]] = {
 
 #: runs per class; the seeds are 0..count-1, so a budget is a fixed, reproducible list of inputs.
 #: short: about 90 s on 2 cores against a CLI that keeps the contract (the cmdline count covers its whole
-#: dictionary); long: about 30 min.
+#: dictionary); long: about 18 min.
 BUDGETS = {
     "short": {"random-bytes": 200, "instructions": 200, "hypercalls": 60, "vandal": 150, "console": 20,
               "cmdline": 120, "guest-files": 150, "elf": 150, "signals": 16, "gdb": 60,
@@ -2986,6 +2986,11 @@ def classify(r: Result) -> Result:
                 reasons.append(("status", f"status {status} is not an error status of the contract"))
             elif status > 128 and (status - 128) not in r.sent and status not in case.extra_statuses:
                 reasons.append(("status", f"status {status} but signal {status - 128} was never sent"))
+            stopped = re.match(r"stopped by (SIG[A-Z]+)\b", message)
+            if stopped and stopped.group(1) in signal.Signals.__members__ \
+                    and status != 128 + signal.Signals[stopped.group(1)]:
+                reasons.append(("status", f"status {status} after a line naming {stopped.group(1)}"
+                                f" ({128 + signal.Signals[stopped.group(1)]})"))
             for pattern, what in DIAGNOSIS_RULES:
                 if pattern.search(message):
                     reasons.append(("diagnosis", f"{what}: {message[:120]}"))
@@ -3110,6 +3115,10 @@ def check_classifier() -> int:
         (ending(0, b"address space at boot:\n0x1000 ...\n", verbose_stderr=True), ""),
         (ending(125, b"dump\n" + e + b"triple fault: x\n", verbose_stderr=True), ""),
         (ending(125, e + b"triple fault: x\ndump\n", verbose_stderr=True), "stderr-form"),
+        (ending(129, e + b"stopped by SIGINT: the guest was at RIP 0x100000 after 3 exits\n",
+                sent=[signal.SIGINT, signal.SIGHUP]), "status"),
+        (ending(130, e + b"stopped by SIGINT: the guest was at RIP 0x100000 after 3 exits\n",
+                sent=[signal.SIGINT, signal.SIGHUP]), ""),
         (ending(-signal.SIGPIPE), "signal"), (ending(-signal.SIGTERM), "signal"),
         (ending(-9, killed="hang"), "hang"),
         (ending(131, e + b"x\n*** Program crashed: Terminated\n", sent=[signal.SIGQUIT]), "crash"),
@@ -3211,7 +3220,7 @@ def main(argv=None) -> int:
                                 + "\n".join(f"  {k:12} {v}" for k, v in FAILURES.items()))
     p.add_argument("--binary", help=f"the microvm executable (default {DEFAULT_BINARY}, built if missing)")
     p.add_argument("--budget", choices=list(BUDGETS), default="short",
-                   help="runs per class: short (~90 s, CI) or long (~30 min)")
+                   help="runs per class: short (~90 s, CI) or long (~18 min)")
     p.add_argument("--class", dest="classes", action="append", choices=list(CLASSES),
                    help="run only this class (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")

@@ -2,7 +2,7 @@
 # Fuzz the microvm CLI: seeded, reproducible generated inputs, every ending classified against the contract.
 #
 #   scripts/fuzz.sh                          # --budget short: about 90 s over every class (CI)
-#   scripts/fuzz.sh --budget long            # about 30 min, by hand
+#   scripts/fuzz.sh --budget long            # 32,000 runs, about 18 min, by hand
 #   scripts/fuzz.sh --class vandal --count 500
 #   scripts/fuzz.sh --class vandal --seed 1234 --count 1    # reproduce one case: verbose, files kept
 #   scripts/fuzz.sh --self-test              # the classifier on synthetic endings; objdump of the x86 encodings;

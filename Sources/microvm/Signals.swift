@@ -84,23 +84,36 @@ enum TerminationSignals {
         while true {
             var signal: Int32 = 0
             guard unsafe sigwait(&set, &signal) == 0 else { continue }
-            let exitNow = state.withLock { state -> Bool in
-                if state.received == nil { state.received = signal }
+            // The status names the first signal, as the line does. A later one that arrives while the main
+            // thread reports the first (the phase is then `.finishing`) gives that report a second to be
+            // written before the process ends with the first signal's status; exiting at once could cut the
+            // line, and a report stuck on a blocked stderr must not keep the process alive.
+            enum Action { case none, exit(Int32), exitAfterGrace(Int32) }
+            let action = state.withLock { state -> Action in
+                let earlier = state.received
+                let first = earlier ?? signal
+                state.received = first
                 switch state.phase {
                 case .running(let interrupter):
                     interrupter.interrupt()
-                    return false
+                    return .none
                 case .starting:
-                    writeStandardError("microvm: error: stopped by \(name(signal)) before the guest ran\n")
-                    return true
+                    writeStandardError("microvm: error: stopped by \(name(first)) before the guest ran\n")
+                    return .exit(first)
                 case .debugging:
-                    writeStandardError("microvm: error: stopped by \(name(signal)) while serving gdb\n")
-                    return true
+                    writeStandardError("microvm: error: stopped by \(name(first)) while serving gdb\n")
+                    return .exit(first)
                 case .finishing:
-                    return true
+                    return earlier == nil ? .exit(first) : .exitAfterGrace(first)
                 }
             }
-            if exitNow { _exit(128 + signal) }
+            switch action {
+            case .none: continue
+            case .exit(let first): _exit(128 + first)
+            case .exitAfterGrace(let first):
+                sleep(1)  // the main thread normally exits within microseconds, ending this thread with it
+                _exit(128 + first)
+            }
         }
     }
 }
