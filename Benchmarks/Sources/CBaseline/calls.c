@@ -85,6 +85,8 @@ cb_calls *cb_calls_create(const void *image, size_t image_size, char *err, size_
     c->vcpu = cb_vcpu_fd(c->vm);
     c->ram = cb_vm_ram(c->vm);
     c->run = cb_vm_run_page(c->vm);
+    /* As Machine does: KVM leaves the registers in kvm_run after every exit. */
+    c->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
     if (run_until(c, 0x510) != 0) {
         if (err && errlen) snprintf(err, errlen, "the guest did not become ready");
         cb_calls_destroy(c);
