@@ -1,3 +1,4 @@
+import Glibc
 import KVMKit
 public import PageTables
 
@@ -79,6 +80,9 @@ extension Machine {
             settings.dirtyRingEntries = configuration.dirtyRingEntries
         }
         settings.resettable = true
+        // KVM answers EINVAL when it will not take a state: a corrupt record, or one from a CPU with features
+        // this one lacks. That is the snapshot's fault, not the host's, and is reported as such.
+        var refused: KVMError? = nil
         do {
             let host = try host ?? KVMHost(path: settings.kvmPath)
             guard
@@ -93,12 +97,14 @@ extension Machine {
                 do throws(KVMError) {
                     try snapshot.vcpu.apply(to: vcpu)
                 } catch {
+                    if error.errno == EINVAL { refused = error }
                     throw .kvmFailed(error)
                 }
             }
         } catch let error as SnapshotError {
             throw error
         } catch let error as MachineError {
+            if let refused { throw .stateRefused(refused) }
             throw .machineFailed(error)
         } catch {
             fatalError("unreachable: \(error)")

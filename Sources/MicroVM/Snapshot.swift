@@ -69,6 +69,9 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
     case notResettable(String)
     /// Restoring needs something this host lacks (the reason says what).
     case hostUnsuitable(String)
+    /// KVM would not take the snapshot's vCPU state (`EINVAL` from the call named): the state is corrupt, or
+    /// it was captured on a CPU with features this one lacks.
+    case stateRefused(KVMError)
     /// A snapshot file could not be used: `problem` names what is wrong with it.
     case invalidFile(path: String, problem: String)
     /// Compaction could not walk or rebuild the snapshot's tables (the detail says which).
@@ -83,6 +86,8 @@ public enum SnapshotError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notStopped(let cause): "the machine cannot be snapshotted: its last run ended with \(cause)"
         case .notResettable(let reason): "the machine cannot be reset: \(reason)"
         case .hostUnsuitable(let reason): "the snapshot cannot be restored on this host: \(reason)"
+        case .stateRefused(let error):
+            "KVM refused the snapshot's vCPU state (\(error)): it is corrupt, or it was taken on a CPU with features this one lacks"
         case .invalidFile(let path, let problem): "snapshot file '\(path)' \(problem)"
         case .compactionFailed(let detail): "the snapshot cannot be compacted: \(detail)"
         }

@@ -24,10 +24,11 @@ extension MachineError {
 }
 
 extension SnapshotError {
-    /// 3 when KVM fails or the host cannot take the snapshot; 2 for a bad snapshot file.
+    /// 3 when KVM fails or the host cannot take the snapshot; 2 for a bad snapshot file, or a state in it
+    /// that KVM refuses.
     var exitStatus: Int32 {
         switch self {
-        case .invalidFile: 2
+        case .invalidFile, .stateRefused: 2
         case .machineFailed(let error): error.exitStatus
         default: 3
         }

@@ -130,6 +130,30 @@ struct SnapshotFileTests {
         }
     }
 
+    // Found by scripts/fuzz.sh --class snapshot: a resealed file whose special registers KVM refuses ended
+    // with a bare "KVM_SET_SREGS failed" and status 3, as if the host's KVM were at fault.
+    @Test("special registers KVM refuses (CR0.PG without PE, a reserved CR4 bit): the snapshot's state is refused")
+    func stateRefused() throws {
+        // kvm_sregs: 8 segments of 24 bytes, GDT and IDT of 16, then CR0 at 224 and CR4 at 248.
+        for (offset, value): (Int, UInt64) in [(224, 0x8000_0000), (248, 1 << 63)] {
+            var file = Self.valid
+            let special = try #require(Self.payloadOffset(of: 3, in: file))
+            Self.put(value, at: special + offset, in: &file)
+            let snapshot = try load(SnapshotFileTesting.resealed(file)).get()
+            do {
+                _ = try Machine(restoring: snapshot)
+                Issue.record("special registers +\(offset) = \(String(value, radix: 16)): restored")
+            } catch .stateRefused(let error) {
+                #expect(error.errno == EINVAL)
+                let line = SnapshotError.stateRefused(error).description
+                #expect(line.hasPrefix("KVM refused the snapshot's vCPU state (KVM_SET_SREGS failed: Invalid argument"))
+                #expect(!line.contains("\n"))
+            } catch {
+                Issue.record("special registers +\(offset) = \(String(value, radix: 16)): \(error)")
+            }
+        }
+    }
+
     // Found by scripts/fuzz.sh --class snapshot (seeds 468, 1281): describing the triple fault walked the
     // guest's tables from a CR3 outside RAM and trapped ("entry outside guest memory").
     @Test("a vCPU whose CR3 lies outside RAM ends with a one-line fault; the tables in CR3 are unreadable, not read")
