@@ -3,7 +3,7 @@
 classifies every ending against the CLI's contract (README "Exit status and errors") and fails on any bad
 ending, printing the class, the seed and a command that reproduces it.
 
-    scripts/fuzz.sh                                   # --budget short: about 90 s, every class (CI)
+    scripts/fuzz.sh                                   # --budget short: 1,226 runs, about 50 s, every class (CI)
     scripts/fuzz.sh --budget long                     # about 18 min, by hand
     scripts/fuzz.sh --class vandal --count 200        # one class, seeds 0..199
     scripts/fuzz.sh --class vandal --seed 1234 --count 1   # reproduce one case: verbose, files kept
@@ -2652,7 +2652,7 @@ CLASSES: dict[str, Callable[[int], Case]] = {
 }
 
 #: runs per class; the seeds are 0..count-1, so a budget is a fixed, reproducible list of inputs.
-#: short: about 90 s on 2 cores against a CLI that keeps the contract (the cmdline count covers its whole
+#: short: about 50 s on 2 cores against a CLI that keeps the contract (the cmdline count covers its whole
 #: dictionary); long: about 18 min.
 BUDGETS = {
     "short": {"random-bytes": 200, "instructions": 200, "hypercalls": 60, "vandal": 150, "console": 20,
@@ -3220,7 +3220,7 @@ def main(argv=None) -> int:
                                 + "\n".join(f"  {k:12} {v}" for k, v in FAILURES.items()))
     p.add_argument("--binary", help=f"the microvm executable (default {DEFAULT_BINARY}, built if missing)")
     p.add_argument("--budget", choices=list(BUDGETS), default="short",
-                   help="runs per class: short (~90 s, CI) or long (~18 min)")
+                   help="runs per class: short (~50 s, CI) or long (~18 min)")
     p.add_argument("--class", dest="classes", action="append", choices=list(CLASSES),
                    help="run only this class (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
