@@ -338,17 +338,12 @@ extension Machine {
     /// `count` bytes at guest-virtual `address`, through the tables in CR3, page by page; `nil` if any byte
     /// is not mapped or not in RAM.
     public func readVirtual(_ address: UInt64, count: Int) -> [UInt8]? {
-        guard count >= 0 else { return nil }
-        let space = addressSpaceInCR3()
+        guard count >= 0, let pieces = physicalPieces(of: address, count: count, writable: false) else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
-        var cursor = address
-        while bytes.count < count {
-            guard let translation = try? space.lookup(cursor) else { return nil }
-            let chunk = min(Int(min(translation.length, 4096 - (cursor & 0xFFF))), count - bytes.count)
-            guard let piece = memory.read(at: translation.physicalAddress, count: chunk) else { return nil }
-            bytes += piece
-            cursor &+= UInt64(chunk)
+        for piece in pieces {
+            guard let read = memory.read(at: piece.physical, count: piece.range.count) else { return nil }
+            bytes += read
         }
         return bytes
     }
@@ -357,19 +352,31 @@ extension Machine {
     /// write (a read-only or copy-on-write page refuses). Returns false, having written nothing, otherwise.
     @discardableResult
     public func writeVirtual(_ address: UInt64, _ bytes: [UInt8]) -> Bool {
+        guard let pieces = physicalPieces(of: address, count: bytes.count, writable: true) else { return false }
+        for piece in pieces { memory.write(bytes[piece.range], at: piece.physical) }
+        return true
+    }
+
+    /// Where the `count` bytes at guest-virtual `address` lie, through the tables in CR3: one piece per page
+    /// (the frame's physical address and which of the bytes it holds), checked against RAM before any byte
+    /// is touched. `nil` if any byte is not mapped, not in RAM, past the top of the address space, or, with
+    /// `writable`, on a page the guest itself may not write.
+    func physicalPieces(
+        of address: UInt64, count: Int, writable: Bool
+    ) -> [(physical: UInt64, range: Range<Int>)]? {
         let space = addressSpaceInCR3()
         var pieces: [(physical: UInt64, range: Range<Int>)] = []
         var offset = 0
-        while offset < bytes.count {
-            let cursor = address &+ UInt64(offset)
-            guard let translation = try? space.lookup(cursor), translation.kind.isWritable else { return false }
-            let chunk = min(Int(min(translation.length, 4096 - (cursor & 0xFFF))), bytes.count - offset)
-            guard memory.contains(translation.physicalAddress, count: UInt64(chunk)) else { return false }
+        while offset < count {
+            let (cursor, overflow) = address.addingReportingOverflow(UInt64(offset))
+            guard !overflow, let translation = try? space.lookup(cursor), !writable || translation.kind.isWritable
+            else { return nil }
+            let chunk = min(Int(min(translation.length, 4096 - (cursor & 0xFFF))), count - offset)
+            guard memory.contains(translation.physicalAddress, count: UInt64(chunk)) else { return nil }
             pieces.append((translation.physicalAddress, offset..<(offset + chunk)))
             offset += chunk
         }
-        for piece in pieces { memory.write(bytes[piece.range], at: piece.physical) }
-        return true
+        return pieces
     }
 }
 

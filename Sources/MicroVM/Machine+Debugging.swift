@@ -160,17 +160,7 @@ extension Machine {
     /// byte is not mapped or not in RAM.
     @discardableResult
     public func patchVirtual(_ address: UInt64, _ bytes: [UInt8]) -> Bool {
-        let space = addressSpaceInCR3()
-        var pieces: [(physical: UInt64, range: Range<Int>)] = []
-        var offset = 0
-        while offset < bytes.count {
-            let (cursor, overflow) = address.addingReportingOverflow(UInt64(offset))
-            guard !overflow, let translation = try? space.lookup(cursor) else { return false }
-            let chunk = min(Int(min(translation.length, 4096 - (cursor & 0xFFF))), bytes.count - offset)
-            guard memory.contains(translation.physicalAddress, count: UInt64(chunk)) else { return false }
-            pieces.append((translation.physicalAddress, offset..<(offset + chunk)))
-            offset += chunk
-        }
+        guard let pieces = physicalPieces(of: address, count: bytes.count, writable: false) else { return false }
         for piece in pieces { memory.write(bytes[piece.range], at: piece.physical) }
         return true
     }
