@@ -101,22 +101,13 @@ enum CallBench {
         let host = MachineBench.makeHost()
         let seconds = Harness.quick ? 0.3 : 1.0
         for threads in [1, 2] {
-            final class Counter: @unchecked Sendable {  // each thread writes its own slot, read after join
-                var calls = [Int](repeating: 0, count: 2)
-            }
-            let counter = Counter()
-            runOnThreads(threads) { index in
+            let perSecond = operationsPerSecond(threads: threads, seconds: seconds) { _ in
                 let machine = readyMachine(image, host: host)
                 let nothing = try! machine.function("nothing")
-                let end = Harness.now() + UInt64(seconds * 1e9)
-                var calls = 0
-                while Harness.now() < end {
+                return {
                     do { _ = try machine.call(nothing, []) } catch { Harness.fail("call failed: \(error)") }
-                    calls += 1
                 }
-                counter.calls[index] = calls
             }
-            let perSecond = Double(counter.calls.reduce(0, +)) / seconds
             Harness.emit(
                 group: "call-rate", case: "\(threads) thread\(threads == 1 ? "" : "s")", impl: "swift", unit: "ops/s",
                 Harness.Summary(median: perSecond, min: perSecond, max: perSecond, runs: 1))

@@ -138,3 +138,26 @@ func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
     for thread in threads { pthread_join(thread, nil) }
 }
+
+/// Operations per second, summed over `threads` threads that each repeat their own operation for `seconds`.
+/// `makeOperation(index)` runs first on thread `index`, untimed, and returns what one operation does there.
+func operationsPerSecond(
+    threads: Int, seconds: Double, _ makeOperation: @escaping @Sendable (Int) -> () -> Void
+) -> Double {
+    final class Counter: @unchecked Sendable {  // each thread writes its own slot, read after join
+        var counts: [Int]
+        init(_ threads: Int) { counts = [Int](repeating: 0, count: threads) }
+    }
+    let counter = Counter(threads)
+    runOnThreads(threads) { index in
+        let operation = makeOperation(index)
+        let end = Harness.now() + UInt64(seconds * 1e9)
+        var count = 0
+        while Harness.now() < end {
+            operation()
+            count += 1
+        }
+        counter.counts[index] = count
+    }
+    return Double(counter.counts.reduce(0, +)) / seconds
+}

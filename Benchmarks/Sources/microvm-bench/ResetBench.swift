@@ -158,22 +158,10 @@ enum ResetBench {
         let host = MachineBench.makeHost()
         let seconds = Harness.quick ? 0.3 : 1.0
         for threads in [1, 2] {
-            final class Counter: @unchecked Sendable {  // each thread writes its own slot, read after join
-                var cycles = [Int](repeating: 0, count: 2)
-            }
-            let counter = Counter()
-            let image = image
-            runOnThreads(threads) { index in
+            let perSecond = operationsPerSecond(threads: threads, seconds: seconds) { _ in
                 let machine = resettableMachine(image, memory: 16 << 20, host: host)
-                let end = Harness.now() + UInt64(seconds * 1e9)
-                var cycles = 0
-                while Harness.now() < end {
-                    swiftCycle(machine)
-                    cycles += 1
-                }
-                counter.cycles[index] = cycles
+                return { swiftCycle(machine) }
             }
-            let perSecond = Double(counter.cycles.reduce(0, +)) / seconds
             Harness.emit(
                 group: "reset-rate", case: "\(threads) thread\(threads == 1 ? "" : "s")", impl: "swift", unit: "ops/s",
                 Harness.Summary(median: perSecond, min: perSecond, max: perSecond, runs: 1))
