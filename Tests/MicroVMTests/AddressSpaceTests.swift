@@ -113,6 +113,26 @@ struct MovableTableTests {
     }
 }
 
+/// An i686 boot image (4 MiB leaves) taken as a snapshot and continued with movable ops, with two pages
+/// mapped from the host: a read-only 4 KiB page at 0x80_1000 -> 0xE0_0000, inside what a 4 MiB leaf maps
+/// (the leaf is split into a new page table and the directory that held it copied, so the root moves), and
+/// a writable one at 0xC000_0000 -> 0xE0_1000, where nothing was mapped (a new page table under the copied
+/// directory). Returns the image, its bytes before the maps, the private memory, the old root and the space.
+private func restoreAndMapTwoPages(
+    _ boot: BootImage
+) throws -> (image: SnapshotImage, before: [UInt8], memory: GuestMemory, oldRoot: UInt64, space: any AddressSpace) {
+    let image = try SnapshotImage(copying: boot.memory)
+    let before = try #require(image.read(at: 0, count: Int(image.size)))
+    let memory = try GuestMemory(privateViewOf: image)
+    let oldRoot = boot.addressSpace.rootPhysicalAddress
+    let space = restoredAddressSpace(
+        architecture: .i686, memory: memory, arena: boot.addressSpace.arena, root: oldRoot,
+        allowedLeafSizes: [.size4M], walkableLeafSizes: [.size4M])
+    try space.map(Mapping(physicalBase: 0xE0_0000, virtualBase: 0x80_1000, length: 0x1000, kind: .readOnly))
+    try space.map(Mapping(physicalBase: 0xE0_1000, virtualBase: 0xC000_0000, length: 0x1000, kind: .readWrite))
+    return (image, before, memory, oldRoot, space)
+}
+
 /// The same for i686, whose machines this host's KVM cannot run: the engine part, on a boot image's memory.
 @Suite("movable tables over a snapshot's memory (i686, without KVM)")
 struct I686MovableTableTests {
@@ -121,18 +141,7 @@ struct I686MovableTableTests {
         var config = MachineConfiguration(architecture: .i686, image: [0xF4])
         config.memorySize = 16 << 20
         let boot = try BootImage(configuration: config, allowedLeafSizes: [.size4M])
-        let image = try SnapshotImage(copying: boot.memory)
-        let before = try #require(image.read(at: 0, count: Int(image.size)))
-        let memory = try GuestMemory(privateViewOf: image)
-        let oldRoot = boot.addressSpace.rootPhysicalAddress
-        let space = restoredAddressSpace(
-            architecture: .i686, memory: memory, arena: boot.addressSpace.arena, root: oldRoot,
-            allowedLeafSizes: [.size4M], walkableLeafSizes: [.size4M])
-        // A 4 KiB page inside what a 4 MiB leaf maps: the leaf is split into a new page table, and the page
-        // directory that held it is copied, so the root moves.
-        try space.map(Mapping(physicalBase: 0xE0_0000, virtualBase: 0x80_1000, length: 0x1000, kind: .readOnly))
-        // And a page where nothing was mapped: a new page table under the (copied) directory.
-        try space.map(Mapping(physicalBase: 0xE0_1000, virtualBase: 0xC000_0000, length: 0x1000, kind: .readWrite))
+        let (image, before, memory, oldRoot, space) = try restoreAndMapTwoPages(boot)
         #expect(space.rootPhysicalAddress != oldRoot)
         let old = space.space(root: oldRoot)
         #expect(try old.lookup(0x80_1000)?.physicalAddress == 0x80_1000)
@@ -170,15 +179,7 @@ struct I686MovableTableQEMUTests {
                 .read(0xC000_0000, 4),
                 .read(0xC000_1000, 4),  // its neighbour was never mapped
             ], flags: .reportOnConsole)
-        let image = try SnapshotImage(copying: boot.memory)
-        let before = try #require(image.read(at: 0, count: Int(image.size)))
-        let memory = try GuestMemory(privateViewOf: image)
-        let oldRoot = boot.addressSpace.rootPhysicalAddress
-        let space = restoredAddressSpace(
-            architecture: .i686, memory: memory, arena: boot.addressSpace.arena, root: oldRoot,
-            allowedLeafSizes: [.size4M], walkableLeafSizes: [.size4M])
-        try space.map(Mapping(physicalBase: 0xE0_0000, virtualBase: 0x80_1000, length: 0x1000, kind: .readOnly))
-        try space.map(Mapping(physicalBase: 0xE0_1000, virtualBase: 0xC000_0000, length: 0x1000, kind: .readWrite))
+        let (image, before, memory, oldRoot, space) = try restoreAndMapTwoPages(boot)
         let newRoot = space.rootPhysicalAddress
         #expect(newRoot != oldRoot)
         // The trampoline loads CR3 from the boot information block, as a restored vCPU's CR3 follows the root.
