@@ -1,4 +1,5 @@
 import Foundation
+import KVMKit
 import Testing
 
 /// What a hostile user broke on an earlier version, each pinned: one line, a documented status, no hang.
@@ -165,13 +166,13 @@ struct RunRobustnessTests {
 
     @Test("the timeout fires through a blocked console write even when the parent blocked the kick signal")
     func timeoutWithInheritedSignalMask() throws {
-        // A process inherits its parent's signal mask: spawn microvm with SIGUSR1 (the kick) blocked, as a
-        // Dispatch worker thread has it, and nobody reading its output: after 2 s the console write has long
-        // been blocked on the full pipe, and only the kick can interrupt it.
+        // A process inherits its parent's signal mask: spawn microvm with the kick signal (SIGRTMIN by default,
+        // as in the CLI) blocked, as a Dispatch worker thread may have it, and nobody reading its output: after
+        // 2 s the console write has long been blocked on the full pipe, and only the kick can interrupt it.
         var kick = sigset_t()
         var previous = sigset_t()
         sigemptyset(&kick)
-        sigaddset(&kick, SIGUSR1)
+        sigaddset(&kick, KVMSystem.kickSignal)
         pthread_sigmask(SIG_BLOCK, &kick, &previous)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: microvmPath)
