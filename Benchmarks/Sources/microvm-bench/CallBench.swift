@@ -78,21 +78,9 @@ enum CallBench {
                 entry.swift()
                 entry.c()
             }
-            var swift: [Double] = [], cTimes: [Double] = []
-            for round in 0..<runs {
-                for k in 0..<2 {
-                    let start = Harness.now()
-                    if (round + k) % 2 == 0 {
-                        for _ in 0..<batch { entry.swift() }
-                    } else {
-                        for _ in 0..<batch { entry.c() }
-                    }
-                    let time = Double(Harness.now() - start) / Double(batch)
-                    if (round + k) % 2 == 0 { swift.append(time) } else { cTimes.append(time) }
-                }
-            }
-            Harness.emit(group: "calls", case: entry.name, impl: "swift", unit: "ns", Harness.summarize(swift))
-            Harness.emit(group: "calls", case: entry.name, impl: "c", unit: "ns", Harness.summarize(cTimes))
+            let samples = Harness.interleaved(runs: runs, batch: batch, [entry.swift, entry.c])
+            Harness.emit(group: "calls", case: entry.name, impl: "swift", unit: "ns", Harness.summarize(samples[0]))
+            Harness.emit(group: "calls", case: entry.name, impl: "c", unit: "ns", Harness.summarize(samples[1]))
         }
     }
 

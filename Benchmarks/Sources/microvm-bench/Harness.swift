@@ -26,6 +26,22 @@ enum Harness {
     /// Samples per case: `normal`, or `quick` with `--quick`, or `--runs`.
     static func runs(_ normal: Int, quick: Int) -> Int { runsOverride ?? (Self.quick ? quick : normal) }
 
+    /// Times `cases` against each other: `runs` rounds, in each of which every case is timed over `batch`
+    /// calls, in an order that rotates by one each round so that no case always follows the same one.
+    /// Returns, for each case, its time per call (ns), one sample per round.
+    static func interleaved(runs: Int, batch: Int, _ cases: [() -> Void]) -> [[Double]] {
+        var samples = [[Double]](repeating: [], count: cases.count)
+        for round in 0..<runs {
+            for k in 0..<cases.count {
+                let which = (round + k) % cases.count
+                let start = now()
+                for _ in 0..<batch { cases[which]() }
+                samples[which].append(Double(now() - start) / Double(batch))
+            }
+        }
+        return samples
+    }
+
     struct Summary {
         var median: Double
         var min: Double

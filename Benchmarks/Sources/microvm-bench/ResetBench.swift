@@ -85,28 +85,13 @@ enum ResetBench {
                     cCycle(plain)
                     cCycle(timed)
                 }
-                var swift: [Double] = [], c: [Double] = [], cTimer: [Double] = []
-                for round in 0..<runs {
-                    for k in 0..<3 {
-                        let start = Harness.now()
-                        switch (round + k) % 3 {
-                        case 0: for _ in 0..<batch { swiftCycle(machine) }
-                        case 1: for _ in 0..<batch { cCycle(plain) }
-                        default: for _ in 0..<batch { cCycle(timed) }
-                        }
-                        let time = Double(Harness.now() - start) / Double(batch)
-                        switch (round + k) % 3 {
-                        case 0: swift.append(time)
-                        case 1: c.append(time)
-                        default: cTimer.append(time)
-                        }
-                    }
-                }
+                let samples = Harness.interleaved(
+                    runs: runs, batch: batch, [{ swiftCycle(machine) }, { cCycle(plain) }, { cCycle(timed) }])
                 let name = "\(pages)p/\(memory >> 20)M"
-                Harness.emit(group: "reset", case: name, impl: "swift", param: String(memory), unit: "ns", Harness.summarize(swift))
-                Harness.emit(group: "reset", case: name, impl: "c", param: String(memory), unit: "ns", Harness.summarize(c))
-                Harness.emit(
-                    group: "reset", case: name, impl: "c-timer", param: String(memory), unit: "ns", Harness.summarize(cTimer))
+                for (impl, times) in zip(["swift", "c", "c-timer"], samples) {
+                    Harness.emit(
+                        group: "reset", case: name, impl: impl, param: String(memory), unit: "ns", Harness.summarize(times))
+                }
             }
         }
         if !quick { flatness(base, host: host) }
@@ -129,17 +114,9 @@ enum ResetBench {
             references.forEach { cCycle($0) }
         }
         // samples[i]: machines[0], machines[1], references[0], references[1]
-        var samples = [[Double]](repeating: [], count: 4)
-        for round in 0..<runs {
-            for k in 0..<4 {
-                let which = (round + k) % 4
-                let start = Harness.now()
-                for _ in 0..<batch {
-                    if which < 2 { swiftCycle(machines[which]) } else { cCycle(references[which - 2]) }
-                }
-                samples[which].append(Double(Harness.now() - start) / Double(batch))
-            }
-        }
+        let samples = Harness.interleaved(
+            runs: runs, batch: batch,
+            machines.map { machine in { swiftCycle(machine) } } + references.map { reference in { cCycle(reference) } })
         for (index, memory) in sizes.enumerated() {
             let name = "1p/\(memory >> 20)M/interleaved"
             Harness.emit(
