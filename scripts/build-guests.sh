@@ -52,17 +52,25 @@ if (( ${#sources[@]} == 0 )); then
     exit 2
 fi
 
+# Assembles Guests/SUB/NAME.S and links it into $work/SUB/NAME.elf with SCRIPT (by default amd64.ld or
+# i686.ld beside the source, by the name's ending: 64 or 32). The source is assembled from inside its folder
+# with a relative name, so no absolute path can reach the object.
+link_guest() {
+    local sub="$1" name="$2" script="${3:-}" dir="$GUESTS${1:+/$1}" out="$work${1:+/$1}" target emul arch
+    case "$name" in
+        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64; arch=amd64 ;;
+        *32) target=i686-unknown-none-elf;   emul=elf_i386;   arch=i686 ;;
+        *) echo "build-guests: ${sub:+$sub/}$name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
+    esac
+    mkdir -p "$out"
+    (cd "$dir" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$out/$name.o")
+    "$LLD" -m "$emul" -T "${script:-$dir/$arch.ld}" --build-id=none -nostdlib -static -o "$out/$name.elf" "$out/$name.o"
+}
+
 built=()
 for src in "${sources[@]}"; do
     name="$(basename "$src" .S)"
-    case "$name" in
-        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64; script="$GUESTS/amd64.ld" ;;
-        *32) target=i686-unknown-none-elf;   emul=elf_i386;   script="$GUESTS/i686.ld" ;;
-        *) echo "build-guests: $name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
-    esac
-    # Assemble from inside Guests/ with a relative name so no absolute path can reach the object.
-    (cd "$GUESTS" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$work/$name.o")
-    "$LLD" -m "$emul" -T "$script" --build-id=none -nostdlib -static -o "$work/$name.elf" "$work/$name.o"
+    link_guest "" "$name"
     "$OBJCOPY" -O binary --only-section=.text "$work/$name.elf" "$work/$name.bin"
     if [[ ! -s "$work/$name.bin" ]]; then
         echo "build-guests: $name.bin is empty" >&2
@@ -72,16 +80,9 @@ for src in "${sources[@]}"; do
 done
 
 # The QEMU oracle's -bios trampolines (Guests/qemu/): same tools, their own linker script, 64 KiB each.
-mkdir -p "$work/qemu"
 for src in "$GUESTS"/qemu/*.S; do
     name="$(basename "$src" .S)"
-    case "$name" in
-        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64 ;;
-        *32) target=i686-unknown-none-elf;   emul=elf_i386 ;;
-        *) echo "build-guests: qemu/$name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
-    esac
-    (cd "$GUESTS/qemu" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$work/qemu/$name.o")
-    "$LLD" -m "$emul" -T "$GUESTS/qemu/bios.ld" --build-id=none -nostdlib -static -o "$work/qemu/$name.elf" "$work/qemu/$name.o"
+    link_guest qemu "$name" "$GUESTS/qemu/bios.ld"
     "$OBJCOPY" -O binary --only-section=.text "$work/qemu/$name.elf" "$work/qemu/$name.bin"
     built+=("qemu/$name.bin")
 done
@@ -96,16 +97,9 @@ for elf in "$work"/swift/*.elf; do
 done
 
 # The ELF guests (Guests/elf/): linked as ELF executables with their own scripts, not flattened.
-mkdir -p "$work/elf"
 for src in "$GUESTS"/elf/*.S; do
     name="$(basename "$src" .S)"
-    case "$name" in
-        *64) target=x86_64-unknown-none-elf; emul=elf_x86_64; script="$GUESTS/elf/amd64.ld" ;;
-        *32) target=i686-unknown-none-elf;   emul=elf_i386;   script="$GUESTS/elf/i686.ld" ;;
-        *) echo "build-guests: elf/$name.S: name must end in 64 (amd64) or 32 (i686)" >&2; exit 2 ;;
-    esac
-    (cd "$GUESTS/elf" && "$CLANG" -target "$target" -nostdinc -Werror -c "$name.S" -o "$work/elf/$name.o")
-    "$LLD" -m "$emul" -T "$script" --build-id=none -nostdlib -static -o "$work/elf/$name.elf" "$work/elf/$name.o"
+    link_guest elf "$name"
     built+=("elf/$name.elf")
 done
 
